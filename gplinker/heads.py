@@ -1,0 +1,102 @@
+"""GlobalPointer heads (kexue.fm 8373) and Efficient GlobalPointer (8877), with RoPE and masks."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def mask_value(dtype: torch.dtype) -> float:
+    """A large negative fill that stays finite in ``dtype`` (1e12 overflows fp16's 65504)."""
+    return -min(1e12, torch.finfo(dtype).max / 2)
+
+
+def rope(x: torch.Tensor, base: float = 10000.0) -> torch.Tensor:
+    """Rotary position embedding along the sequence axis (-2), interleaved pair form.
+
+    ``x``: (..., n, d) with even d. Pair (2k, 2k+1) at position m is rotated by m·base^(-2k/d):
+    ``x*cos + rotate_pairs(x)*sin`` with ``rotate_pairs(x) = (-x1, x0, -x3, x2, ...)``.
+    """
+    n, d = x.shape[-2], x.shape[-1]
+    if d % 2:
+        raise ValueError(f"RoPE needs an even head size, got {d}")
+    pos = torch.arange(n, device=x.device, dtype=torch.float32)  # (n,)
+    inv = base ** (-torch.arange(0, d, 2, device=x.device, dtype=torch.float32) / d)  # (d/2,)
+    theta = pos[:, None] * inv[None, :]  # (n, d/2)
+    cos = theta.cos().repeat_interleave(2, dim=-1)  # (n, d)
+    sin = theta.sin().repeat_interleave(2, dim=-1)  # (n, d)
+    xf = x.float()
+    rotated = torch.stack([-xf[..., 1::2], xf[..., ::2]], dim=-1).reshape(xf.shape)  # (..., n, d)
+    return (xf * cos + rotated * sin).to(x.dtype)
+
+
+def span_mask(mask: torch.Tensor, tril: bool) -> torch.Tensor:
+    """Cells (i, j) allowed for a head: both positions real and, with ``tril``, j >= i.
+
+    ``mask``: (B, n) bool or 0/1 -> (B, 1, n, n) bool.
+    """
+    m = mask.bool()
+    cells = m[:, None, :, None] & m[:, None, None, :]  # (B, 1, n, n)
+    if tril:
+        n = m.shape[1]
+        cells = cells & torch.ones(n, n, dtype=torch.bool, device=m.device).triu()  # j >= i
+    return cells
+
+
+class GlobalPointer(nn.Module):
+    """Per label h: ``s_h(i, j) = q_{h,i} · k_{h,j} / sqrt(d)`` with separate projections."""
+
+    def __init__(self, hidden_size: int, heads: int, head_size: int = 64, use_rope: bool = True, tril_mask: bool = True) -> None:
+        super().__init__()
+        self.heads, self.head_size = heads, head_size
+        self.use_rope, self.tril_mask = use_rope, tril_mask
+        self.dense = nn.Linear(hidden_size, heads * head_size * 2)
+
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``hidden``: (B, n, D), ``mask``: (B, n) -> logits (B, H, n, n), masked cells very negative."""
+        b, n, _ = hidden.shape
+        x = self.dense(hidden).view(b, n, self.heads, 2, self.head_size)  # (B, n, H, 2, d)
+        q = x[..., 0, :].transpose(1, 2)  # (B, H, n, d)
+        k = x[..., 1, :].transpose(1, 2)  # (B, H, n, d)
+        if self.use_rope:
+            q, k = rope(q), rope(k)  # rotate along n, never along H
+        logits = q @ k.transpose(-1, -2) / math.sqrt(self.head_size)  # (B, H, n, n)
+        return logits.masked_fill(~span_mask(mask, self.tril_mask), mask_value(logits.dtype))
+
+
+class EfficientGlobalPointer(nn.Module):
+    """Shared ``q·k`` for all labels plus a per-label start bias and end bias (kexue.fm 8877)."""
+
+    def __init__(self, hidden_size: int, heads: int, head_size: int = 64, use_rope: bool = True, tril_mask: bool = True) -> None:
+        super().__init__()
+        self.heads, self.head_size = heads, head_size
+        self.use_rope, self.tril_mask = use_rope, tril_mask
+        self.p_dense = nn.Linear(hidden_size, head_size * 2)
+        self.q_dense = nn.Linear(head_size * 2, heads * 2)
+
+    def factors(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Unmasked parts: shared scores (B, n, n), start bias (B, H, n), end bias (B, H, n)."""
+        p = self.p_dense(hidden)  # (B, n, 2d)
+        q, k = p[..., ::2], p[..., 1::2]  # (B, n, d) each
+        if self.use_rope:
+            q, k = rope(q), rope(k)
+        scores = q @ k.transpose(-1, -2) / math.sqrt(self.head_size)  # (B, n, n)
+        bias = self.q_dense(p).transpose(1, 2) / 2  # (B, 2H, n), from the pre-RoPE projection
+        return scores, bias[:, 1::2], bias[:, ::2]  # odd channels: start axis i; even: end axis j
+
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``hidden``: (B, n, D), ``mask``: (B, n) -> logits (B, H, n, n), masked cells very negative."""
+        scores, start_bias, end_bias = self.factors(hidden)
+        logits = scores[:, None] + start_bias[..., :, None] + end_bias[..., None, :]  # (B, H, n, n)
+        return logits.masked_fill(~span_mask(mask, self.tril_mask), mask_value(logits.dtype))
+
+
+HEADS = {"standard": GlobalPointer, "efficient": EfficientGlobalPointer}
+
+
+def build_head(kind: str, hidden_size: int, heads: int, head_size: int = 64, use_rope: bool = True, tril_mask: bool = True) -> nn.Module:
+    """A head by name: ``standard`` (GlobalPointer) or ``efficient`` (Efficient GlobalPointer)."""
+    if kind not in HEADS:
+        raise ValueError(f"unknown head type {kind!r}; choose one of {sorted(HEADS)}")
+    return HEADS[kind](hidden_size, heads, head_size, use_rope, tril_mask)

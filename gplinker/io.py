@@ -1,0 +1,109 @@
+"""Reading and writing records, with errors that name the file, the line and the fix."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+from gplinker.structures import Document
+
+
+class DataError(ValueError):
+    """Bad input data: says which file, which line (1-based), what is wrong and how to fix it."""
+
+    def __init__(self, path: str | Path, line: int | None, problem: str, fix: str = "") -> None:
+        self.path, self.line, self.problem, self.fix = str(path), line, problem, fix
+        where = f"{path}, line {line}" if line is not None else str(path)
+        super().__init__(f"{where}: {problem}" + (f" — {fix}" if fix else ""))
+
+
+def read_text(path: str | Path) -> str:
+    """The whole file as UTF-8 (a BOM is dropped); a decoding error names the line."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise DataError(path, line, f"byte {data[e.start]:#x} is not valid UTF-8", "save the file as UTF-8") from e
+
+
+def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed object) for each non-blank line of a JSONL file."""
+    for no, line in enumerate(read_text(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield no, json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(path, no, f"not valid JSON ({e.msg} at column {e.colno})",
+                            "each line must be one JSON object") from e
+
+
+def load_json_records(path: str | Path) -> Iterator[tuple[int | None, Any]]:
+    """Records of a JSON array file or of a JSONL file, with line numbers where known."""
+    text = read_text(path)
+    if text.lstrip().startswith("["):
+        try:
+            records = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise DataError(path, e.lineno, f"not valid JSON ({e.msg} at column {e.colno})",
+                            "the file must hold one JSON array, or one JSON object per line") from e
+        # Line numbers of array elements: position of each top-level element is not kept by
+        # json; report the element index instead, 1-based, in the message.
+        for k, rec in enumerate(records, start=1):
+            yield -k, rec
+    else:
+        yield from iter_jsonl(path)
+
+
+def where(path: str | Path, no: int | None) -> tuple[str, int | None, str]:
+    """Normalise a record position: negative numbers are 1-based array element indices."""
+    if no is not None and no < 0:
+        return str(path), None, f" (record {-no} of the JSON array)"
+    return str(path), no, ""
+
+
+def record_error(path: str | Path, no: int | None, problem: str, fix: str = "") -> DataError:
+    p, line, suffix = where(path, no)
+    return DataError(p, line, problem + suffix, fix)
+
+
+def read_documents_jsonl(path: str | Path) -> list[Document]:
+    """Canonical gplinker JSONL: ``{"text", "entities": [{"start", "end", "label"}], ...}``."""
+    docs = []
+    for no, obj in load_json_records(path):
+        try:
+            if not isinstance(obj, dict):
+                raise ValueError("record is not a JSON object")
+            docs.append(Document.from_json(obj))
+        except (KeyError, TypeError, ValueError) as e:
+            raise record_error(path, no, f"bad record: {e}",
+                               'expected {"text": ..., "entities": [{"start": int, "end": int, "label": str}]} '
+                               "with character offsets, end exclusive") from e
+    return docs
+
+
+def write_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> int:
+    """Write one JSON object per line (UTF-8, not ASCII-escaped); returns the count."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n = 0
+    with path.open("w", encoding="utf-8") as f:
+        for rec in records:
+            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            n += 1
+    return n
+
+
+Reader = Callable[[str | Path], list[Document]]
+Sniffer = Callable[[str | Path, str], bool]
+
+
+def detect_format(path: str | Path, sniffers: dict[str, Sniffer]) -> str:
+    """The first format whose sniffer accepts the file's head; a DataError naming the choices if none."""
+    head = read_text(path)[:20000]
+    for name, sniff in sniffers.items():
+        if sniff(path, head):
+            return name
+    raise DataError(path, None, "could not detect the dataset format",
+                    f"pass --format with one of: {', '.join(sniffers)}")

@@ -1,0 +1,73 @@
+"""A shared transformer encoder feeding named GlobalPointer heads, and batch collation."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from gplinker.heads import build_head
+from gplinker.losses import span_loss
+from gplinker.offsets import Window
+from gplinker.task import Cells, HeadSpec
+
+
+class GPLinkerModel(nn.Module):
+    """``encoder`` (any Hugging Face ``AutoModel``) + one GlobalPointer head per :class:`HeadSpec`."""
+
+    def __init__(self, encoder: nn.Module, specs: Sequence[HeadSpec], head_type: str = "efficient", head_size: int = 64) -> None:
+        super().__init__()
+        self.encoder = encoder
+        hidden = encoder.config.hidden_size
+        self.specs = list(specs)
+        self.heads = nn.ModuleDict(
+            {s.name: build_head(head_type, hidden, s.channels, head_size, s.use_rope, s.tril_mask) for s in self.specs}
+        )
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, span_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        """(B, n) ids and masks -> {head: logits (B, H, n, n)}; ``span_mask`` marks text positions."""
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, n, D)
+        return {name: head(hidden, span_mask) for name, head in self.heads.items()}
+
+    def loss(self, logits: dict[str, torch.Tensor], labels: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        """Sum of the heads' sparse multilabel losses, and each part for logging."""
+        parts = {name: span_loss(logits[name], labels[name]) for name in self.heads}
+        total = torch.stack(list(parts.values())).sum()
+        return total, {k: float(v.detach()) for k, v in parts.items()}
+
+
+def collate(windows: Sequence[Window], pad_id: int, specs: Sequence[HeadSpec] = (),
+            targets: Sequence[Cells] | None = None) -> dict[str, torch.Tensor | dict[str, torch.Tensor]]:
+    """Pad windows to the longest one and, with ``targets``, build sparse labels per head.
+
+    Labels are (B, H, K) flat cell indices ``i*n + j``; channels with fewer than K positives are
+    padded with 0, the masked [CLS]-[CLS] cell.
+    """
+    b = len(windows)
+    n = max(len(w) for w in windows)
+    ids = np.full((b, n), pad_id, dtype=np.int64)
+    att = np.zeros((b, n), dtype=np.int64)
+    spans = np.zeros((b, n), dtype=bool)
+    for r, w in enumerate(windows):
+        ids[r, : len(w)] = w.input_ids
+        att[r, : len(w)] = 1
+        spans[r, : len(w)] = w.token_starts >= 0
+    batch: dict = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(att),
+                   "span_mask": torch.from_numpy(spans)}
+    if targets is not None:
+        labels = {}
+        for spec in specs:
+            per = [[[] for _ in range(spec.channels)] for _ in range(b)]
+            for r, cells in enumerate(targets):
+                for c, i, j in cells.get(spec.name, np.zeros((0, 3), dtype=np.int64)):
+                    per[r][c].append(int(i) * n + int(j))
+            k = max(1, max((len(set(x)) for row in per for x in row), default=1))
+            lab = np.zeros((b, spec.channels, k), dtype=np.int64)
+            for r in range(b):
+                for c in range(spec.channels):
+                    idx = sorted(set(per[r][c]))
+                    lab[r, c, : len(idx)] = idx
+            labels[spec.name] = torch.from_numpy(lab)
+        batch["labels"] = labels
+    return batch

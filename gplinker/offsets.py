@@ -1,0 +1,183 @@
+"""The one place that maps characters to tokens and back, and cuts long texts into windows.
+
+Public boundaries use character offsets (end exclusive); token indices ``(i, j)`` are inclusive
+positions inside one window and never leave the library.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Literal, Sequence
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+AlignPolicy = Literal["strict", "expand", "contract"]
+ALIGN_POLICIES: tuple[str, ...] = ("strict", "expand", "contract")
+
+
+@dataclass
+class Window:
+    """A token window over one document, as fed to the encoder.
+
+    ``token_starts``/``token_ends`` hold each position's character span in the document, or -1
+    for positions that can never be part of a span (special tokens, padding, empty pieces,
+    a lone metaspace piece that overlaps the next token).
+    """
+
+    doc_index: int
+    input_ids: list[int]
+    token_starts: np.ndarray  # (n,) int64
+    token_ends: np.ndarray  # (n,) int64
+    is_first: bool
+    is_last: bool
+
+    @property
+    def content(self) -> np.ndarray:
+        """Positions that hold text, in order. (m,)"""
+        return np.flatnonzero(self.token_starts >= 0)
+
+    @property
+    def char_start(self) -> int:
+        c = self.content
+        return int(self.token_starts[c[0]]) if len(c) else 0
+
+    @property
+    def char_end(self) -> int:
+        c = self.content
+        return int(self.token_ends[c[-1]]) if len(c) else 0
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+def _content_positions(offsets: Sequence[Sequence[int]], special: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-position char offsets with non-content positions set to -1."""
+    n = len(offsets)
+    starts = np.full(n, -1, dtype=np.int64)
+    ends = np.full(n, -1, dtype=np.int64)
+    for t, ((s, e), sp) in enumerate(zip(offsets, special)):
+        if sp or e <= s:
+            continue
+        starts[t], ends[t] = s, e
+    # A piece that shares its start with the next piece and is covered by it (XLM-R's lone "▁"
+    # before a CJK character) would make two positions claim one character: keep the later one.
+    for t in range(n - 1):
+        if starts[t] >= 0 and starts[t + 1] >= 0 and starts[t + 1] == starts[t] and ends[t + 1] >= ends[t]:
+            starts[t] = ends[t] = -1
+    return starts, ends
+
+
+class Featurizer:
+    """Tokenizes texts into windows of at most ``max_length`` tokens overlapping by ``stride``.
+
+    Training and prediction both go through :meth:`windows`, so they see identical inputs.
+    """
+
+    def __init__(self, tokenizer, max_length: int = 256, stride: int = 64) -> None:
+        if not getattr(tokenizer, "is_fast", False):
+            raise ValueError(
+                f"{type(tokenizer).__name__} is a slow tokenizer; gplinker needs a fast (Rust) tokenizer "
+                "for character offsets. Load it with AutoTokenizer.from_pretrained(..., use_fast=True) "
+                "or convert it with transformers' convert_slow_tokenizer."
+            )
+        n_special = tokenizer.num_special_tokens_to_add(pair=False)
+        if max_length <= n_special + 1:
+            raise ValueError(f"max_length={max_length} leaves no room for text beside {n_special} special tokens")
+        if not 0 <= stride < max_length - n_special:
+            raise ValueError(
+                f"stride={stride} must be >= 0 and smaller than max_length - {n_special} special tokens "
+                f"= {max_length - n_special}; it is the number of tokens consecutive windows share"
+            )
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.stride = stride
+
+    def windows(self, texts: Sequence[str]) -> list[Window]:
+        """All windows of all texts, in document order."""
+        if not texts:
+            return []
+        enc = self.tokenizer(
+            list(texts),
+            max_length=self.max_length,
+            truncation=True,
+            stride=self.stride,
+            return_overflowing_tokens=True,
+            return_offsets_mapping=True,
+            return_special_tokens_mask=True,
+            add_special_tokens=True,
+        )
+        mapping = enc["overflow_to_sample_mapping"]
+        out: list[Window] = []
+        for w, doc in enumerate(mapping):
+            starts, ends = _content_positions(enc["offset_mapping"][w], enc["special_tokens_mask"][w])
+            out.append(
+                Window(
+                    doc_index=int(doc),
+                    input_ids=list(enc["input_ids"][w]),
+                    token_starts=starts,
+                    token_ends=ends,
+                    is_first=w == 0 or mapping[w - 1] != doc,
+                    is_last=w == len(mapping) - 1 or mapping[w + 1] != doc,
+                )
+            )
+        return out
+
+
+def align_span(window: Window, start: int, end: int, policy: AlignPolicy = "expand") -> tuple[int, int] | None:
+    """Token positions ``(i, j)`` (inclusive) of char span ``[start, end)`` in ``window``.
+
+    ``strict``: both ends must fall on token boundaries. ``expand``: grow to the tokens that
+    touch the span. ``contract``: shrink to the tokens wholly inside it. Returns None when the
+    policy cannot place the span or the span is not wholly inside this window's text.
+    """
+    pos = window.content
+    if len(pos) == 0 or start < window.char_start or end > window.char_end or end <= start:
+        return None
+    ts, te = window.token_starts[pos], window.token_ends[pos]
+    if policy == "strict":
+        a = np.flatnonzero(ts == start)
+        b = np.flatnonzero(te == end)
+        if len(a) == 0 or len(b) == 0:
+            return None
+        a, b = a[0], b[-1]
+    elif policy == "expand":
+        a = int(np.searchsorted(te, start, side="right"))  # first token ending after `start`
+        b = int(np.searchsorted(ts, end, side="left")) - 1  # last token starting before `end`
+    elif policy == "contract":
+        a = int(np.searchsorted(ts, start, side="left"))  # first token starting at/after `start`
+        b = int(np.searchsorted(te, end, side="right")) - 1  # last token ending at/before `end`
+    else:
+        raise ValueError(f"unknown alignment policy {policy!r}; choose one of {ALIGN_POLICIES}")
+    if not (0 <= a <= b < len(pos)):
+        return None
+    return int(pos[a]), int(pos[b])
+
+
+def token_span_to_chars(window: Window, i: int, j: int) -> tuple[int, int]:
+    """Character span ``[start, end)`` of inclusive token positions ``i..j``."""
+    return int(window.token_starts[i]), int(window.token_ends[j])
+
+
+def is_aligned(window: Window, start: int, end: int) -> bool:
+    """Whether ``[start, end)`` begins and ends on token boundaries of ``window``."""
+    return align_span(window, start, end, "strict") is not None
+
+
+def touches_cut(window: Window, i: int, j: int) -> bool:
+    """Whether token span i..j touches an edge where the text was cut into another window."""
+    pos = window.content
+    if len(pos) == 0:
+        return False
+    return (not window.is_first and i == pos[0]) or (not window.is_last and j == pos[-1])
+
+
+def owner_windows(windows: Sequence[Window], start: int, end: int) -> list[int]:
+    """Indices of the windows that hold ``[start, end)`` wholly and away from their cut edges."""
+    out = []
+    for k, w in enumerate(windows):
+        span = align_span(w, start, end, "expand")
+        if span is not None and not touches_cut(w, *span):
+            out.append(k)
+    return out

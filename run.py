@@ -1,0 +1,214 @@
+#!/usr/bin/env python
+"""gplinker command line: train, evaluate and predict.
+
+    python run.py train ner --train FILE --dev FILE --encoder NAME_OR_PATH --output DIR
+    python run.py evaluate --model DIR --data FILE [--output metrics.json]
+    python run.py predict --model DIR --input FILE --output FILE.jsonl
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+TASKS = {"ner": "tasks.ner"}
+
+
+def _task_module(name: str):
+    return importlib.import_module(TASKS[name])
+
+
+def _setup_logging(log_file: Path | None = None, verbose: bool = False) -> None:
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=handlers, force=True,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("transformers", "httpx", "urllib3", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def print_metrics(metrics: dict[str, Any]) -> None:
+    """A readable table per level: overall, then one row per label."""
+    import pandas as pd
+
+    for level, m in metrics.items():
+        if not isinstance(m, dict) or "f1" not in m:
+            continue
+        rows = [{"label": "ALL (micro)", **{k: m[k] for k in ("precision", "recall", "f1", "n_gold", "n_pred")}}]
+        for lab, v in m.get("per_label", {}).items():
+            rows.append({"label": lab, **{k: v[k] for k in ("precision", "recall", "f1", "n_gold", "n_pred")}})
+        df = pd.DataFrame(rows).rename(columns={"n_gold": "gold", "n_pred": "predicted"})
+        print(f"\n{level}")
+        print(df.to_string(index=False, float_format=lambda x: f"{x:.4f}"))
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    out = Path(args.output)
+    _setup_logging(out / "train.log", args.verbose)
+    from gplinker.pipeline import Extractor, ModelSettings
+    from gplinker.training import TrainConfig, train
+
+    module = _task_module(args.task)
+    train_docs = module.read(args.train, args.format)
+    dev_docs = module.read(args.dev, args.format) if args.dev else None
+    if args.max_train_docs:
+        train_docs = train_docs[: args.max_train_docs]
+    task_cls = next(v for k, v in vars(module).items() if k.endswith("Task") and getattr(v, "name", "") == args.task)
+    task = task_cls.from_documents(train_docs)
+    settings = ModelSettings(head_type=args.head, head_size=args.head_size, max_length=args.max_length,
+                             stride=args.stride, align=args.align)
+    extractor = Extractor.build(args.encoder, task, settings, args.device)
+    config = TrainConfig(epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr,
+                         head_lr=args.head_lr, seed=args.seed, freeze_embeddings=args.freeze_embeddings)
+    summary = train(extractor, train_docs, dev_docs, config, out)
+    best = summary["best"]
+    metrics = best["metrics"] or {}
+    (out / "metrics.json").write_text(json.dumps(metrics, ensure_ascii=False, indent=2), encoding="utf-8")
+    print(f"trained {summary['steps']} steps in {summary['seconds']:.0f}s; model saved to {out / 'model'}")
+    if metrics:
+        print(f"best dev scores (epoch {best['epoch']}, step {best['step']}):")
+        print_metrics(metrics)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    _setup_logging(None, args.verbose)
+    from gplinker.pipeline import Extractor
+
+    extractor = Extractor.from_pretrained(args.model, args.device)
+    module = importlib.import_module(type(extractor.task).__module__)
+    gold = module.read(args.data, args.format)
+    t0 = time.time()
+    pred = extractor.predict(gold, args.batch_size, progress=True)
+    metrics = extractor.task.evaluate(gold, pred)
+    print_metrics(metrics)
+    print(f"\n{len(gold)} documents in {time.time() - t0:.1f}s")
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(json.dumps(metrics, ensure_ascii=False, indent=2), encoding="utf-8")
+    return 0
+
+
+def read_predict_input(path: str) -> list[dict[str, Any]]:
+    """One record per input line: ``{"text": ...}`` or ``{"error": ...}``; plain text or JSONL."""
+    from gplinker.structures import Document
+
+    raw_lines = Path(path).read_bytes().split(b"\n")
+    if raw_lines and raw_lines[-1] == b"":
+        raw_lines.pop()
+    first = next((ln.strip() for ln in raw_lines if ln.strip()), b"")
+    is_jsonl = first.startswith(b"{")
+    records: list[dict[str, Any]] = []
+    for no, raw in enumerate(raw_lines, start=1):
+        raw = raw.rstrip(b"\r")
+        try:
+            line = raw.decode("utf-8-sig" if no == 1 else "utf-8")
+        except UnicodeDecodeError as e:
+            records.append({"line": no, "error": f"{path}, line {no}: byte {raw[e.start]:#x} is not valid UTF-8; save the file as UTF-8"})
+            continue
+        if not is_jsonl:
+            records.append({"line": no, "doc": Document(text=line)})
+            continue
+        if not line.strip():
+            records.append({"line": no, "error": f"{path}, line {no}: empty line in a JSONL file"})
+            continue
+        try:
+            obj = json.loads(line)
+            if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
+                raise ValueError('no string field "text"')
+            meta = {k: v for k, v in obj.items() if k not in ("text", "id", "entities", "relations", "events")}
+            records.append({"line": no, "doc": Document(text=obj["text"], id=None if obj.get("id") is None else str(obj["id"]), meta=meta)})
+        except (ValueError, TypeError) as e:
+            records.append({"line": no, "error": f"{path}, line {no}: {e}; each line must be a JSON object with a \"text\" string"})
+    return records
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    _setup_logging(None, args.verbose)
+    from gplinker.io import write_jsonl
+    from gplinker.pipeline import Extractor
+
+    extractor = Extractor.from_pretrained(args.model, args.device)
+    records = read_predict_input(args.input)
+    ok = [r for r in records if "doc" in r]
+    t0 = time.time()
+    preds = extractor.predict([r["doc"] for r in ok], args.batch_size, progress=True)
+    for r, p in zip(ok, preds):
+        r["pred"] = p
+    out = []
+    for r in records:
+        out.append(r["pred"].to_json() if "pred" in r else {"line": r["line"], "error": r["error"]})
+    write_jsonl(args.output, out)
+    failed = [r for r in records if "error" in r]
+    print(f"{len(out)} records written to {args.output} ({len(ok)} predicted in {time.time() - t0:.1f}s, {len(failed)} failed)")
+    for r in failed[:20]:
+        print(f"  {r['error']}", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="run.py", description="gplinker: GlobalPointer / GPLinker information extraction")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a model and keep the best one on dev")
+    t.add_argument("task", choices=sorted(TASKS))
+    t.add_argument("--train", required=True, help="training file")
+    t.add_argument("--dev", help="dev file, evaluated after each epoch (best checkpoint kept)")
+    t.add_argument("--format", default="auto", help="dataset format (default: detect)")
+    t.add_argument("--encoder", required=True, help="Hugging Face name, local directory, or alias (minilm-l6)")
+    t.add_argument("--output", required=True, help="output directory: model/, metrics.json, train.log")
+    t.add_argument("--epochs", type=int, default=3)
+    t.add_argument("--max-steps", type=int, default=None)
+    t.add_argument("--batch-size", type=int, default=16)
+    t.add_argument("--lr", type=float, default=2e-5, help="encoder learning rate")
+    t.add_argument("--head-lr", type=float, default=1e-3, help="learning rate of the GlobalPointer heads")
+    t.add_argument("--max-length", type=int, default=256, help="tokens per window, special tokens included")
+    t.add_argument("--stride", type=int, default=64, help="tokens shared by consecutive windows of a long text")
+    t.add_argument("--head", choices=["efficient", "standard"], default="efficient")
+    t.add_argument("--head-size", type=int, default=64)
+    t.add_argument("--align", choices=["expand", "strict", "contract"], default="expand",
+                   help="how gold spans off token boundaries are placed on tokens (they are counted in the log)")
+    t.add_argument("--freeze-embeddings", action="store_true", help="do not train the word-embedding matrix")
+    t.add_argument("--max-train-docs", type=int, default=None, help="use only the first N training documents")
+    t.add_argument("--seed", type=int, default=42)
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="score a saved model on a labelled file")
+    e.add_argument("--model", required=True, help="a model directory (DIR/model from train)")
+    e.add_argument("--data", required=True)
+    e.add_argument("--format", default="auto")
+    e.add_argument("--output", help="write the metrics as JSON here")
+    e.add_argument("--batch-size", type=int, default=32)
+    e.set_defaults(func=cmd_evaluate)
+
+    r = sub.add_parser("predict", help="extract from plain text (one per line) or JSONL with a text field")
+    r.add_argument("--model", required=True)
+    r.add_argument("--input", required=True)
+    r.add_argument("--output", required=True, help="JSONL, one record per input record")
+    r.add_argument("--batch-size", type=int, default=32)
+    r.set_defaults(func=cmd_predict)
+
+    for s in (t, e, r):
+        s.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+        s.add_argument("--verbose", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ValueError as e:  # bad input: DataError and friends carry file, line and fix
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""gplinker tasks: NER (``tasks.ner``); each module holds its heads, decoding, scoring and readers."""

@@ -1,0 +1,87 @@
+"""Shared fixtures: a tiny random BERT and its WordPiece tokenizer, built in-process, offline."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "data" / "ner"
+sys.path.insert(0, str(ROOT))
+
+from gplinker.decoding import positive_cells  # noqa: E402
+from gplinker.heads import span_mask  # noqa: E402
+from gplinker.offsets import Featurizer  # noqa: E402
+
+EN_WORDS = ["john", "smith", "mary", "johnson", "paris", "boston", "new", "york", "the", "in", "of", "and", "said"]
+EN_PIECES = ["un", "##believ", "##able", "##son", "pet", "##rova", "glob", "##ex"]
+
+
+def build_tiny_encoder(path: Path, texts: list[str] = (), seed: int = 0) -> Path:
+    """Write a 2-layer, hidden-32 random BERT with a vocabulary covering ``texts`` to ``path``."""
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    chars = sorted({c.lower() for t in texts for c in t if not c.isspace()} | set("abcdefghijklmnopqrstuvwxyz0123456789.,"))
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + EN_WORDS + EN_PIECES
+    vocab += [c for c in chars if c not in vocab] + [f"##{c}" for c in chars if f"##{c}" not in vocab]
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    # transformers 5: BertTokenizerFast(vocab_file=...) ignores the file; from_pretrained(dir) reads it.
+    tokenizer = BertTokenizerFast.from_pretrained(str(path))
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=512)
+    BertModel(config, add_pooling_layer=False).save_pretrained(str(path))
+    tokenizer.save_pretrained(str(path))
+    return path
+
+
+def all_texts() -> list[str]:
+    texts = []
+    for f in DATA.glob("*.jsonl"):
+        texts += [json.loads(line)["text"] for line in f.read_text(encoding="utf-8").splitlines() if line.strip()]
+    for f in (DATA / "cmeee_sample.json",):
+        texts += [r["text"] for r in json.loads(f.read_text(encoding="utf-8"))]
+    return texts
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tmp_path_factory) -> Path:
+    return build_tiny_encoder(tmp_path_factory.mktemp("tiny_bert"), all_texts() + ["患者头颅中耳炎阿莫西林胃溃疡腹水硬化"])
+
+
+@pytest.fixture(scope="session")
+def tokenizer(tiny_encoder):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(tiny_encoder))
+
+
+def oracle_predict(task, tokenizer, docs, max_length=64, stride=16, policy="expand"):
+    """Gold -> perfect logits (+10 at gold cells, -10 elsewhere, heads' masks applied) -> decode."""
+    fz = Featurizer(tokenizer, max_length, stride)
+    windows = fz.windows([d.text for d in docs])
+    by_doc = [[] for _ in docs]
+    for w in windows:
+        n = len(w)
+        targets = task.targets(docs[w.doc_index], w, policy)
+        cells = {}
+        for spec in task.head_specs():
+            logits = torch.full((1, spec.channels, n, n), -10.0)
+            for c, i, j in targets.get(spec.name, np.zeros((0, 3), dtype=np.int64)):
+                logits[0, c, i, j] = 10.0
+            mask = torch.from_numpy(w.token_starts >= 0)[None]
+            logits = logits.masked_fill(~span_mask(mask, spec.tril_mask), -1e12)
+            cells[spec.name] = positive_cells(logits)[:, 1:].numpy()
+        by_doc[w.doc_index].append((w, cells))
+    from gplinker.structures import Document
+
+    out = []
+    for d, items in zip(docs, by_doc):
+        bare = Document(text=d.text, id=d.id)
+        out.append(task.decode(bare, [w for w, _ in items], [c for _, c in items]))
+    return out, windows

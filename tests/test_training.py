@@ -1,0 +1,63 @@
+"""System tests: overfit a few documents, save, reload, identical predictions; batch invariance."""
+import pytest
+import torch
+
+from conftest import DATA
+from gplinker.pipeline import Extractor, ModelSettings
+from gplinker.training import TrainConfig, train
+from tasks import ner
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_encoder, tmp_path_factory):
+    docs = ner.read(DATA / "zh_train.jsonl")[:8]
+    task = ner.NERTask.from_documents(docs)
+    ex = Extractor.build(str(tiny_encoder), task, ModelSettings(head_type="efficient", head_size=16, max_length=32, stride=8), "cpu")
+    out = tmp_path_factory.mktemp("run")
+    summary = train(ex, docs, docs, TrainConfig(epochs=60, batch_size=4, lr=5e-3, head_lr=1e-2, warmup_ratio=0.0), out)
+    return ex, docs, out, summary
+
+
+def test_overfits_a_few_documents(trained):
+    ex, docs, out, summary = trained
+    assert summary["best"]["f1"] == 1.0, summary["history"][-1]
+    pred = ex.predict(docs)
+    assert [d.entities for d in pred] == [d.entities for d in docs]
+
+
+def test_save_reload_identical_predictions(trained):
+    ex, docs, out, _ = trained
+    loaded = Extractor.from_pretrained(out / "model", device="cpu")
+    texts = [d.text for d in docs] + ["王芳在杭州的小米公司工作了三年。" * 3]  # the last one spans several windows
+    a, b = ex.predict(texts), loaded.predict(texts)
+    assert [d.entities for d in a] == [d.entities for d in b]
+    for name, head in ex.model.heads.state_dict().items():
+        assert torch.equal(head, loaded.model.heads.state_dict()[name])
+    assert (out / "model" / "gplinker.json").is_file() and (out / "model" / "encoder" / "config.json").is_file()
+    assert (out / "model" / "heads.safetensors").is_file()
+
+
+def test_batch_size_does_not_change_predictions(trained):
+    ex, docs, _, _ = trained
+    texts = [d.text for d in docs] + ["短", "", "王芳在杭州的小米公司工作了三年。" * 4]
+    one = ex.predict(texts, batch_size=1)
+    eight = ex.predict(texts, batch_size=8)
+    assert [d.entities for d in one] == [d.entities for d in eight]
+    assert len(one) == len(texts)
+
+
+def test_every_parameter_gets_a_gradient(tiny_encoder):
+    from gplinker.model import collate
+
+    docs = ner.read(DATA / "zh_train.jsonl")[:4]
+    task = ner.NERTask.from_documents(docs)
+    for head in ("efficient", "standard"):
+        ex = Extractor.build(str(tiny_encoder), task, ModelSettings(head_type=head, head_size=8, max_length=32, stride=8), "cpu")
+        ws = ex.featurizer.windows([d.text for d in docs])
+        batch = collate(ws, ex.pad_id, task.head_specs(), [task.targets(docs[w.doc_index], w) for w in ws])
+        labels = batch.pop("labels")
+        loss, _ = ex.model.loss(ex.model(**batch), labels)
+        loss.backward()
+        missing = [n for n, p in ex.model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum())]
+        # the only parameters allowed no gradient are embedding rows of unused tokens, which still get a zero-sum grad tensor
+        assert all("embeddings" in n for n in missing), missing
