@@ -87,6 +87,7 @@ class Extractor:
             encoder = AutoModel.from_pretrained(path / ENCODER_DIR, add_pooling_layer=False)
         except TypeError:
             encoder = AutoModel.from_pretrained(path / ENCODER_DIR)
+        encoder = encoder.float()
         model = GPLinkerModel(encoder, task.head_specs(), settings.head_type, settings.head_size)
         model.heads.load_state_dict(load_file(str(path / HEADS_NAME)))
         model.eval()
