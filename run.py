@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-TASKS = {"ner": "tasks.ner"}
+TASKS = {"ner": "tasks.ner", "relation": "tasks.relation"}
 
 
 def _task_module(name: str):
@@ -61,7 +61,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.max_train_docs:
         train_docs = train_docs[: args.max_train_docs]
     task_cls = next(v for k, v in vars(module).items() if k.endswith("Task") and getattr(v, "name", "") == args.task)
-    task = task_cls.from_documents(train_docs)
+    task = task_cls.from_documents(train_docs, entity_mode=args.entity_mode)
     settings = ModelSettings(head_type=args.head, head_size=args.head_size, max_length=args.max_length,
                              stride=args.stride, align=args.align)
     extractor = Extractor.build(args.encoder, task, settings, args.device)
@@ -175,6 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--head-size", type=int, default=64)
     t.add_argument("--align", choices=["expand", "strict", "contract"], default="expand",
                    help="how gold spans off token boundaries are placed on tokens (they are counted in the log)")
+    t.add_argument("--entity-mode", choices=["auto", "typed", "subject-object"], default="auto",
+                   help="relation: typed entity channels (when the data has types) or subject/object channels")
     t.add_argument("--freeze-embeddings", action="store_true", help="do not train the word-embedding matrix")
     t.add_argument("--max-train-docs", type=int, default=None, help="use only the first N training documents")
     t.add_argument("--seed", type=int, default=42)

@@ -107,3 +107,44 @@ def detect_format(path: str | Path, sniffers: dict[str, Sniffer]) -> str:
             return name
     raise DataError(path, None, "could not detect the dataset format",
                     f"pass --format with one of: {', '.join(sniffers)}")
+
+
+def tokens_to_text(tokens: list[str] | tuple[str, ...], sep: str = " ") -> tuple[str, list[int], list[int]]:
+    """Join tokens; returns the text and each token's character start and end (exclusive)."""
+    starts, ends, pos = [], [], 0
+    for k, tok in enumerate(tokens):
+        if k:
+            pos += len(sep)
+        starts.append(pos)
+        pos += len(tok)
+        ends.append(pos)
+    return sep.join(tokens), starts, ends
+
+
+def _is_word_char(c: str) -> bool:
+    """Letters and digits of scripts that separate words with spaces (not CJK)."""
+    return c.isalnum() and not ("\u2e80" <= c <= "\u9fff" or "\uf900" <= c <= "\ufaff" or "\U00020000" <= c)
+
+
+def find_occurrences(text: str, surface: str) -> list[tuple[int, int]]:
+    """Every ``[start, end)`` where ``surface`` occurs in ``text`` without cutting a word.
+
+    Overlapping occurrences count. A match may not start or end inside a run of letters/digits
+    (so "12" is found in "Apollo 12" but not in "2012"); CJK text has no such boundaries.
+    """
+    if not surface:
+        return []
+    out, k = [], text.find(surface)
+    while k != -1:
+        e = k + len(surface)
+        left_ok = k == 0 or not (_is_word_char(text[k - 1]) and _is_word_char(text[k]))
+        right_ok = e == len(text) or not (_is_word_char(text[e - 1]) and _is_word_char(text[e]))
+        if left_ok and right_ok:
+            out.append((k, e))
+        k = text.find(surface, k + 1)
+    if not out:  # a surface glued to other letters (e.g. "U.S.-based"): accept raw matches
+        k = text.find(surface)
+        while k != -1:
+            out.append((k, k + len(surface)))
+            k = text.find(surface, k + 1)
+    return out

@@ -68,7 +68,7 @@ class Task(ABC):
             report.total += 1
             if any(align_span(w, start, end, "strict") is not None for w in windows):
                 continue
-            what = f"{doc.text[start:end]!r} [{start}:{end}] in document {doc.id or ''}".rstrip()
+            what = f"{doc.text[start:end]!r} [{start}:{end}]" + (f" in document {doc.id}" if doc.id else f" in {doc.text[:30]!r}...")
             if any(align_span(w, start, end, policy) is not None for w in windows):  # type: ignore[arg-type]
                 report.note("misaligned", what)
             elif any(w.char_start <= start and end <= w.char_end for w in windows):

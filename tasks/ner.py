@@ -13,7 +13,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from gplinker.io import DataError, detect_format, load_json_records, read_documents_jsonl, read_text, record_error
+from gplinker.io import (DataError, detect_format, load_json_records, read_documents_jsonl, read_text, record_error,
+                         tokens_to_text)
 from gplinker.metrics import score
 from gplinker.offsets import Window, align_span, owner_windows, token_span_to_chars, touches_cut
 from gplinker.structures import Document, Span
@@ -128,18 +129,6 @@ def read_cmeee(path: str | Path) -> list[Document]:
                                'expected {"text": str, "entities": [{"start_idx", "end_idx", "type", "entity"}]}') from e
         docs.append(Document(text, tuple(spans)))
     return docs
-
-
-def tokens_to_text(tokens: Sequence[str], sep: str = " ") -> tuple[str, list[int], list[int]]:
-    """Join tokens; returns the text and each token's character start and end (exclusive)."""
-    starts, ends, pos = [], [], 0
-    for k, tok in enumerate(tokens):
-        if k:
-            pos += len(sep)
-        starts.append(pos)
-        pos += len(tok)
-        ends.append(pos)
-    return sep.join(tokens), starts, ends
 
 
 def read_spert(path: str | Path) -> list[Document]:
