@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """gplinker command line: train, evaluate and predict.
 
-    python run.py train ner --train FILE --dev FILE --encoder NAME_OR_PATH --output DIR
+    python run.py train {ner,relation,event} --train FILE --dev FILE --encoder NAME_OR_PATH --output DIR
     python run.py evaluate --model DIR --data FILE [--output metrics.json]
     python run.py predict --model DIR --input FILE --output FILE.jsonl
 """
@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-TASKS = {"ner": "tasks.ner", "relation": "tasks.relation"}
+TASKS = {"ner": "tasks.ner", "relation": "tasks.relation", "event": "tasks.event"}
 
 
 def _task_module(name: str):
@@ -61,7 +61,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.max_train_docs:
         train_docs = train_docs[: args.max_train_docs]
     task_cls = next(v for k, v in vars(module).items() if k.endswith("Task") and getattr(v, "name", "") == args.task)
-    task = task_cls.from_documents(train_docs, entity_mode=args.entity_mode)
+    task = task_cls.from_documents(train_docs, entity_mode=args.entity_mode, schema=args.schema,
+                                   keep_triggerless=not args.drop_triggerless)
     settings = ModelSettings(head_type=args.head, head_size=args.head_size, max_length=args.max_length,
                              stride=args.stride, align=args.align)
     extractor = Extractor.build(args.encoder, task, settings, args.device)
@@ -177,6 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how gold spans off token boundaries are placed on tokens (they are counted in the log)")
     t.add_argument("--entity-mode", choices=["auto", "typed", "subject-object"], default="auto",
                    help="relation: typed entity channels (when the data has types) or subject/object channels")
+    t.add_argument("--schema", help="event: schema file (DuEE schema JSONL or {type: [roles]}); default: from --train")
+    t.add_argument("--drop-triggerless", action="store_true", help="event: drop predicted events without a trigger")
     t.add_argument("--freeze-embeddings", action="store_true", help="do not train the word-embedding matrix")
     t.add_argument("--max-train-docs", type=int, default=None, help="use only the first N training documents")
     t.add_argument("--seed", type=int, default=42)

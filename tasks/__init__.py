@@ -1,1 +1,2 @@
-"""gplinker tasks: NER (``tasks.ner``); each module holds its heads, decoding, scoring and readers."""
+"""gplinker tasks: ``ner``, ``relation`` and ``event``; each module holds its task class (heads,
+target encoding, decoding, scoring) and the readers of its published data formats."""

@@ -1,0 +1,328 @@
+"""Event extraction with GPLinker (kexue.fm 8926): an argument head over (event type, role) labels
+(the trigger is the role ``trigger``), two one-channel link heads, and clique decoding.
+
+Decoding rule. Links are keyed by span only, so the graph has one node per *span* of an event
+type, not one per (role, span): two spans are joined when both the head-head cell
+``(min(h1, h2), max(h1, h2))`` and the tail-tail cell ``(min(t1, t2), max(t1, t2))`` fire, each
+maximal clique (networkx) is one event, and a span brings every role predicted for it in that
+event type. A span holding two roles in one event therefore gives one event with both roles (as
+gold has it), and two events of one type that share a span in different roles give two events
+(each listing the shared span with both roles) instead of the spurious role-mixed events that
+(role, span) nodes would form. Events that are subsets of another event of the same type are
+dropped (this also removes events truncated at a window cut); events without a trigger are kept
+or dropped by ``keep_triggerless``.
+
+Readers: ``duee`` (LIC/DuEE), ``fewfc``, ``phee`` (nested sub-arguments flattened into roles
+``Parent.Child``) and canonical ``jsonl``.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+import networkx as nx
+import numpy as np
+
+from gplinker.io import DataError, detect_format, load_json_records, read_documents_jsonl, record_error
+from gplinker.metrics import score
+from gplinker.offsets import Window, align_span, owner_windows, token_span_to_chars, touches_cut
+from gplinker.structures import Argument, Document, Event
+from gplinker.task import Cells, HeadSpec, Task
+
+logger = logging.getLogger(__name__)
+
+TRIGGER = "trigger"
+
+
+def events_from_graph(args: Sequence[tuple[str, str, int, int]], head_cells: np.ndarray, tail_cells: np.ndarray) -> list[tuple[str, frozenset]]:
+    """Events from decoded arguments and link cells of one window (token indices).
+
+    ``args``: (event type, role, i, j); ``head_cells``/``tail_cells``: (N, 2) positive (min, max)
+    pairs. Returns (event type, frozenset of (role, i, j)) for each maximal clique of spans.
+    """
+    heads = {(int(a), int(b)) for a, b in head_cells}
+    tails = {(int(a), int(b)) for a, b in tail_cells}
+    by_type: dict[str, dict[tuple[int, int], set[str]]] = {}
+    for etype, role, i, j in args:
+        by_type.setdefault(etype, {}).setdefault((i, j), set()).add(role)
+    events = []
+    for etype, spans in by_type.items():
+        nodes = sorted(spans)
+        graph = nx.Graph()
+        graph.add_nodes_from(nodes)
+        for k, (i1, j1) in enumerate(nodes):
+            for i2, j2 in nodes[k + 1 :]:
+                if (min(i1, i2), max(i1, i2)) in heads and (min(j1, j2), max(j1, j2)) in tails:
+                    graph.add_edge((i1, j1), (i2, j2))
+        for clique in nx.find_cliques(graph):
+            events.append((etype, frozenset((role, i, j) for (i, j) in clique for role in spans[(i, j)])))
+    return events
+
+
+def drop_subsets(events: set[Event]) -> set[Event]:
+    """Events that are not a strict subset of another event of the same type."""
+    out = set()
+    for e in events:
+        args = set(e.arguments)
+        if not any(o.label == e.label and o is not e and args < set(o.arguments) for o in events):
+            out.add(e)
+    return out
+
+
+class EventTask(Task):
+    """Events as (type, arguments); the trigger is the argument with role ``trigger``."""
+
+    name = "event"
+
+    def __init__(self, labels: Sequence[Sequence[str]], keep_triggerless: bool = True) -> None:
+        if not labels:
+            raise ValueError("event extraction needs at least one (event type, role); the training data has no events")
+        self.labels = [tuple(x) for x in labels]
+        self.label_index = {lab: k for k, lab in enumerate(self.labels)}
+        self.keep_triggerless = keep_triggerless
+
+    def head_specs(self) -> list[HeadSpec]:
+        # Link heads: one channel each, no RoPE, triangle mask kept (pairs stored as (min, max)).
+        return [HeadSpec("arguments", len(self.labels), use_rope=True, tril_mask=True),
+                HeadSpec("heads", 1, use_rope=False, tril_mask=True),
+                HeadSpec("tails", 1, use_rope=False, tril_mask=True)]
+
+    def gold_spans(self, doc: Document) -> list[tuple[int, int]]:
+        return [(a.start, a.end) for e in doc.events for a in e.arguments]
+
+    def targets(self, doc: Document, window: Window, policy: str = "expand") -> Cells:
+        args, heads, tails = set(), set(), set()
+        for e in doc.events:
+            placed = []
+            for a in e.arguments:
+                k = self.label_index.get((e.label, a.role))
+                ij = align_span(window, a.start, a.end, policy)  # type: ignore[arg-type]
+                if k is not None and ij is not None:
+                    args.add((k, *ij))
+                    placed.append(ij)
+            placed = sorted(set(placed))
+            for x, (i1, j1) in enumerate(placed):
+                for i2, j2 in placed[x + 1 :]:
+                    heads.add((0, min(i1, i2), max(i1, i2)))
+                    tails.add((0, min(j1, j2), max(j1, j2)))
+        arr = lambda rows: np.array(sorted(rows), dtype=np.int64).reshape(-1, 3)  # noqa: E731
+        return {"arguments": arr(args), "heads": arr(heads), "tails": arr(tails)}
+
+    def decode(self, doc: Document, windows: Sequence[Window], cells: Sequence[Cells]) -> Document:
+        events: set[Event] = set()
+        for k, (w, c) in enumerate(zip(windows, cells)):
+            args = []
+            for ch, i, j in c.get("arguments", ()):
+                i, j = int(i), int(j)
+                start, end = token_span_to_chars(w, i, j)
+                if touches_cut(w, i, j) and any(o != k for o in owner_windows(windows, start, end)):
+                    continue  # possibly truncated by the cut; another window holds it whole
+                etype, role = self.labels[int(ch)]
+                args.append((etype, role, i, j))
+            heads = c.get("heads", np.zeros((0, 3), np.int64))[:, 1:]
+            tails = c.get("tails", np.zeros((0, 3), np.int64))[:, 1:]
+            for etype, members in events_from_graph(args, heads, tails):
+                arguments = tuple(Argument(role, *token_span_to_chars(w, i, j)) for role, i, j in members)
+                if self.keep_triggerless or any(a.role == TRIGGER for a in arguments):
+                    events.add(Event(etype, arguments))
+        return doc.with_annotations(events=tuple(drop_subsets(events)))
+
+    def evaluate(self, gold: Sequence[Document], pred: Sequence[Document]) -> dict[str, Any]:
+        def arguments(d: Document) -> set:
+            return {(e.label, a.role, a.start, a.end) for e in d.events for a in e.arguments if a.role != TRIGGER}
+
+        def triggers(d: Document) -> set:
+            return {(e.label, a.start, a.end) for e in d.events for a in e.arguments if a.role == TRIGGER}
+
+        def events(d: Document) -> set:
+            return {(e.label, e.arguments) for e in d.events}
+
+        first = lambda t: t[0]  # noqa: E731
+        return {
+            "events": score(map(events, gold), map(events, pred), label_of=first),
+            "arguments": score(map(arguments, gold), map(arguments, pred), label_of=lambda t: f"{t[0]}/{t[1]}"),
+            "triggers": score(map(triggers, gold), map(triggers, pred), label_of=first),
+        }
+
+    def config(self) -> dict[str, Any]:
+        return {"labels": [list(x) for x in self.labels], "keep_triggerless": self.keep_triggerless}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "EventTask":
+        return cls(config["labels"], config.get("keep_triggerless", True))
+
+    @classmethod
+    def from_documents(cls, docs: Sequence[Document], schema: str | Path | None = None,
+                       keep_triggerless: bool = True, **options: Any) -> "EventTask":
+        """Labels from a schema file (``read_schema``) or inferred from the training documents."""
+        if schema is not None:
+            labels = read_schema(schema)
+        else:
+            labels = sorted({(e.label, a.role) for d in docs for e in d.events for a in e.arguments})
+        return cls(labels, keep_triggerless)
+
+
+def read_schema(path: str | Path) -> list[tuple[str, str]]:
+    """An event schema: JSONL of ``{"event_type", "role_list": [{"role"}]}`` (DuEE) or a JSON
+    object ``{event_type: [role, ...]}``; the trigger role is added to every type."""
+    import json
+
+    text = Path(path).read_text(encoding="utf-8")
+    labels = set()
+    items: list[tuple[str, list]] = []
+    try:
+        whole = json.loads(text)
+    except json.JSONDecodeError:
+        whole = None
+    if isinstance(whole, dict) and "event_type" not in whole:  # {event_type: [role, ...]}
+        items = [(k, list(v)) for k, v in whole.items()]
+    else:
+        records = whole if isinstance(whole, list) else None
+        lines = [(None, r) for r in records] if records is not None else []
+        if records is None:
+            for no, line in enumerate(text.splitlines(), start=1):
+                if line.strip():
+                    try:
+                        lines.append((no, json.loads(line)))
+                    except json.JSONDecodeError as e:
+                        raise DataError(path, no, f"not valid JSON ({e.msg})", "one schema object per line") from e
+        for no, o in lines:
+            try:
+                items.append((o["event_type"], [r["role"] if isinstance(r, dict) else r for r in o["role_list"]]))
+            except (KeyError, TypeError) as e:
+                raise DataError(path, no, f"not a schema record ({e})", 'expected {"event_type": ..., "role_list": [{"role": ...}]}') from e
+    for etype, roles in items:
+        labels.add((etype, TRIGGER))
+        labels.update((etype, r) for r in roles)
+    return sorted(labels)
+
+
+# ---- readers ---------------------------------------------------------------------------------
+
+def _check(path, no, text: str, start: int, end: int, surface: str | None) -> None:
+    if not (0 <= start < end <= len(text)):
+        raise record_error(path, no, f"argument {surface!r} at [{start}, {end}) is outside the text of length {len(text)}",
+                           "check the offsets")
+    if surface is not None and text[start:end] != surface:
+        raise record_error(path, no, f"argument {surface!r} does not match the text at its offsets ({text[start:end]!r})",
+                           "check the start index")
+
+
+def read_duee(path: str | Path) -> list[Document]:
+    """LIC / DuEE JSONL: ``{"text", "event_list": [{"event_type", "trigger", "trigger_start_index",
+    "arguments": [{"argument_start_index", "role", "argument"}]}]}``."""
+    docs = []
+    for no, obj in load_json_records(path):
+        try:
+            text = obj["text"]
+            events = []
+            for ev in obj.get("event_list", []):
+                t0 = int(ev["trigger_start_index"])
+                _check(path, no, text, t0, t0 + len(ev["trigger"]), ev["trigger"])
+                args = [Argument(TRIGGER, t0, t0 + len(ev["trigger"]))]
+                for a in ev.get("arguments", []):
+                    s = int(a["argument_start_index"])
+                    _check(path, no, text, s, s + len(a["argument"]), a["argument"])
+                    args.append(Argument(a["role"], s, s + len(a["argument"])))
+                events.append(Event(ev["event_type"], tuple(args)))
+        except DataError:
+            raise
+        except (KeyError, TypeError, ValueError) as e:
+            raise record_error(path, no, f"not a DuEE record ({type(e).__name__}: {e})",
+                               'expected {"text", "event_list": [{"event_type", "trigger", "trigger_start_index", "arguments": [...]}]}') from e
+        docs.append(Document(text, events=tuple(events), id=None if obj.get("id") is None else str(obj["id"])))
+    return docs
+
+
+def read_fewfc(path: str | Path) -> list[Document]:
+    """FewFC JSONL: ``{"id", "content", "events": [{"type", "mentions": [{"word", "span": [start, end], "role"}]}]}``;
+    span ends exclusive; the mention whose role is ``trigger`` is the trigger."""
+    docs = []
+    for no, obj in load_json_records(path):
+        try:
+            text = obj["content"]
+            events = []
+            for ev in obj.get("events", []):
+                args = []
+                for m in ev.get("mentions", []):
+                    s, e = int(m["span"][0]), int(m["span"][1])
+                    _check(path, no, text, s, e, m.get("word"))
+                    args.append(Argument(m["role"], s, e))
+                events.append(Event(ev["type"], tuple(args)))
+        except DataError:
+            raise
+        except (KeyError, TypeError, ValueError, IndexError) as e:
+            raise record_error(path, no, f"not a FewFC record ({type(e).__name__}: {e})",
+                               'expected {"content", "events": [{"type", "mentions": [{"word", "span", "role"}]}]}') from e
+        docs.append(Document(text, events=tuple(events), id=None if obj.get("id") is None else str(obj["id"])))
+    return docs
+
+
+_PHEE_META = {"text", "start", "entity_id", "value", "Combination", "event_id", "event_type"}
+
+
+def _phee_arguments(path, no, text: str, field: dict, role: str) -> list[Argument]:
+    """Mentions of one PHEE role field, then its nested sub-arguments as ``role.Child``.
+
+    A mention made of several pieces (a discontinuous span) gives one argument per piece."""
+    out = []
+    for pieces, starts in zip(field.get("text", []), field.get("start", [])):
+        for piece, s in zip(pieces, starts):
+            _check(path, no, text, int(s), int(s) + len(piece), piece)
+            out.append(Argument(role, int(s), int(s) + len(piece)))
+    for key, sub in field.items():
+        if key not in _PHEE_META and isinstance(sub, dict):
+            out += _phee_arguments(path, no, text, sub, f"{role}.{key}")
+    return out
+
+
+def read_phee(path: str | Path) -> list[Document]:
+    """PHEE JSONL: ``{"id", "context", "annotations": [{"events": [{"event_type", "Trigger": {"text",
+    "start"}, <Role>: {"text", "start", <SubRole>: {...}}}]}]}``; the first annotation is used.
+    Nested sub-arguments become roles ``Role.SubRole``; ``Trigger`` becomes ``trigger``; nested
+    ``Combination`` events and boolean ``value`` attributes are not extracted."""
+    docs = []
+    for no, obj in load_json_records(path):
+        try:
+            text = obj["context"]
+            events = []
+            annotations = obj.get("annotations") or [{"events": []}]
+            for ev in annotations[0].get("events", []):
+                args = []
+                for key, field in ev.items():
+                    if key in _PHEE_META or not isinstance(field, dict):
+                        continue
+                    args += _phee_arguments(path, no, text, field, TRIGGER if key == "Trigger" else key)
+                events.append(Event(ev["event_type"], tuple(args)))
+        except DataError:
+            raise
+        except (KeyError, TypeError, ValueError) as e:
+            raise record_error(path, no, f"not a PHEE record ({type(e).__name__}: {e})",
+                               'expected {"context", "annotations": [{"events": [{"event_type", "Trigger": {"text", "start"}, ...}]}]}') from e
+        docs.append(Document(text, events=tuple(events), id=None if obj.get("id") is None else str(obj["id"])))
+    return docs
+
+
+READERS = {"jsonl": read_documents_jsonl, "duee": read_duee, "fewfc": read_fewfc, "phee": read_phee}
+SNIFFERS = {
+    "jsonl": lambda p, h: h.lstrip().startswith("{") and '"text"' in h and '"events"' in h and '"arguments"' in h,
+    "duee": lambda p, h: '"event_list"' in h,
+    "fewfc": lambda p, h: '"content"' in h and '"mentions"' in h,
+    "phee": lambda p, h: '"context"' in h and '"annotations"' in h,
+}
+
+
+def read(path: str | Path, fmt: str = "auto") -> list[Document]:
+    """Documents of an event file in format ``fmt`` (``auto`` detects it)."""
+    if not Path(path).is_file():
+        raise DataError(path, None, "no such file", "check the path")
+    if fmt == "auto":
+        fmt = detect_format(path, SNIFFERS)
+        logger.info("%s: detected format %s", path, fmt)
+    if fmt not in READERS:
+        raise ValueError(f"unknown event format {fmt!r}; choose one of auto, {', '.join(READERS)}")
+    docs = READERS[fmt](path)
+    logger.info("%s: %d documents, %d events, %d arguments", path, len(docs), sum(len(d.events) for d in docs),
+                sum(len(e.arguments) for d in docs for e in d.events))
+    return docs

@@ -1,0 +1,151 @@
+"""Events: oracle round trips per reader and hard cases, clique decoding, readers, training."""
+import numpy as np
+import pytest
+
+from conftest import ROOT, oracle_predict
+from gplinker.io import DataError
+from gplinker.structures import Argument, Document, Event
+from tasks import event
+from tasks.event import EventTask, drop_subsets, events_from_graph
+
+EV = ROOT / "data" / "event"
+
+
+@pytest.mark.parametrize("name,fmt", [("zh_train.jsonl", "jsonl"), ("fewfc_sample.jsonl", "fewfc"),
+                                      ("duee_sample.jsonl", "duee"), ("phee_sample.jsonl", "phee")])
+def test_oracle_round_trip_per_reader(tokenizer, name, fmt):
+    gold = event.read(EV / name, fmt)
+    task = EventTask.from_documents(gold)
+    # an event is decoded inside one window: the window must hold the whole event
+    pred, _ = oracle_predict(task, tokenizer, gold, max_length=160, stride=32, policy="strict")
+    assert [d.events for d in pred] == [d.events for d in gold]
+    m = task.evaluate(gold, pred)
+    assert m["events"]["f1"] == m["arguments"]["f1"] == m["triggers"]["f1"] == 1.0
+
+
+def ev(label, *args):
+    return Event(label, tuple(Argument(*a) for a in args))
+
+
+def test_two_events_of_one_type_sharing_an_argument(tokenizer):
+    text = "张伟起诉华为公司，李娜也起诉了华为公司。"
+    gold = [Document(text, events=(ev("起诉", ("trigger", 2, 4), ("sub", 0, 2), ("obj", 4, 8)),
+                                   ev("起诉", ("trigger", 12, 14), ("sub", 9, 11), ("obj", 15, 19))))]
+    shared = [Document("张伟和李娜分别起诉了华为公司。",
+                       events=(ev("起诉", ("trigger", 7, 9), ("sub", 0, 2), ("obj", 10, 14)),
+                               ev("起诉", ("trigger", 7, 9), ("sub", 3, 5), ("obj", 10, 14))))]
+    for docs in (gold, shared):
+        task = EventTask.from_documents(docs)
+        pred, _ = oracle_predict(task, tokenizer, docs)
+        assert pred[0].events == docs[0].events
+
+
+def test_event_without_trigger_kept_or_dropped(tokenizer):
+    docs = [Document("华为公司，十亿元，收购方为华为。", events=(ev("收购", ("sub-org", 13, 15), ("money", 5, 8), ("obj-org", 0, 4)),))]
+    keep = EventTask.from_documents(docs)
+    pred, _ = oracle_predict(keep, tokenizer, docs)
+    assert pred[0].events == docs[0].events  # also nested: 华为 inside 华为公司
+    drop = EventTask(keep.labels, keep_triggerless=False)
+    pred, _ = oracle_predict(drop, tokenizer, docs)
+    assert pred[0].events == ()
+
+
+def test_span_with_two_roles_in_one_event(tokenizer):
+    docs = [Document("华为公司回购华为公司股份。", events=(ev("回购", ("trigger", 4, 6), ("sub", 0, 4), ("obj", 0, 4)),))]
+    task = EventTask.from_documents(docs)
+    pred, _ = oracle_predict(task, tokenizer, docs)
+    assert pred[0].events == docs[0].events
+
+
+def test_shared_span_with_different_roles_makes_no_spurious_events(tokenizer):
+    # 华为 is the subject of the first suit and the object of the second one
+    text = "华为起诉小米，又被小米起诉。"
+    e1 = ev("起诉", ("trigger", 2, 4), ("sub", 0, 2), ("obj", 4, 6))
+    e2 = ev("起诉", ("trigger", 11, 13), ("sub", 9, 11), ("obj", 0, 2))
+    docs = [Document(text, events=(e1, e2))]
+    task = EventTask.from_documents(docs)
+    pred, _ = oracle_predict(task, tokenizer, docs)
+    events = pred[0].events
+    assert len(events) == 2  # (role, span) nodes would give four role-mixed events here
+    for got, want in zip(sorted(events, key=lambda e: e.arguments[-1]), (e1, e2)):
+        assert set(want.arguments) <= set(got.arguments)
+        extra = set(got.arguments) - set(want.arguments)
+        assert {(a.start, a.end) for a in extra} == {(0, 2)}  # the shared span, with its other role
+    m = task.evaluate(docs, pred)
+    assert m["triggers"]["f1"] == 1.0 and m["arguments"]["recall"] == 1.0
+
+
+def test_long_text_events_across_windows(tokenizer):
+    base = "张伟起诉华为公司。"
+    text = "今天天气很好。" * 5 + base + "今天天气很好。" * 5 + base
+    o1, o2 = 35, 35 + len(base) + 35
+    docs = [Document(text, events=(ev("起诉", ("trigger", o1 + 2, o1 + 4), ("sub", o1, o1 + 2), ("obj", o1 + 4, o1 + 8)),
+                                   ev("起诉", ("trigger", o2 + 2, o2 + 4), ("sub", o2, o2 + 2), ("obj", o2 + 4, o2 + 8))))]
+    task = EventTask.from_documents(docs)
+    for stride in (10, 14):  # windows share at least as many tokens as one event spans
+        pred, windows = oracle_predict(task, tokenizer, docs, max_length=24, stride=stride)
+        assert len(windows) > 4
+        assert pred[0].events == docs[0].events
+
+
+def test_clique_decoding_on_hand_written_links():
+    # spans a=(1,2), b=(4,4), c=(6,8), d=(10,10); events {a,b,c} and {c,d} of type T
+    args = [("T", "trigger", 1, 2), ("T", "x", 4, 4), ("T", "y", 6, 8), ("T", "z", 10, 10), ("U", "trigger", 4, 4)]
+    heads = np.array([[1, 4], [1, 6], [4, 6], [6, 10]])
+    tails = np.array([[2, 4], [2, 8], [4, 8], [8, 10]])
+    got = {(t, m) for t, m in events_from_graph(args, heads, tails)}
+    assert got == {("T", frozenset({("trigger", 1, 2), ("x", 4, 4), ("y", 6, 8)})),
+                   ("T", frozenset({("y", 6, 8), ("z", 10, 10)})),
+                   ("U", frozenset({("trigger", 4, 4)}))}
+    # a head link without its tail link is no edge
+    got = events_from_graph(args[:2], np.array([[1, 4]]), np.array([[2, 5]]))
+    assert sorted(len(m) for _, m in got) == [1, 1]
+
+
+def test_subsets_dropped_per_type():
+    big = ev("T", ("trigger", 0, 1), ("a", 2, 3), ("b", 4, 5))
+    small = ev("T", ("trigger", 0, 1), ("a", 2, 3))
+    other = ev("U", ("trigger", 0, 1), ("a", 2, 3))
+    assert drop_subsets({big, small, other}) == {big, other}
+
+
+def test_evaluate_levels():
+    gold = [Document("abcdefgh", events=(ev("T", ("trigger", 0, 1), ("a", 2, 3), ("b", 4, 5)),))]
+    pred = [Document("abcdefgh", events=(ev("T", ("trigger", 0, 1), ("a", 2, 3)),))]
+    m = EventTask([("T", "trigger"), ("T", "a"), ("T", "b")]).evaluate(gold, pred)
+    assert m["events"]["tp"] == 0 and m["triggers"]["f1"] == 1.0
+    assert (m["arguments"]["tp"], m["arguments"]["n_gold"]) == (1, 2)
+
+
+def test_schema_file(tmp_path):
+    p = tmp_path / "schema.jsonl"
+    p.write_text('{"event_type": "收购", "role_list": [{"role": "sub-org"}, {"role": "obj-org"}]}\n', encoding="utf-8")
+    assert event.read_schema(p) == [("收购", "obj-org"), ("收购", "sub-org"), ("收购", "trigger")]
+    task = EventTask.from_documents([], schema=p)
+    assert len(task.head_specs()[0].__dict__) and task.head_specs()[0].channels == 3
+
+
+@pytest.mark.parametrize("fmt,content,line", [
+    ("fewfc", '{"content": "华为收购", "events": []}\n{"content": "华为收购", "events": [{"type": "收购", "mentions": [{"word": "收购", "span": [0, 2], "role": "trigger"}]}]}\n', 2),
+    ("duee", '{"text": "华为收购", "event_list": [{"event_type": "收购", "trigger": "收购", "trigger_start_index": 9, "arguments": []}]}\n', 1),
+    ("phee", '{"context": "abc", "annotations": [{"events": [{"event_type": "A", "Trigger": {"text": [["b"]], "start": [[0]]}}]}]}\n', 1),
+])
+def test_malformed_lines_name_file_and_line(tmp_path, fmt, content, line):
+    p = tmp_path / f"bad.{fmt}"
+    p.write_text(content, encoding="utf-8")
+    with pytest.raises(DataError) as err:
+        event.read(p, fmt)
+    assert err.value.line == line and str(p) in str(err.value)
+
+
+def test_overfit_save_load(tiny_encoder, tmp_path):
+    from gplinker.pipeline import Extractor, ModelSettings
+    from gplinker.training import TrainConfig, train
+
+    docs = event.read(EV / "zh_train.jsonl")[:4] + event.read(EV / "zh_train.jsonl")[-2:]
+    task = EventTask.from_documents(docs)
+    ex = Extractor.build(str(tiny_encoder), task, ModelSettings(head_size=16, max_length=40, stride=8), "cpu")
+    summary = train(ex, docs, docs, TrainConfig(epochs=200, batch_size=6, lr=5e-3, head_lr=1e-2, warmup_ratio=0.0), tmp_path)
+    assert summary["best"]["f1"] == 1.0, summary["history"][-1]
+    loaded = Extractor.from_pretrained(tmp_path / "model", device="cpu")
+    assert [d.events for d in loaded.predict(docs, batch_size=1)] == [d.events for d in ex.predict(docs)] == [d.events for d in docs]
