@@ -160,6 +160,9 @@ def train(extractor: Extractor, train_docs: Sequence[Document], dev_docs: Sequen
         elif model_dir is not None:
             extractor.save_pretrained(model_dir)
         history.append(entry)
+        if output_dir is not None:  # progress so far, readable while training runs
+            progress = {"best": {k: best[k] for k in ("f1", "epoch", "step")}, "history": history}
+            (Path(output_dir) / "train_progress.json").write_text(json.dumps(progress, indent=2), encoding="utf-8")
         if on_epoch is not None:
             on_epoch(epoch, entry)
         if step >= total:
