@@ -4,6 +4,8 @@
     python run.py train {ner,relation,event} --train FILE --dev FILE --encoder NAME_OR_PATH --output DIR
     python run.py evaluate --model DIR --data FILE [--output metrics.json]
     python run.py predict --model DIR --input FILE --output FILE.jsonl
+    python run.py pipeline --model DIR [--model DIR ...] --input FILE --output FILE.jsonl [--html FILE]
+    python run.py quickstart            # train on the shipped examples, then run the pipeline
 """
 from __future__ import annotations
 
@@ -154,6 +156,80 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_name(path: str) -> str:
+    p = Path(path).resolve()
+    return p.parent.name if p.name == "model" else p.name
+
+
+def cmd_pipeline(args: argparse.Namespace) -> int:
+    _setup_logging(None, args.verbose)
+    import pandas as pd
+
+    from gplinker.io import write_jsonl
+    from gplinker.merge import merge_record, predict_robust
+    from gplinker.pipeline import Extractor
+    from gplinker.report import render
+
+    models = [(Extractor.from_pretrained(m, args.device), _model_name(m)) for m in args.model]
+    records = read_predict_input(args.input)
+    ok = [r for r in records if "doc" in r]
+    docs = [r["doc"] for r in ok]
+    t0 = time.time()
+    per_model = [(ex.task.name, name, predict_robust(ex, docs, args.batch_size, progress=True)) for ex, name in models]
+    seconds = time.time() - t0
+    out = []
+    k = 0
+    for r in records:
+        if "doc" not in r:
+            out.append({"line": r["line"], "error": r["error"]})
+            continue
+        rec = merge_record(r["doc"], [(task, name, preds[k]) for task, name, preds in per_model], args.threshold)
+        out.append({"line": r["line"], **rec})
+        k += 1
+    write_jsonl(args.output, out)
+    if args.html:
+        Path(args.html).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.html).write_text(render(out, f"gplinker: {Path(args.input).name}"), encoding="utf-8")
+    rows = [(x.get("task"), kind, x["label"]) for rec in out for kind in ("entities", "relations", "events") for x in rec.get(kind, [])]
+    failed = [rec for rec in out if "error" in rec]
+    print(f"{len(out)} records -> {args.output}" + (f" and {args.html}" if args.html else ""))
+    if rows:
+        table = pd.DataFrame(rows, columns=["task", "kind", "label"]).value_counts().rename("count").reset_index()
+        print(table.sort_values(["kind", "count"], ascending=[True, False]).to_string(index=False))
+    print(f"{len(docs)} texts through {len(models)} model(s) in {seconds:.1f}s ({len(docs) / max(seconds, 1e-9):.1f} texts/s); "
+          f"{len(failed)} records with errors")
+    for rec in failed[:20]:
+        print(f"  line {rec['line']}: {rec['error']}", file=sys.stderr)
+    return 0
+
+
+QUICKSTART = [  # task, train, dev, extra training arguments
+    ("ner", "data/ner/en_train.jsonl", "data/ner/en_dev.jsonl", ["--epochs", "10", "--lr", "5e-5"]),
+    ("relation", "data/relation/en_train.jsonl", "data/relation/en_dev.jsonl", ["--epochs", "30", "--lr", "1e-4"]),
+    ("event", "data/event/en_train.jsonl", "data/event/en_dev.jsonl", ["--epochs", "30", "--lr", "1e-4"]),
+]
+
+
+def cmd_quickstart(args: argparse.Namespace) -> int:
+    """Train small NER, relation and event models on the shipped examples (first run only), then
+    run the pipeline on data/pipeline_demo.jsonl and write JSONL and HTML."""
+    root = Path(__file__).resolve().parent
+    out = Path(args.output)
+    for task, tr, dv, extra in QUICKSTART:
+        if (out / task / "model" / "gplinker.json").is_file() and not args.retrain:
+            print(f"using the {task} model already trained in {out / task} (--retrain to train again)")
+            continue
+        print(f"training the {task} model on {tr} ...")
+        rc = main(["train", task, "--train", str(root / tr), "--dev", str(root / dv), "--encoder", args.encoder,
+                   "--output", str(out / task), "--batch-size", "8", "--head-lr", "2e-3", *extra,
+                   *(["--device", args.device] if args.device else [])])
+        if rc:
+            return rc
+    return main(["pipeline", *[a for t, *_ in QUICKSTART for a in ("--model", str(out / t / "model"))],
+                 "--input", str(root / "data" / "pipeline_demo.jsonl"), "--output", str(out / "predictions.jsonl"),
+                 "--html", str(out / "report.html"), *(["--device", args.device] if args.device else [])])
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="run.py", description="gplinker: GlobalPointer / GPLinker information extraction")
     sub = p.add_subparsers(dest="command", required=True)
@@ -200,7 +276,23 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--batch-size", type=int, default=32)
     r.set_defaults(func=cmd_predict)
 
-    for s in (t, e, r):
+    pl = sub.add_parser("pipeline", help="run several models (NER, relation, event) over texts; one merged record each")
+    pl.add_argument("--model", action="append", required=True, help="a model directory; repeat for several")
+    pl.add_argument("--input", required=True, help="plain text (one per line) or JSONL with a text field")
+    pl.add_argument("--output", required=True, help="JSONL, one merged record per input record")
+    pl.add_argument("--html", help="also write a self-contained HTML report here")
+    pl.add_argument("--threshold", type=float, default=0.0,
+                    help="leave out items whose probability is below this (predictions already have p > 0.5)")
+    pl.add_argument("--batch-size", type=int, default=32)
+    pl.set_defaults(func=cmd_pipeline)
+
+    q = sub.add_parser("quickstart", help="train small models on the shipped examples, then run the pipeline")
+    q.add_argument("--output", default="runs/quickstart")
+    q.add_argument("--encoder", default="minilm-l6")
+    q.add_argument("--retrain", action="store_true")
+    q.set_defaults(func=cmd_quickstart)
+
+    for s in (t, e, r, pl, q):
         s.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
         s.add_argument("--verbose", action="store_true")
     return p

@@ -30,6 +30,35 @@ def fill(template, events, rng):
     choice = {"A": rng.choice(COMPANIES), "P": rng.choice(PEOPLE), "D": rng.choice(DATES)}
     choice["B"] = rng.choice([c for c in COMPANIES if c != choice["A"]])
     choice["C"] = rng.choice([c for c in COMPANIES if c not in (choice["A"], choice["B"])])
+    return _fill(template, events, choice)
+
+
+EN_COMPANIES = ["Acme", "Globex", "Initech", "Umbrella", "Hooli", "Vandelay Industries"]
+EN_PEOPLE = ["John Smith", "Mary Johnson", "Ahmed Khan", "Anna Petrova"]
+EN_MONEY = ["$5 million", "$120 million", "$2 billion"]
+EN_DATES = ["Monday", "last week", "March 3"]
+EN_PLACES = ["Boston", "Paris", "Tokyo"]
+EN_TEMPLATES = [
+    ("{A} acquired {B} for {M} on {D} .", [("Acquisition", [("trigger", "acquired"), ("buyer", "A"), ("target", "B"), ("price", "M"), ("date", "D")])]),
+    ("{P} sued {A} in {L} .", [("Lawsuit", [("trigger", "sued"), ("plaintiff", "P"), ("defendant", "A"), ("place", "L")])]),
+    ("{P} resigned as chief executive of {A} on {D} .",
+     [("Resignation", [("trigger", "resigned"), ("person", "P"), ("position", "chief executive"), ("organization", "A"), ("date", "D")])]),
+    ("{A} invested {M} in {B} .", [("Investment", [("trigger", "invested"), ("investor", "A"), ("target", "B"), ("money", "M")])]),
+    ("{P} sued {A} , and {A} sued {P2} .",  # two events of one type sharing an argument
+     [("Lawsuit", [("trigger", "sued@0"), ("plaintiff", "P"), ("defendant", "A@0")]),
+      ("Lawsuit", [("trigger", "sued@1"), ("plaintiff", "A@1"), ("defendant", "P2")])]),
+]
+
+
+def fill_en(template, events, rng):
+    choice = {"A": rng.choice(EN_COMPANIES), "P": rng.choice(EN_PEOPLE), "M": rng.choice(EN_MONEY),
+              "D": rng.choice(EN_DATES), "L": rng.choice(EN_PLACES)}
+    choice["B"] = rng.choice([c for c in EN_COMPANIES if c != choice["A"]])
+    choice["P2"] = rng.choice([p for p in EN_PEOPLE if p != choice["P"]])
+    return _fill(template, events, choice)
+
+
+def _fill(template, events, choice):
     text, slots, k = "", {}, 0
     while k < len(template):
         if template[k] == "{":
@@ -108,6 +137,12 @@ def main() -> None:
                             "arguments": [{"role": r, "argument": t[s:e], "argument_start_index": s} for r, s, e in args if r != "trigger"]})
         duee.append({"id": f"d{k}", "text": t, "event_list": ev_list})
     (HERE / "duee_sample.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in duee), encoding="utf-8")
+    en = [fill_en(*rng.choice(EN_TEMPLATES), rng) for _ in range(40)]
+    en_canon = [{"text": t, "entities": [], "events": [{"label": ty, "arguments": [{"role": r, "start": s, "end": e, "text": t[s:e]}
+                                                                                   for r, s, e in args]} for ty, args in evs]}
+                for t, evs in en]
+    (HERE / "en_train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in en_canon[:30]), encoding="utf-8")
+    (HERE / "en_dev.jsonl").write_text("".join(json.dumps(r) + "\n" for r in en_canon[30:]), encoding="utf-8")
     (HERE / "phee_sample.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in PHEE), encoding="utf-8")
 
 

@@ -33,20 +33,13 @@ class Window:
     is_first: bool
     is_last: bool
 
-    @property
-    def content(self) -> np.ndarray:
-        """Positions that hold text, in order. (m,)"""
-        return np.flatnonzero(self.token_starts >= 0)
-
-    @property
-    def char_start(self) -> int:
+    def __post_init__(self) -> None:
+        self.content = np.flatnonzero(self.token_starts >= 0)  # (m,) positions that hold text, in order
         c = self.content
-        return int(self.token_starts[c[0]]) if len(c) else 0
-
-    @property
-    def char_end(self) -> int:
-        c = self.content
-        return int(self.token_ends[c[-1]]) if len(c) else 0
+        self.char_start = int(self.token_starts[c[0]]) if len(c) else 0  # text this window covers
+        self.char_end = int(self.token_ends[c[-1]]) if len(c) else 0
+        self._content_starts = self.token_starts[c]  # (m,) for alignment searches
+        self._content_ends = self.token_ends[c]
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -135,7 +128,7 @@ def align_span(window: Window, start: int, end: int, policy: AlignPolicy = "expa
     pos = window.content
     if len(pos) == 0 or start < window.char_start or end > window.char_end or end <= start:
         return None
-    ts, te = window.token_starts[pos], window.token_ends[pos]
+    ts, te = window._content_starts, window._content_ends
     if policy == "strict":
         a = np.flatnonzero(ts == start)
         b = np.flatnonzero(te == end)
@@ -175,9 +168,35 @@ def touches_cut(window: Window, i: int, j: int) -> bool:
 
 def owner_windows(windows: Sequence[Window], start: int, end: int) -> list[int]:
     """Indices of the windows that hold ``[start, end)`` wholly and away from their cut edges."""
-    out = []
-    for k, w in enumerate(windows):
-        span = align_span(w, start, end, "expand")
-        if span is not None and not touches_cut(w, *span):
-            out.append(k)
-    return out
+    return WindowIndex(windows).owners(start, end)
+
+
+class WindowIndex:
+    """The windows of one document, searchable by character range (windows are in text order)."""
+
+    def __init__(self, windows: Sequence[Window]) -> None:
+        self.windows = list(windows)
+        self.starts = np.array([w.char_start for w in self.windows], dtype=np.int64)  # non-decreasing
+
+    def owners(self, start: int, end: int) -> list[int]:
+        """Windows holding ``[start, end)`` wholly and away from their cut edges."""
+        out = []
+        last = int(np.searchsorted(self.starts, start, side="right"))  # windows starting at or before `start`
+        for k in range(last - 1, -1, -1):
+            w = self.windows[k]
+            if w.char_end < start:  # earlier windows end even sooner
+                break
+            if end > w.char_end:
+                continue
+            span = align_span(w, start, end, "expand")
+            if span is not None and not touches_cut(w, *span):
+                out.append(k)
+        return sorted(out)
+
+    def held_elsewhere(self, k: int, *spans: tuple[int, int]) -> bool:
+        """Whether a window other than ``k`` holds all ``spans`` away from its cut edges."""
+        common = None
+        for s, e in spans:
+            mine = set(self.owners(s, e))
+            common = mine if common is None else common & mine
+        return bool(common - {k}) if common is not None else False

@@ -16,7 +16,7 @@ from gplinker.decoding import positive_cells
 from gplinker.model import GPLinkerModel, collate
 from gplinker.offsets import Featurizer, Window
 from gplinker.structures import Document
-from gplinker.task import Cells, Task, load_task
+from gplinker.task import LOGIT_SUFFIX, Cells, Task, load_task
 
 logger = logging.getLogger(__name__)
 
@@ -107,9 +107,13 @@ class Extractor:
             batch = collate([windows[k] for k in idx], self.pad_id)
             logits = self.model(**{k: v.to(self.device) for k, v in batch.items()})
             for name, lg in logits.items():
-                cells = positive_cells(lg).cpu().numpy()  # (N, 4) rows (b, h, i, j)
+                found = positive_cells(lg)  # (N, 4) rows (b, h, i, j)
+                values = lg[found[:, 0], found[:, 1], found[:, 2], found[:, 3]].float().cpu().numpy()  # (N,)
+                cells = found.cpu().numpy()
                 for r, k in enumerate(idx):
-                    out[k][name] = cells[cells[:, 0] == r, 1:]
+                    mine = cells[:, 0] == r
+                    out[k][name] = cells[mine, 1:]
+                    out[k][name + LOGIT_SUFFIX] = values[mine]
             bar.update(len(idx))
         bar.close()
         self.model.train(was_training)

@@ -8,6 +8,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 
+def _score(obj: dict[str, Any]) -> float | None:
+    return None if obj.get("score") is None else float(obj["score"])
+
+
 @dataclass(frozen=True, order=True)
 class Span:
     """A labelled character span ``text[start:end]``."""
@@ -15,6 +19,7 @@ class Span:
     start: int
     end: int
     label: str
+    score: float | None = field(default=None, compare=False)  # probability, when predicted
 
     def text_in(self, text: str) -> str:
         return text[self.start : self.end]
@@ -23,11 +28,13 @@ class Span:
         out: dict[str, Any] = {"start": self.start, "end": self.end, "label": self.label}
         if text is not None:
             out["text"] = text[self.start : self.end]
+        if self.score is not None:
+            out["score"] = round(self.score, 6)
         return out
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> "Span":
-        return cls(int(obj["start"]), int(obj["end"]), str(obj["label"]))
+        return cls(int(obj["start"]), int(obj["end"]), str(obj["label"]), _score(obj))
 
 
 @dataclass(frozen=True, order=True)
@@ -37,13 +44,17 @@ class Relation:
     head: Span
     label: str
     tail: Span
+    score: float | None = field(default=None, compare=False)
 
     def to_json(self, text: str | None = None) -> dict[str, Any]:
-        return {"head": self.head.to_json(text), "label": self.label, "tail": self.tail.to_json(text)}
+        out = {"head": self.head.to_json(text), "label": self.label, "tail": self.tail.to_json(text)}
+        if self.score is not None:
+            out["score"] = round(self.score, 6)
+        return out
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> "Relation":
-        return cls(Span.from_json(obj["head"]), str(obj["label"]), Span.from_json(obj["tail"]))
+        return cls(Span.from_json(obj["head"]), str(obj["label"]), Span.from_json(obj["tail"]), _score(obj))
 
 
 @dataclass(frozen=True, order=True)
@@ -53,16 +64,19 @@ class Argument:
     role: str
     start: int
     end: int
+    score: float | None = field(default=None, compare=False)
 
     def to_json(self, text: str | None = None) -> dict[str, Any]:
         out: dict[str, Any] = {"role": self.role, "start": self.start, "end": self.end}
         if text is not None:
             out["text"] = text[self.start : self.end]
+        if self.score is not None:
+            out["score"] = round(self.score, 6)
         return out
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> "Argument":
-        return cls(str(obj["role"]), int(obj["start"]), int(obj["end"]))
+        return cls(str(obj["role"]), int(obj["start"]), int(obj["end"]), _score(obj))
 
 
 @dataclass(frozen=True, order=True)
@@ -71,16 +85,20 @@ class Event:
 
     label: str
     arguments: tuple[Argument, ...]
+    score: float | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "arguments", tuple(sorted(set(self.arguments))))
 
     def to_json(self, text: str | None = None) -> dict[str, Any]:
-        return {"label": self.label, "arguments": [a.to_json(text) for a in self.arguments]}
+        out: dict[str, Any] = {"label": self.label, "arguments": [a.to_json(text) for a in self.arguments]}
+        if self.score is not None:
+            out["score"] = round(self.score, 6)
+        return out
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> "Event":
-        return cls(str(obj["label"]), tuple(Argument.from_json(a) for a in obj["arguments"]))
+        return cls(str(obj["label"]), tuple(Argument.from_json(a) for a in obj["arguments"]), _score(obj))
 
 
 @dataclass(frozen=True)

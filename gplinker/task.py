@@ -43,6 +43,18 @@ class AlignmentReport:
 
 
 Cells = dict[str, np.ndarray]  # head name -> (N, 3) rows (channel, i, j) for one window
+LOGIT_SUFFIX = ".logit"  # cells[name + LOGIT_SUFFIX]: (N,) logits of those rows, when known
+
+
+def cell_probabilities(cells: Cells, name: str) -> dict[tuple[int, int, int], float]:
+    """{(channel, i, j): probability} of a head's positive cells; the multilabel loss calibrates a
+    cell's probability as σ(2·logit) (kexue.fm 9064). Empty when the logits are not known."""
+    rows = cells.get(name)
+    logits = cells.get(name + LOGIT_SUFFIX)
+    if rows is None or logits is None:
+        return {}
+    probs = 1.0 / (1.0 + np.exp(-2.0 * logits.astype(np.float64)))
+    return {(int(c), int(i), int(j)): float(p) for (c, i, j), p in zip(rows, probs)}
 
 
 class Task(ABC):

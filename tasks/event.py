@@ -26,47 +26,97 @@ import numpy as np
 
 from gplinker.io import DataError, detect_format, load_json_records, read_documents_jsonl, record_error
 from gplinker.metrics import score
-from gplinker.offsets import Window, align_span, owner_windows, token_span_to_chars, touches_cut
+from gplinker.offsets import Window, WindowIndex, align_span, token_span_to_chars, touches_cut
 from gplinker.structures import Argument, Document, Event
-from gplinker.task import Cells, HeadSpec, Task
+from gplinker.task import LOGIT_SUFFIX, Cells, HeadSpec, Task, cell_probabilities
 
 logger = logging.getLogger(__name__)
 
 TRIGGER = "trigger"
 
 
-def events_from_graph(args: Sequence[tuple[str, str, int, int]], head_cells: np.ndarray, tail_cells: np.ndarray) -> list[tuple[str, frozenset]]:
+MAX_SPANS_PER_TYPE = 32  # argument spans of one event type in one window that enter the graph
+MAX_EVENTS_PER_TYPE = 64  # maximal cliques enumerated per event type and window
+MAX_ARGUMENT_CELLS = 1024  # most probable argument cells of one window that are decoded
+
+
+def events_from_graph(args: Sequence[tuple[str, str, int, int]], head_cells: np.ndarray, tail_cells: np.ndarray,
+                      scores: dict[tuple[str, str, int, int], float | None] | None = None,
+                      stats: dict[str, int] | None = None) -> list[tuple[str, frozenset]]:
     """Events from decoded arguments and link cells of one window (token indices).
 
     ``args``: (event type, role, i, j); ``head_cells``/``tail_cells``: (N, 2) positive (min, max)
     pairs. Returns (event type, frozenset of (role, i, j)) for each maximal clique of spans.
+    A barely trained model fires on thousands of spans and links, and clique enumeration is
+    exponential on dense graphs: per event type at most ``MAX_SPANS_PER_TYPE`` spans (the most
+    probable, when ``scores`` are given) enter the graph and at most ``MAX_EVENTS_PER_TYPE``
+    cliques are taken (counted in ``stats["capped"]``), so decoding always ends.
     """
     heads = {(int(a), int(b)) for a, b in head_cells}
     tails = {(int(a), int(b)) for a, b in tail_cells}
     by_type: dict[str, dict[tuple[int, int], set[str]]] = {}
+    best: dict[tuple[str, int, int], float] = {}
     for etype, role, i, j in args:
         by_type.setdefault(etype, {}).setdefault((i, j), set()).add(role)
+        sc = (scores or {}).get((etype, role, i, j)) or 0.0
+        best[(etype, i, j)] = max(best.get((etype, i, j), 0.0), sc)
     events = []
     for etype, spans in by_type.items():
         nodes = sorted(spans)
+        if len(nodes) > MAX_SPANS_PER_TYPE:
+            logger.debug("event decoding capped: %d argument spans of type %r in one window", len(nodes), etype)
+            if stats is not None:
+                stats["capped"] = stats.get("capped", 0) + 1
+            nodes = sorted(sorted(nodes, key=lambda ij: -best[(etype, *ij)])[:MAX_SPANS_PER_TYPE])
         graph = nx.Graph()
         graph.add_nodes_from(nodes)
         for k, (i1, j1) in enumerate(nodes):
             for i2, j2 in nodes[k + 1 :]:
                 if (min(i1, i2), max(i1, i2)) in heads and (min(j1, j2), max(j1, j2)) in tails:
                     graph.add_edge((i1, j1), (i2, j2))
-        for clique in nx.find_cliques(graph):
+        for n_found, clique in enumerate(nx.find_cliques(graph)):
+            if n_found == MAX_EVENTS_PER_TYPE:
+                logger.debug("event decoding capped: more than %d events of type %r in one window", MAX_EVENTS_PER_TYPE, etype)
+                if stats is not None:
+                    stats["capped"] = stats.get("capped", 0) + 1
+                break
             events.append((etype, frozenset((role, i, j) for (i, j) in clique for role in spans[(i, j)])))
     return events
 
 
 def drop_subsets(events: set[Event]) -> set[Event]:
-    """Events that are not a strict subset of another event of the same type."""
+    """Events that are not a strict subset of another event of the same type.
+
+    Candidates are found through an index from each argument to the events holding it, so the
+    cost follows the overlap between events rather than the square of their number."""
+    items = [(e, frozenset(e.arguments)) for e in events]
+    holders: dict[tuple[str, Argument], list[int]] = {}
+    for k, (e, args) in enumerate(items):
+        for a in args:
+            holders.setdefault((e.label, a), []).append(k)
     out = set()
-    for e in events:
-        args = set(e.arguments)
-        if not any(o.label == e.label and o is not e and args < set(o.arguments) for o in events):
+    for e, args in items:
+        if not args:
             out.add(e)
+            continue
+        rarest = min((holders[(e.label, a)] for a in args), key=len)
+        if not any(args < items[k][1] for k in rarest):
+            out.add(e)
+    return out
+
+
+def _most_probable(cells: Cells, name: str, limit: int, stats: dict[str, int]) -> Cells:
+    """``cells`` with at most ``limit`` rows of head ``name``, the highest logits first."""
+    rows = cells.get(name)
+    if rows is None or len(rows) <= limit:
+        return cells
+    logits = cells.get(name + LOGIT_SUFFIX)
+    keep = np.sort(np.argsort(-logits, kind="stable")[:limit]) if logits is not None else np.arange(limit)
+    stats["capped"] = stats.get("capped", 0) + 1
+    out = dict(cells)
+    out[name] = rows[keep]
+    if logits is not None:
+        out[name + LOGIT_SUFFIX] = logits[keep]
     return out
 
 
@@ -110,23 +160,46 @@ class EventTask(Task):
         return {"arguments": arr(args), "heads": arr(heads), "tails": arr(tails)}
 
     def decode(self, doc: Document, windows: Sequence[Window], cells: Sequence[Cells]) -> Document:
-        events: set[Event] = set()
+        """Events of every window, merged; an event's score is the smallest probability among its
+        arguments and the head and tail links of its clique (an upper bound on their joint)."""
+        events: dict[Event, float | None] = {}
+        none = np.zeros((0, 3), np.int64)
+        index = WindowIndex(windows)
+        stats: dict[str, int] = {}
         for k, (w, c) in enumerate(zip(windows, cells)):
-            args = []
-            for ch, i, j in c.get("arguments", ()):
-                i, j = int(i), int(j)
+            c = _most_probable(c, "arguments", MAX_ARGUMENT_CELLS, stats)
+            p_arg, p_head, p_tail = (cell_probabilities(c, h) for h in ("arguments", "heads", "tails"))
+            args, arg_prob = [], {}
+            for ch, i, j in c.get("arguments", none).tolist():
                 start, end = token_span_to_chars(w, i, j)
-                if touches_cut(w, i, j) and any(o != k for o in owner_windows(windows, start, end)):
+                if touches_cut(w, i, j) and index.held_elsewhere(k, (start, end)):
                     continue  # possibly truncated by the cut; another window holds it whole
-                etype, role = self.labels[int(ch)]
+                etype, role = self.labels[ch]
                 args.append((etype, role, i, j))
-            heads = c.get("heads", np.zeros((0, 3), np.int64))[:, 1:]
-            tails = c.get("tails", np.zeros((0, 3), np.int64))[:, 1:]
-            for etype, members in events_from_graph(args, heads, tails):
-                arguments = tuple(Argument(role, *token_span_to_chars(w, i, j)) for role, i, j in members)
-                if self.keep_triggerless or any(a.role == TRIGGER for a in arguments):
-                    events.add(Event(etype, arguments))
-        return doc.with_annotations(events=tuple(drop_subsets(events)))
+                arg_prob[(etype, role, i, j)] = p_arg.get((ch, i, j))
+            heads, tails = c.get("heads", none)[:, 1:], c.get("tails", none)[:, 1:]
+            for etype, members in events_from_graph(args, heads, tails, arg_prob, stats):
+                arguments = tuple(Argument(role, *token_span_to_chars(w, i, j), arg_prob[(etype, role, i, j)])
+                                  for role, i, j in members)
+                if not (self.keep_triggerless or any(a.role == TRIGGER for a in arguments)):
+                    continue
+                spans = sorted({(i, j) for _, i, j in members})
+                parts = [arg_prob[(etype, r, i, j)] for r, i, j in members]
+                for x, (i1, j1) in enumerate(spans):
+                    for i2, j2 in spans[x + 1 :]:
+                        parts += [p_head.get((0, min(i1, i2), max(i1, i2))), p_tail.get((0, min(j1, j2), max(j1, j2)))]
+                known = [p for p in parts if p is not None]
+                ev = Event(etype, arguments)
+                score = min(known) if known else None
+                old = events.get(ev)
+                events[ev] = score if old is None else max(old, score if score is not None else old)
+        if stats.get("capped"):
+            logger.warning("event decoding capped in %d window(s) of a %d-character text: the model fires on too many "
+                           "arguments (is it trained?); at most %d argument cells, %d spans per event type and %d events per "
+                           "type and window were kept", stats["capped"], len(doc.text), MAX_ARGUMENT_CELLS,
+                           MAX_SPANS_PER_TYPE, MAX_EVENTS_PER_TYPE)
+        kept = drop_subsets(set(events))
+        return doc.with_annotations(events=tuple(Event(e.label, e.arguments, events[e]) for e in kept))
 
     def evaluate(self, gold: Sequence[Document], pred: Sequence[Document]) -> dict[str, Any]:
         def arguments(d: Document) -> set:

@@ -16,9 +16,9 @@ import numpy as np
 from gplinker.io import (DataError, detect_format, load_json_records, read_documents_jsonl, read_text, record_error,
                          tokens_to_text)
 from gplinker.metrics import score
-from gplinker.offsets import Window, align_span, owner_windows, token_span_to_chars, touches_cut
+from gplinker.offsets import Window, WindowIndex, align_span, token_span_to_chars, touches_cut
 from gplinker.structures import Document, Span
-from gplinker.task import Cells, HeadSpec, Task
+from gplinker.task import Cells, HeadSpec, Task, cell_probabilities
 
 logger = logging.getLogger(__name__)
 
@@ -52,16 +52,19 @@ class NERTask(Task):
         return {self.head_name: np.array(sorted(set(rows)), dtype=np.int64).reshape(-1, 3)}
 
     def decode(self, doc: Document, windows: Sequence[Window], cells: Sequence[Cells]) -> Document:
-        spans = set()
+        spans: dict[Span, float | None] = {}
+        index = WindowIndex(windows)
         for k, (w, c) in enumerate(zip(windows, cells)):
+            probs = cell_probabilities(c, self.head_name)
             for ch, i, j in c.get(self.head_name, ()):
                 start, end = token_span_to_chars(w, int(i), int(j))
                 span = Span(start, end, self.labels[int(ch)])
                 # A span at a cut edge may be truncated: keep it only if no other window holds it away from its edges.
-                if touches_cut(w, int(i), int(j)) and any(o != k for o in owner_windows(windows, start, end)):
+                if touches_cut(w, int(i), int(j)) and index.held_elsewhere(k, (start, end)):
                     continue
-                spans.add(span)
-        return doc.with_annotations(entities=tuple(spans))
+                p = probs.get((int(ch), int(i), int(j)))
+                spans[span] = p if spans.get(span) is None else max(spans[span], p or 0.0)  # same span, several windows
+        return doc.with_annotations(entities=tuple(Span(s.start, s.end, s.label, p) for s, p in spans.items()))
 
     def evaluate(self, gold: Sequence[Document], pred: Sequence[Document]) -> dict[str, Any]:
         as_set = lambda d: {(s.label, s.start, s.end) for s in d.entities}  # noqa: E731

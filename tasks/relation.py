@@ -23,26 +23,44 @@ import numpy as np
 from gplinker.io import (DataError, detect_format, find_occurrences, load_json_records, read_documents_jsonl,
                          record_error, tokens_to_text)
 from gplinker.metrics import score
-from gplinker.offsets import Window, align_span, owner_windows, token_span_to_chars, touches_cut
+from gplinker.offsets import Window, WindowIndex, align_span, token_span_to_chars, touches_cut
 from gplinker.structures import Document, Relation, Span
-from gplinker.task import Cells, HeadSpec, Task
+from gplinker.task import Cells, HeadSpec, Task, cell_probabilities
 
 logger = logging.getLogger(__name__)
 
 UNTYPED = "entity"  # label of spans whose type the data does not give
 SUBJECT, OBJECT = "subject", "object"
 MAX_PAIRS = 2_000_000  # subject x object candidates examined per window before decoding is capped
+MAX_TRIPLES = 1_000  # triples kept per window (only a barely trained model comes near)
+
+
+def _keep_max(store: dict, item, score: float | None) -> None:
+    """Keep one copy of an item seen in several windows, with its highest score."""
+    old = store.get(item)
+    store[item] = score if old is None else max(old, score if score is not None else old)
+
+
+def _min_known(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return min(known) if known else None
+
+
+def _p(labels: dict, i: int, j: int, channel: int, task: "RelationTask") -> float | None:
+    """Probability of the subject (channel 0) or object (channel 1) span in subject-object mode."""
+    name = task.entity_labels[channel]
+    return next((p for lab, p in labels.get((i, j), []) if lab == name), None)
 
 
 def link_pairs(subjects: np.ndarray, objects: np.ndarray, heads: np.ndarray, tails: np.ndarray,
-               n: int, max_pairs: int = MAX_PAIRS) -> np.ndarray:
+               n: int, max_pairs: int = MAX_PAIRS, stats: dict[str, int] | None = None) -> np.ndarray:
     """All (p, s_i, s_j, o_i, o_j) with ``heads[p, s_i, o_i]`` and ``tails[p, s_j, o_j]`` positive.
 
     ``subjects``/``objects``: (S, 2)/(O, 2) token spans; ``heads``/``tails``: (N, 3) positive cells
     (p, i, j). Driven by the head-link cells, joined to spans by start token with sorted searches,
     and checked against the tail-link cells with one ``isin``: no Python loop over pairs. When a
     barely trained model fires so much that more than ``max_pairs`` candidates would be built, the
-    head cells beyond that budget are skipped (and a warning logged) instead of hanging.
+    head cells beyond that budget are skipped (counted in ``stats["capped"]``) instead of hanging.
     """
     empty = np.zeros((0, 5), dtype=np.int64)
     if min(len(subjects), len(objects), len(heads), len(tails)) == 0:
@@ -57,8 +75,10 @@ def link_pairs(subjects: np.ndarray, objects: np.ndarray, heads: np.ndarray, tai
     keep = counts > 0
     if counts.sum() > max_pairs:
         budget = np.cumsum(counts) <= max_pairs
-        logger.warning("relation decoding capped: %d subject-object candidates in one window (the model "
-                       "fires on too many spans; is it trained?); examined %d", int(counts.sum()), int(counts[budget].sum()))
+        logger.debug("relation decoding capped: %d subject-object candidates in one window; examined %d",
+                     int(counts.sum()), int(counts[budget].sum()))
+        if stats is not None:
+            stats["capped"] = stats.get("capped", 0) + 1
         keep &= budget
     heads, s_lo, s_hi, o_lo, o_hi = heads[keep], s_lo[keep], s_hi[keep], o_lo[keep], o_hi[keep]
     # expand each head cell to its subjects ...
@@ -127,41 +147,52 @@ class RelationTask(Task):
         return {"entities": arr(ents), "heads": arr(heads), "tails": arr(tails)}
 
     def decode(self, doc: Document, windows: Sequence[Window], cells: Sequence[Cells]) -> Document:
-        entities: set[Span] = set()
-        relations: set[Relation] = set()
+        """Triples and entities; a triple's score is the smallest probability of its four parts
+        (subject, object, head link, tail link): an upper bound on their joint probability."""
+        entities: dict[Span, float | None] = {}
+        relations: dict[Relation, float | None] = {}
+        none = np.zeros((0, 3), np.int64)
+        index = WindowIndex(windows)
+        stats: dict[str, int] = {}
         for k, (w, c) in enumerate(zip(windows, cells)):
-            ents = c.get("entities", np.zeros((0, 3), dtype=np.int64))
-            labels: dict[tuple[int, int], list[str]] = {}
+            ents = c.get("entities", none)
+            p_ent, p_head, p_tail = (cell_probabilities(c, h) for h in ("entities", "heads", "tails"))
+            labels: dict[tuple[int, int], list[tuple[str, float | None]]] = {}
             for ch, i, j in ents:
-                labels.setdefault((int(i), int(j)), []).append(self.entity_labels[int(ch)])
-                start, end = token_span_to_chars(w, int(i), int(j))
-                if touches_cut(w, int(i), int(j)) and any(o != k for o in owner_windows(windows, start, end)):
+                ch, i, j = int(ch), int(i), int(j)
+                labels.setdefault((i, j), []).append((self.entity_labels[ch], p_ent.get((ch, i, j))))
+                start, end = token_span_to_chars(w, i, j)
+                if touches_cut(w, i, j) and index.held_elsewhere(k, (start, end)):
                     continue
-                entities.add(Span(start, end, self.entity_labels[int(ch)]))
+                _keep_max(entities, Span(start, end, self.entity_labels[ch]), p_ent.get((ch, i, j)))
             if self.typed:
                 subj = obj = np.unique(ents[:, 1:], axis=0)
             else:
                 subj = np.unique(ents[ents[:, 0] == 0, 1:], axis=0)
                 obj = np.unique(ents[ents[:, 0] == 1, 1:], axis=0)
-            found = link_pairs(subj.reshape(-1, 2), obj.reshape(-1, 2), c.get("heads", np.zeros((0, 3), np.int64)),
-                               c.get("tails", np.zeros((0, 3), np.int64)), len(w))
-            for p, si, sj, oi, oj in found:
+            found = link_pairs(subj.reshape(-1, 2), obj.reshape(-1, 2), c.get("heads", none), c.get("tails", none),
+                               len(w), stats=stats)
+            if len(found) > MAX_TRIPLES:
+                stats["capped"] = stats.get("capped", 0) + 1
+                found = found[:MAX_TRIPLES]
+            for p, si, sj, oi, oj in found.tolist():
                 s_chars, o_chars = token_span_to_chars(w, si, sj), token_span_to_chars(w, oi, oj)
                 at_cut = touches_cut(w, si, sj) or touches_cut(w, oi, oj)
-                if at_cut and self._held_elsewhere(windows, k, s_chars, o_chars):
+                if at_cut and index.held_elsewhere(k, s_chars, o_chars):
                     continue
-                s_labels = labels[(int(si), int(sj))] if self.typed else [SUBJECT]
-                o_labels = labels[(int(oi), int(oj))] if self.typed else [OBJECT]
-                for sl in s_labels:
-                    for ol in o_labels:
-                        relations.add(Relation(Span(*s_chars, sl), self.predicates[int(p)], Span(*o_chars, ol)))
-        return doc.with_annotations(entities=tuple(entities), relations=tuple(relations))
-
-    @staticmethod
-    def _held_elsewhere(windows: Sequence[Window], k: int, a: tuple[int, int], b: tuple[int, int]) -> bool:
-        """Whether another window holds both spans away from its cut edges."""
-        both = set(owner_windows(windows, *a)) & set(owner_windows(windows, *b))
-        return any(o != k for o in both)
+                links = [p_head.get((p, si, oi)), p_tail.get((p, sj, oj))]
+                s_labels = labels[(si, sj)] if self.typed else [(SUBJECT, _p(labels, si, sj, 0, self))]
+                o_labels = labels[(oi, oj)] if self.typed else [(OBJECT, _p(labels, oi, oj, 1, self))]
+                for sl, sp in s_labels:
+                    for ol, op in o_labels:
+                        rel = Relation(Span(*s_chars, sl, sp), self.predicates[p], Span(*o_chars, ol, op))
+                        _keep_max(relations, rel, _min_known([sp, op, *links]))
+        if stats.get("capped"):
+            logger.warning("relation decoding capped in %d window(s) of a %d-character text: the model fires on too many "
+                           "spans or links (is it trained?); at most %d candidates and %d triples per window were kept",
+                           stats["capped"], len(doc.text), MAX_PAIRS, MAX_TRIPLES)
+        return doc.with_annotations(entities=tuple(Span(e.start, e.end, e.label, sc) for e, sc in entities.items()),
+                                    relations=tuple(Relation(r.head, r.label, r.tail, sc) for r, sc in relations.items()))
 
     def evaluate(self, gold: Sequence[Document], pred: Sequence[Document]) -> dict[str, Any]:
         typed = self.typed

@@ -149,3 +149,13 @@ def test_overfit_save_load(tiny_encoder, tmp_path):
     assert summary["best"]["f1"] == 1.0, summary["history"][-1]
     loaded = Extractor.from_pretrained(tmp_path / "model", device="cpu")
     assert [d.events for d in loaded.predict(docs, batch_size=1)] == [d.events for d in ex.predict(docs)] == [d.events for d in docs]
+
+
+def test_early_training_explosion_is_capped_not_hung(caplog):
+    caplog.set_level("DEBUG")
+    n = 40
+    i, j = np.triu_indices(n)
+    args = [("T", "r", int(a), int(b)) for a, b in zip(i, j)]  # every span fires: 820 arguments
+    cells = np.column_stack([i, j])  # every link fires
+    events = events_from_graph(args, cells, cells, {a: 0.6 for a in args})
+    assert 0 < len(events) <= event.MAX_EVENTS_PER_TYPE and "capped" in caplog.text

@@ -116,6 +116,7 @@ def test_link_pairs_on_hand_written_cells():
 
 
 def test_early_training_explosion_is_capped_not_hung(caplog):
+    caplog.set_level("DEBUG")
     n = 128
     i, j = np.triu_indices(n)
     spans = np.column_stack([i, j])  # every span fires: 8256 of them
