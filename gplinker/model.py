@@ -7,7 +7,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from gplinker.heads import build_head
+from gplinker.decoding import positive_cells
+from gplinker.factorized import factorized_positive_cells, factorized_span_loss
+from gplinker.heads import EfficientGlobalPointer, build_head
 from gplinker.losses import span_loss
 from gplinker.offsets import Window
 from gplinker.task import Cells, HeadSpec
@@ -31,10 +33,40 @@ class GPLinkerModel(nn.Module):
         return {name: head(hidden, span_mask) for name, head in self.heads.items()}
 
     def loss(self, logits: dict[str, torch.Tensor], labels: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-        """Sum of the heads' sparse multilabel losses, and each part for logging."""
+        """Sum of the heads' sparse multilabel losses on materialised logits, and each part."""
         parts = {name: span_loss(logits[name], labels[name]) for name in self.heads}
         total = torch.stack(list(parts.values())).sum()
         return total, {k: float(v.detach()) for k, v in parts.items()}
+
+    def training_loss(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, span_mask: torch.Tensor,
+                      labels: dict[str, torch.Tensor], factorized: bool = True) -> tuple[torch.Tensor, dict[str, float]]:
+        """The training loss from a batch. Efficient GlobalPointer heads use the factorised loss
+        (no [B, H, n, n] tensor) unless ``factorized`` is False; other heads materialise."""
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, n, D)
+        parts = {}
+        for name, head in self.heads.items():
+            if factorized and isinstance(head, EfficientGlobalPointer):
+                parts[name] = factorized_span_loss(*head.factors(hidden), span_mask, labels[name], head.tril_mask)
+            else:
+                parts[name] = span_loss(head(hidden, span_mask), labels[name])
+        total = torch.stack(list(parts.values())).sum()
+        return total, {k: float(v.detach()) for k, v in parts.items()}
+
+    @torch.no_grad()
+    def positive_cells(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, span_mask: torch.Tensor,
+                       channel_chunk: int = 16) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """{head: ((N, 4) cells (b, h, i, j) with logit > 0, (N,) their logits)}, computed a few
+        channels at a time for Efficient GlobalPointer heads."""
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        out = {}
+        for name, head in self.heads.items():
+            if isinstance(head, EfficientGlobalPointer):
+                out[name] = factorized_positive_cells(*head.factors(hidden), span_mask, head.tril_mask, channel_chunk)
+            else:
+                logits = head(hidden, span_mask)
+                cells = positive_cells(logits)
+                out[name] = (cells, logits[cells[:, 0], cells[:, 1], cells[:, 2], cells[:, 3]])
+        return out
 
 
 def collate(windows: Sequence[Window], pad_id: int, specs: Sequence[HeadSpec] = (),

@@ -12,7 +12,6 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from gplinker.decoding import positive_cells
 from gplinker.model import GPLinkerModel, collate
 from gplinker.offsets import Featurizer, Window
 from gplinker.structures import Document
@@ -105,10 +104,9 @@ class Extractor:
         for b0 in range(0, len(order), batch_size):
             idx = order[b0 : b0 + batch_size]
             batch = collate([windows[k] for k in idx], self.pad_id)
-            logits = self.model(**{k: v.to(self.device) for k, v in batch.items()})
-            for name, lg in logits.items():
-                found = positive_cells(lg)  # (N, 4) rows (b, h, i, j)
-                values = lg[found[:, 0], found[:, 1], found[:, 2], found[:, 3]].float().cpu().numpy()  # (N,)
+            per_head = self.model.positive_cells(**{k: v.to(self.device) for k, v in batch.items()})
+            for name, (found, values) in per_head.items():  # (N, 4) rows (b, h, i, j), (N,) logits
+                values = values.float().cpu().numpy()
                 cells = found.cpu().numpy()
                 for r, k in enumerate(idx):
                     mine = cells[:, 0] == r

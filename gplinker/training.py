@@ -38,6 +38,7 @@ class TrainConfig:
     seed: int = 42
     eval_batch_size: int = 32
     freeze_embeddings: bool = False  # keep the word-embedding matrix fixed (cheaper on CPU)
+    factorized_loss: bool = True  # Efficient GlobalPointer: loss without the [B, H, n, n] logits
 
 
 def set_seed(seed: int) -> None:
@@ -130,8 +131,8 @@ def train(extractor: Extractor, train_docs: Sequence[Document], dev_docs: Sequen
         for idx in bar:
             batch = collate([windows[k] for k in idx], extractor.pad_id, specs, [targets[k] for k in idx])
             labels = {k: v.to(device) for k, v in batch.pop("labels").items()}
-            logits = model(**{k: v.to(device) for k, v in batch.items()})
-            loss, _ = model.loss(logits, labels)
+            loss, _ = model.training_loss(**{k: v.to(device) for k, v in batch.items()}, labels=labels,
+                                          factorized=config.factorized_loss)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
             optimizer.step()

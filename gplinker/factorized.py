@@ -1,0 +1,96 @@
+"""The multilabel loss and decoding of Efficient GlobalPointer without the [B, H, n, n] tensor.
+
+Every channel h of an Efficient GlobalPointer head shares the scores ``S_ij`` and differs only by
+a start bias ``v_hi`` and an end bias ``u_hj`` (kexue.fm 8877), so the all-cells normaliser of
+the loss factorises:
+
+    Σ_ij M_ij exp(S_ij + v_hi + u_hj) = Σ_i exp(v_hi) · Σ_j M_ij exp(S_ij) exp(u_hj)
+
+one batched product ``exp(S) [B, n, n] × exp(u)ᵀ [B, n, H]`` and a weighted sum over i, with M the
+allowed cells (padding and special tokens on both axes, the lower triangle). Positive cells need
+only gathers. Memory is O(B·n² + B·n·H) instead of O(B·H·n²). Shifts (row maxima of S, channel
+maxima of u) and float64 keep it exact; :func:`gplinker.losses.span_loss` on materialised logits
+is the reference it is tested against.
+"""
+from __future__ import annotations
+
+import torch
+
+from gplinker.heads import span_mask
+
+NEG = -1e4  # a finite "minus infinity" for float64 sums: exp underflows to 0, gradients stay finite
+
+
+def factorized_span_loss(scores: torch.Tensor, start_bias: torch.Tensor, end_bias: torch.Tensor,
+                         mask: torch.Tensor, indices: torch.Tensor, tril: bool = True) -> torch.Tensor:
+    """Sparse multilabel loss of an Efficient GlobalPointer head, summed over channels, mean over batch.
+
+    ``scores``: (B, n, n) shared ``q_i·k_j/√d``; ``start_bias``/``end_bias``: (B, H, n);
+    ``mask``: (B, n) positions allowed in spans; ``indices``: (B, H, K) positive flat cells
+    ``i*n + j``, 0 = padding. Equal to ``span_loss(head(hidden, mask), indices)``.
+    """
+    b, n, _ = scores.shape
+    h = start_bias.shape[1]
+    allowed = span_mask(mask, tril)[:, 0]  # (B, n, n)
+    s = scores.double()
+    v = start_bias.double()  # (B, H, n)
+    u = end_bias.double()  # (B, H, n)
+
+    # all allowed cells: log Σ_ij exp(S_ij + v_hi + u_hj), row-shifted
+    s_masked = s.masked_fill(~allowed, float("-inf"))
+    row_max = s_masked.amax(dim=-1).clamp_min(NEG)  # (B, n); rows with no allowed cell -> NEG
+    e = torch.exp(s_masked - row_max[..., None])  # (B, n, n), 0 where not allowed
+    u_max = u.amax(dim=-1, keepdim=True)  # (B, H, 1)
+    eu = torch.exp(u - u_max)  # (B, H, n)
+    rows = torch.bmm(e, eu.transpose(1, 2)).transpose(1, 2)  # (B, H, n): Σ_j e_ij exp(u_hj - max)
+    has_cells = allowed.any(dim=-1)[:, None, :].expand_as(rows)  # (B, H, n)
+    if bool((rows[has_cells] == 0).any()):
+        # float64 underflow: logits spread over more than ~700 (never seen in training); be exact instead
+        return _materialized_loss(scores, start_bias, end_bias, mask, indices, tril)
+    row_ok = has_cells
+    log_rows = v + row_max[:, None, :] + u_max + torch.log(rows.clamp_min(1e-300))
+    log_rows = log_rows.masked_fill(~row_ok, float("-inf"))
+    zeros = torch.zeros(b, h, 1, dtype=s.dtype, device=s.device)
+    log_all = torch.logsumexp(torch.cat([log_rows, zeros], dim=-1), dim=-1)  # (B, H): log(1 + Σ_all e^s)
+
+    # positive cells by gathers
+    flat = s.reshape(b, 1, n * n).expand(b, h, n * n)
+    i, j = indices // n, indices % n  # (B, H, K)
+    pos = torch.gather(flat, 2, indices) + torch.gather(v, 2, i) + torch.gather(u, 2, j)  # (B, H, K)
+    real = indices > 0
+    log_pos = torch.logsumexp(pos.masked_fill(~real, NEG), dim=-1)  # (B, H): log Σ_pos e^s (≈ NEG if none)
+    pos_term = torch.logsumexp(torch.cat([(-pos).masked_fill(~real, NEG), zeros], dim=-1), dim=-1)
+    # negatives: log(1 + Σ_all - Σ_pos) = log_all + log(1 - exp(log_pos - log_all)), exact in float64
+    neg_term = log_all + torch.log(-torch.expm1((log_pos - log_all).clamp_max(-1e-12)))
+    return (neg_term + pos_term).sum(dim=1).mean().float()
+
+
+def _materialized_loss(scores, start_bias, end_bias, mask, indices, tril):
+    from gplinker.heads import mask_value
+    from gplinker.losses import span_loss
+
+    logits = scores[:, None] + start_bias[..., :, None] + end_bias[..., None, :]  # (B, H, n, n)
+    logits = logits.masked_fill(~span_mask(mask, tril), mask_value(logits.dtype))
+    return span_loss(logits, indices)
+
+
+def factorized_positive_cells(scores: torch.Tensor, start_bias: torch.Tensor, end_bias: torch.Tensor,
+                              mask: torch.Tensor, tril: bool = True, channel_chunk: int = 16
+                              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Positive cells ``(b, h, i, j)`` and their logits, testing ``channel_chunk`` channels at a
+    time so at most B·chunk·n² logits exist at once. -> ((N, 4) long, (N,) float)."""
+    allowed = span_mask(mask, tril)  # (B, 1, n, n)
+    h = start_bias.shape[1]
+    found, values = [], []
+    for c0 in range(0, h, channel_chunk):
+        logits = scores[:, None] + start_bias[:, c0 : c0 + channel_chunk, :, None] + end_bias[:, c0 : c0 + channel_chunk, None, :]
+        hit = (logits > 0) & allowed  # (B, c, n, n)
+        idx = hit.nonzero()
+        values.append(logits[hit])
+        idx[:, 1] += c0
+        found.append(idx)
+    idx, val = torch.cat(found), torch.cat(values)
+    n = scores.shape[-1]
+    key = ((idx[:, 0] * h + idx[:, 1]) * n + idx[:, 2]) * n + idx[:, 3]
+    order = key.argsort()
+    return idx[order], val[order]
