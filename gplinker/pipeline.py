@@ -94,11 +94,13 @@ class Extractor:
 
     # ---- prediction --------------------------------------------------------------------------
     @torch.no_grad()
-    def window_cells(self, windows: Sequence[Window], batch_size: int = 32, progress: bool = False) -> list[Cells]:
-        """Positive cells of every window; batches are formed from length-sorted windows."""
+    def window_cells(self, windows: Sequence[Window], batch_size: int = 32, progress: bool = False,
+                     sort: bool = True) -> list[Cells]:
+        """Positive cells of every window; batches are formed from length-sorted windows (less
+        padding) unless ``sort`` is False."""
         was_training = self.model.training
         self.model.eval()
-        order = sorted(range(len(windows)), key=lambda k: len(windows[k]))
+        order = sorted(range(len(windows)), key=lambda k: len(windows[k])) if sort else list(range(len(windows)))
         out: list[Cells] = [{} for _ in windows]
         bar = tqdm(total=len(windows), desc="predict", unit="win", disable=not progress, leave=False)
         for b0 in range(0, len(order), batch_size):

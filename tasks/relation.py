@@ -98,6 +98,31 @@ def link_pairs(subjects: np.ndarray, objects: np.ndarray, heads: np.ndarray, tai
     return np.column_stack([p[ok], subj[ok], obj[ok]]).astype(np.int64)
 
 
+def triples_from_logits(entity_logits: np.ndarray, head_logits: np.ndarray, tail_logits: np.ndarray) -> list[set]:
+    """Subject-object decoding straight from logits, per sample: (p, s_i, s_j, o_i, o_j) sets.
+
+    ``entity_logits``: (B, 2, n, n) subject/object channels; link logits: (B, P, n, n). With few
+    entities the link cells of every subject x object pair are gathered at once (cheaper than
+    scanning the n x n link grids); with many, the positive link cells are joined by
+    :func:`link_pairs`. Either way there is no Python loop over pairs.
+    """
+    out = []
+    n = entity_logits.shape[-1]
+    for e, hh, tt in zip(entity_logits, head_logits, tail_logits):
+        ch, i, j = np.nonzero(e > 0)
+        subj = np.column_stack([i[ch == 0], j[ch == 0]])  # (S, 2)
+        obj = np.column_stack([i[ch == 1], j[ch == 1]])  # (O, 2)
+        if len(subj) * len(obj) <= n * n // 4:
+            si, oi = np.divmod(np.arange(len(subj) * len(obj)), len(obj)) if len(obj) else (np.zeros(0, int),) * 2
+            ok = (hh[:, subj[si, 0], obj[oi, 0]] > 0) & (tt[:, subj[si, 1], obj[oi, 1]] > 0)  # (P, S*O)
+            p, k = np.nonzero(ok)
+            rows = np.column_stack([p, subj[si[k]], obj[oi[k]]])
+        else:
+            rows = link_pairs(subj, obj, np.argwhere(hh > 0), np.argwhere(tt > 0), n)
+        out.append(set(map(tuple, rows.tolist())))
+    return out
+
+
 class RelationTask(Task):
     """Entities and (subject, predicate, object) triples in one pass."""
 

@@ -186,3 +186,20 @@ def test_overfit_save_load(tiny_encoder, tmp_path):
     assert [d.relations for d in a] == [d.relations for d in b] == [d.relations for d in docs]
     one, eight = loaded.predict(docs, batch_size=1), loaded.predict(docs, batch_size=8)
     assert [d.relations for d in one] == [d.relations for d in eight]
+
+
+def test_triples_from_logits_both_strategies_equal_brute_force():
+    from tasks.relation import triples_from_logits
+
+    rng = np.random.default_rng(3)
+    for frac in (0.01, 0.3):  # few entities (gathers) and many (cell join)
+        ent = np.where(rng.random((2, 2, 12, 12)) < frac, 1.0, -1.0)
+        ent[:, :, np.tril_indices(12, -1)[0], np.tril_indices(12, -1)[1]] = -1
+        head = np.where(rng.random((2, 4, 12, 12)) < 0.3, 1.0, -1.0)
+        tail = np.where(rng.random((2, 4, 12, 12)) < 0.3, 1.0, -1.0)
+        got = triples_from_logits(ent, head, tail)
+        for b in range(2):
+            subj, obj = np.argwhere(ent[b, 0] > 0), np.argwhere(ent[b, 1] > 0)
+            want = {(p, si, sj, oi, oj) for si, sj in subj.tolist() for oi, oj in obj.tolist() for p in range(4)
+                    if head[b, p, si, oi] > 0 and tail[b, p, sj, oj] > 0}
+            assert got[b] == want
