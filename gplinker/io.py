@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -97,6 +98,18 @@ def write_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> int:
 
 Reader = Callable[[str | Path], list[Document]]
 Sniffer = Callable[[str | Path, str], bool]
+
+
+def resolve_format(path: str | Path, fmt: str, readers: dict, sniffers: dict[str, Sniffer], task: str) -> str:
+    """The format to read ``path`` with: ``fmt`` checked against ``readers``, or detected when ``auto``."""
+    if not Path(path).is_file():
+        raise DataError(path, None, "no such file", "check the path")
+    if fmt == "auto":
+        fmt = detect_format(path, sniffers)
+        logging.getLogger(__name__).info("%s: detected format %s", path, fmt)
+    if fmt not in readers:
+        raise ValueError(f"unknown {task} format {fmt!r}; choose one of auto, {', '.join(readers)}")
+    return fmt
 
 
 def detect_format(path: str | Path, sniffers: dict[str, Sniffer]) -> str:

@@ -24,7 +24,7 @@ from typing import Any, Sequence
 import networkx as nx
 import numpy as np
 
-from gplinker.io import DataError, detect_format, load_json_records, read_documents_jsonl, record_error
+from gplinker.io import DataError, resolve_format, load_json_records, read_documents_jsonl, record_error
 from gplinker.metrics import score
 from gplinker.offsets import Window, WindowIndex, align_span, token_span_to_chars, touches_cut
 from gplinker.structures import Argument, Document, Event
@@ -388,13 +388,7 @@ SNIFFERS = {
 
 def read(path: str | Path, fmt: str = "auto") -> list[Document]:
     """Documents of an event file in format ``fmt`` (``auto`` detects it)."""
-    if not Path(path).is_file():
-        raise DataError(path, None, "no such file", "check the path")
-    if fmt == "auto":
-        fmt = detect_format(path, SNIFFERS)
-        logger.info("%s: detected format %s", path, fmt)
-    if fmt not in READERS:
-        raise ValueError(f"unknown event format {fmt!r}; choose one of auto, {', '.join(READERS)}")
+    fmt = resolve_format(path, fmt, READERS, SNIFFERS, "event")
     docs = READERS[fmt](path)
     logger.info("%s: %d documents, %d events, %d arguments", path, len(docs), sum(len(d.events) for d in docs),
                 sum(len(e.arguments) for d in docs for e in d.events))

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from gplinker.io import (DataError, detect_format, load_json_records, read_documents_jsonl, read_text, record_error,
+from gplinker.io import (DataError, resolve_format, load_json_records, read_documents_jsonl, read_text, record_error,
                          tokens_to_text)
 from gplinker.metrics import score
 from gplinker.offsets import Window, WindowIndex, align_span, token_span_to_chars, touches_cut
@@ -245,13 +245,7 @@ SNIFFERS = {
 
 def read(path: str | Path, fmt: str = "auto") -> list[Document]:
     """Documents of an NER file in format ``fmt`` (``auto`` detects it)."""
-    if not Path(path).is_file():
-        raise DataError(path, None, "no such file", "check the path")
-    if fmt == "auto":
-        fmt = detect_format(path, SNIFFERS)
-        logger.info("%s: detected format %s", path, fmt)
-    if fmt not in READERS:
-        raise ValueError(f"unknown NER format {fmt!r}; choose one of auto, {', '.join(READERS)}")
+    fmt = resolve_format(path, fmt, READERS, SNIFFERS, "NER")
     docs = READERS[fmt](path)
     logger.info("%s: %d documents, %d entities", path, len(docs), sum(len(d.entities) for d in docs))
     return docs

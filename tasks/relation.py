@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from gplinker.io import (DataError, detect_format, find_occurrences, load_json_records, read_documents_jsonl,
+from gplinker.io import (DataError, resolve_format, find_occurrences, load_json_records, read_documents_jsonl,
                          record_error, tokens_to_text)
 from gplinker.metrics import score
 from gplinker.offsets import Window, WindowIndex, align_span, token_span_to_chars, touches_cut
@@ -400,13 +400,7 @@ SNIFFERS = {
 def read(path: str | Path, fmt: str = "auto") -> list[Document]:
     """Documents of a relation file in format ``fmt`` (``auto`` detects it); logs how offset-free
     triples were located."""
-    if not Path(path).is_file():
-        raise DataError(path, None, "no such file", "check the path")
-    if fmt == "auto":
-        fmt = detect_format(path, SNIFFERS)
-        logger.info("%s: detected format %s", path, fmt)
-    if fmt not in READERS:
-        raise ValueError(f"unknown relation format {fmt!r}; choose one of auto, {', '.join(READERS)}")
+    fmt = resolve_format(path, fmt, READERS, SNIFFERS, "relation")
     report = LocateReport()
     docs = READERS[fmt](path, report)
     logger.info("%s: %d documents, %d entities, %d triples", path, len(docs),
