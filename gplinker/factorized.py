@@ -44,8 +44,8 @@ def factorized_span_loss(scores: torch.Tensor, start_bias: torch.Tensor, end_bia
     eu = torch.exp(u - u_max)  # (B, H, n)
     rows = torch.bmm(e, eu.transpose(1, 2)).transpose(1, 2)  # (B, H, n): Σ_j e_ij exp(u_hj - max)
     has_cells = allowed.any(dim=-1)[:, None, :].expand_as(rows)  # (B, H, n)
-    if bool((rows[has_cells] == 0).any()):
-        # float64 underflow: logits spread over more than ~700 (never seen in training); be exact instead
+    if bool((rows[has_cells] < 1e-200).any()):
+        # near float64 underflow: logits spread over hundreds (never seen in training); be exact instead
         return _materialized_loss(scores, start_bias, end_bias, mask, indices, tril)
     row_ok = has_cells
     log_rows = v + row_max[:, None, :] + u_max + torch.log(rows.clamp_min(1e-300))
@@ -54,14 +54,29 @@ def factorized_span_loss(scores: torch.Tensor, start_bias: torch.Tensor, end_bia
     log_all = torch.logsumexp(torch.cat([log_rows, zeros], dim=-1), dim=-1)  # (B, H): log(1 + Σ_all e^s)
 
     # positive cells by gathers
-    flat = s.reshape(b, 1, n * n).expand(b, h, n * n)
+    k = indices.shape[-1]
     i, j = indices // n, indices % n  # (B, H, K)
-    pos = torch.gather(flat, 2, indices) + torch.gather(v, 2, i) + torch.gather(u, 2, j)  # (B, H, K)
+    # gather from the shared (B, n*n) scores directly: an expanded (B, H, n*n) view would make the
+    # backward pass allocate exactly the tensor this module exists to avoid
+    shared = torch.gather(s.reshape(b, n * n), 1, indices.reshape(b, h * k)).reshape(b, h, k)
+    pos = shared + torch.gather(v, 2, i) + torch.gather(u, 2, j)  # (B, H, K)
     real = indices > 0
     log_pos = torch.logsumexp(pos.masked_fill(~real, NEG), dim=-1)  # (B, H): log Σ_pos e^s (≈ NEG if none)
     pos_term = torch.logsumexp(torch.cat([(-pos).masked_fill(~real, NEG), zeros], dim=-1), dim=-1)
-    # negatives: log(1 + Σ_all - Σ_pos) = log_all + log(1 - exp(log_pos - log_all)), exact in float64
-    neg_term = log_all + torch.log(-torch.expm1((log_pos - log_all).clamp_max(-1e-12)))
+    # negatives: log(1 + Σ_all - Σ_pos) = log_all + log(1 - exp(log_pos - log_all)). When the
+    # positives hold most of the mass the subtraction cancels (bert4keras #500: a confident positive
+    # at +40 hides a false positive at +2), so those channels, few per sample, are summed exactly
+    # over their materialised cells with the positives removed.
+    gap = (log_pos - log_all).clamp_max(-1e-12)
+    neg_term = log_all + torch.log(-torch.expm1(gap))
+    risky = real.any(dim=-1) & (gap > -0.7)  # (B, H): positives hold over half of all the mass
+    if bool(risky.any()):
+        bs, hs = risky.nonzero(as_tuple=True)
+        cells = s[bs] + v[bs, hs][:, :, None] + u[bs, hs][:, None, :]  # (R, n, n), R risky channels only
+        cells = cells.masked_fill(~allowed[bs], float("-inf")).reshape(len(bs), n * n)
+        cells = cells.scatter(1, indices[bs, hs], float("-inf"))  # remove the positives (index 0 is masked anyway)
+        exact = torch.logsumexp(torch.cat([cells, zeros[bs, 0]], dim=-1), dim=-1)  # (R,)
+        neg_term = neg_term.index_put((bs, hs), exact)
     return (neg_term + pos_term).sum(dim=1).mean().float()
 
 
