@@ -115,13 +115,29 @@ def train_step_table(device, lengths, repeat):
 
 
 # ---- 2 and 5: loss and training-step memory, each in a fresh process --------------------------
+def _rss_mib(field):
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _reset_peak():
+    """Reset the process's peak RSS (Linux clear_refs 5) so the next peak is the step's own."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
 def _peak_child(kind, n, h, b, queue):
     torch.manual_seed(0)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     if kind in ("sparse", "dense"):
         logits = torch.randn(b, h, n, n, requires_grad=True)
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        _reset_peak()
+        before = _rss_mib("VmRSS")
         t0 = time.perf_counter()
         if kind == "sparse":
             idx = torch.randint(1, n * n, (b, h, 3))
@@ -136,7 +152,8 @@ def _peak_child(kind, n, h, b, queue):
         model = GPLinkerModel(encoder(torch.device("cpu")), specs, "efficient", 64)
         batch, labels = batch_for(b, n, specs, torch.device("cpu"))
         enc_only = kind == "encoder"
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        _reset_peak()
+        before = _rss_mib("VmRSS")
         t0 = time.perf_counter()
         if enc_only:
             model.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state.pow(2).mean().backward()
@@ -144,7 +161,7 @@ def _peak_child(kind, n, h, b, queue):
             loss, _ = model.training_loss(**batch, labels=labels, factorized=kind == "factorised")
             loss.backward()
         secs = time.perf_counter() - t0
-    queue.put((secs, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024))  # MiB
+    queue.put((secs, _rss_mib("VmHWM") - before))  # MiB above the RSS before the step
 
 
 def peak(kind, n, h, b):
