@@ -69,6 +69,15 @@ def record_error(path: str | Path, no: int | None, problem: str, fix: str = "") 
     return DataError(p, line, problem + suffix, fix)
 
 
+def check_surface(path: str | Path, no: int | None, text: str, start: int, end: int, surface: str | None,
+                  what: str = "span", fix: str = "check the offsets") -> None:
+    """A DataError unless ``[start, end)`` lies in ``text`` and reads ``surface`` (when given)."""
+    if not (0 <= start < end <= len(text)):
+        raise record_error(path, no, f"{what} {surface!r} at [{start}, {end}) is outside the text of length {len(text)}", fix)
+    if surface is not None and text[start:end] != surface:
+        raise record_error(path, no, f"{what} {surface!r} does not match the text at its offsets ({text[start:end]!r})", fix)
+
+
 def read_documents_jsonl(path: str | Path) -> list[Document]:
     """Canonical gplinker JSONL: ``{"text", "entities": [{"start", "end", "label"}], ...}``."""
     docs = []

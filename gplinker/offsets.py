@@ -153,11 +153,6 @@ def token_span_to_chars(window: Window, i: int, j: int) -> tuple[int, int]:
     return int(window.token_starts[i]), int(window.token_ends[j])
 
 
-def is_aligned(window: Window, start: int, end: int) -> bool:
-    """Whether ``[start, end)`` begins and ends on token boundaries of ``window``."""
-    return align_span(window, start, end, "strict") is not None
-
-
 def touches_cut(window: Window, i: int, j: int) -> bool:
     """Whether token span i..j touches an edge where the text was cut into another window."""
     pos = window.content

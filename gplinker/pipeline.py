@@ -110,10 +110,10 @@ class Extractor:
             for name, (found, values) in per_head.items():  # (N, 4) rows (b, h, i, j), (N,) logits
                 values = values.float().cpu().numpy()
                 cells = found.cpu().numpy()
+                bounds = np.searchsorted(cells[:, 0], np.arange(len(idx) + 1))  # rows come sorted by batch row
                 for r, k in enumerate(idx):
-                    mine = cells[:, 0] == r
-                    out[k][name] = cells[mine, 1:]
-                    out[k][name + LOGIT_SUFFIX] = values[mine]
+                    out[k][name] = cells[bounds[r] : bounds[r + 1], 1:]
+                    out[k][name + LOGIT_SUFFIX] = values[bounds[r] : bounds[r + 1]]
             bar.update(len(idx))
         bar.close()
         self.model.train(was_training)
@@ -136,6 +136,3 @@ class Extractor:
     def __call__(self, texts: Sequence[str], batch_size: int = 32) -> list[Document]:
         return self.predict(texts, batch_size)
 
-
-def empty_cells(names: Sequence[str]) -> Cells:
-    return {n: np.zeros((0, 3), dtype=np.int64) for n in names}

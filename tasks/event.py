@@ -24,7 +24,7 @@ from typing import Any, Sequence
 import networkx as nx
 import numpy as np
 
-from gplinker.io import DataError, resolve_format, load_json_records, read_documents_jsonl, record_error
+from gplinker.io import DataError, check_surface, resolve_format, load_json_records, read_documents_jsonl, record_error
 from gplinker.metrics import score
 from gplinker.offsets import Window, WindowIndex, align_span, token_span_to_chars, touches_cut
 from gplinker.structures import Argument, Document, Event
@@ -274,12 +274,7 @@ def read_schema(path: str | Path) -> list[tuple[str, str]]:
 # ---- readers ---------------------------------------------------------------------------------
 
 def _check(path, no, text: str, start: int, end: int, surface: str | None) -> None:
-    if not (0 <= start < end <= len(text)):
-        raise record_error(path, no, f"argument {surface!r} at [{start}, {end}) is outside the text of length {len(text)}",
-                           "check the offsets")
-    if surface is not None and text[start:end] != surface:
-        raise record_error(path, no, f"argument {surface!r} does not match the text at its offsets ({text[start:end]!r})",
-                           "check the start index")
+    check_surface(path, no, text, start, end, surface, "argument", "check the start index")
 
 
 def read_duee(path: str | Path) -> list[Document]:

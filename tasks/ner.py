@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from gplinker.io import (DataError, resolve_format, load_json_records, read_documents_jsonl, read_text, record_error,
+from gplinker.io import (DataError, check_surface, resolve_format, load_json_records, read_documents_jsonl, read_text, record_error,
                          tokens_to_text)
 from gplinker.metrics import score
 from gplinker.offsets import Window, WindowIndex, align_span, token_span_to_chars, touches_cut
@@ -85,12 +85,7 @@ class NERTask(Task):
 # ---- readers ---------------------------------------------------------------------------------
 
 def _check_surface(path, no, text: str, start: int, end: int, surface: str | None) -> None:
-    if not (0 <= start < end <= len(text)):
-        raise record_error(path, no, f"entity {surface!r} at [{start}, {end}) is outside the text of length {len(text)}",
-                           "check the offsets and whether the end index is inclusive")
-    if surface is not None and text[start:end] != surface:
-        raise record_error(path, no, f"entity {surface!r} does not match the text at its offsets ({text[start:end]!r})",
-                           "check the offsets and whether the end index is inclusive")
+    check_surface(path, no, text, start, end, surface, "entity", "check the offsets and whether the end index is inclusive")
 
 
 def read_cluener(path: str | Path) -> list[Document]:
