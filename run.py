@@ -65,9 +65,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     task_cls = next(v for k, v in vars(module).items() if k.endswith("Task") and getattr(v, "name", "") == args.task)
     task = task_cls.from_documents(train_docs, entity_mode=args.entity_mode, schema=args.schema,
                                    keep_triggerless=not args.drop_triggerless)
+    encoder = args.encoder
+    if args.trim_vocab != "none":
+        encoder = _trim_encoder(args, train_docs, dev_docs, out)
     settings = ModelSettings(head_type=args.head, head_size=args.head_size, max_length=args.max_length,
                              stride=args.stride, align=args.align)
-    extractor = Extractor.build(args.encoder, task, settings, args.device)
+    extractor = Extractor.build(encoder, task, settings, args.device)
+    if encoder != args.encoder:  # the trimmed copy is in memory now and will be saved with the model
+        import shutil
+
+        shutil.rmtree(encoder, ignore_errors=True)
     config = TrainConfig(epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr,
                          head_lr=args.head_lr, seed=args.seed, freeze_embeddings=args.freeze_embeddings)
     summary = train(extractor, train_docs, dev_docs, config, out)
@@ -79,6 +86,28 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"best dev scores (epoch {best['epoch']}, step {best['step']}):")
         print_metrics(metrics)
     return 0
+
+
+def _trim_encoder(args: argparse.Namespace, train_docs, dev_docs, out: Path) -> str:
+    """Trim the encoder's vocabulary to the pieces of the training (and dev) texts; log what the
+    dev texts lose when they were not part of the trimming."""
+    from transformers import AutoTokenizer
+
+    from gplinker.encoders import resolve_encoder, tokenization_changes, trim_vocabulary
+
+    texts = [d.text for d in train_docs]
+    if args.trim_vocab == "train+dev" and dev_docs:
+        texts += [d.text for d in dev_docs]
+    path = trim_vocabulary(args.encoder, texts, out / "trimmed_encoder")
+    if dev_docs and args.trim_vocab == "train":
+        original = AutoTokenizer.from_pretrained(resolve_encoder(args.encoder), use_fast=True)
+        trimmed = AutoTokenizer.from_pretrained(path, use_fast=True)
+        c = tokenization_changes(original, trimmed, [d.text for d in dev_docs])
+        logging.getLogger("run").info(
+            "vocabulary trimmed to the training texts: %d of %d dev texts tokenize differently, "
+            "%d new unknown tokens among %d", c["texts_changed"], c["texts"], c["new_unknown_tokens"], c["tokens"])
+        (out / "trim_report.json").write_text(json.dumps(c, indent=2), encoding="utf-8")
+    return str(path)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -257,6 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--schema", help="event: schema file (DuEE schema JSONL or {type: [roles]}); default: from --train")
     t.add_argument("--drop-triggerless", action="store_true", help="event: drop predicted events without a trigger")
     t.add_argument("--freeze-embeddings", action="store_true", help="do not train the word-embedding matrix")
+    t.add_argument("--trim-vocab", choices=["none", "train", "train+dev"], default="none",
+                   help="keep only the vocabulary pieces these texts use (much cheaper CPU training for "
+                        "multilingual encoders; the saved model keeps the trimmed vocabulary)")
     t.add_argument("--max-train-docs", type=int, default=None, help="use only the first N training documents")
     t.add_argument("--seed", type=int, default=42)
     t.set_defaults(func=cmd_train)

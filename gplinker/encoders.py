@@ -145,3 +145,24 @@ def trim_vocabulary(name_or_path: str, texts: Iterable[str], out_dir: str | Path
                                                         "original": int(emb.weight.shape[0])}, indent=2))
     logger.info("trimmed %s: %d of %d pieces kept -> %s", path, len(keep), emb.weight.shape[0], out)
     return out
+
+
+def tokenization_changes(original, trimmed, texts: Iterable[str]) -> dict[str, int]:
+    """How a trimmed tokenizer treats ``texts`` compared with the original one.
+
+    Returns counts of texts, tokens, texts whose pieces differ, and unknown tokens produced by the
+    trimmed tokenizer where the original had none. Use it on texts the trimming did not see
+    (a dev set) to know what trimming costs there before measuring F1.
+    """
+    texts = list(texts)
+    out = {"texts": len(texts), "tokens": 0, "texts_changed": 0, "new_unknown_tokens": 0}
+    unk_o, unk_t = original.unk_token_id, trimmed.unk_token_id
+    for b in range(0, len(texts), 512):
+        a_ids = original(texts[b : b + 512], add_special_tokens=False)["input_ids"]
+        b_ids = trimmed(texts[b : b + 512], add_special_tokens=False)["input_ids"]
+        for a, t in zip(a_ids, b_ids):
+            out["tokens"] += len(a)
+            if original.convert_ids_to_tokens(a) != trimmed.convert_ids_to_tokens(t):
+                out["texts_changed"] += 1
+            out["new_unknown_tokens"] += max(0, sum(i == unk_t for i in t) - sum(i == unk_o for i in a))
+    return out

@@ -1,0 +1,219 @@
+#!/usr/bin/env python
+"""Quality benchmark: train and evaluate on the public corpora within a fixed CPU budget.
+
+Each row is one ``run.py train`` command (or the token-classification baseline,
+``bench/token_baseline.py``) with a fixed number of optimizer steps; the script runs the rows one
+after another, then writes ``docs/results.md`` and ``docs/results.json`` with, per row, the
+encoder, steps, wall time, the dev F1 at every level the task reports, and the exact command.
+
+    python bench/quality.py                  # all rows (about an hour on 2 CPU cores)
+    python bench/quality.py --rows conll04_ner_gp conll04_ner_bio
+    python bench/quality.py --report-only    # rebuild the docs from runs already finished
+
+Finished rows are reused (their ``train_summary.json`` is kept under ``runs/quality``) unless
+``--force`` is given, so an interrupted run resumes where it stopped.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = "../shared/datasets"
+
+
+@dataclass
+class Row:
+    name: str
+    corpus: str
+    task: str  # ner | relation | event
+    system: str  # gplinker | baseline
+    encoder: str
+    train: str
+    dev: str
+    args: list[str] = field(default_factory=list)
+    note: str = ""
+
+    def command(self, out_dir: str) -> list[str]:
+        common = ["--train", f"{DATA}/{self.train}", "--dev", f"{DATA}/{self.dev}", "--encoder", self.encoder,
+                  *self.args, "--output", out_dir]
+        if self.system == "baseline":
+            return ["python", "bench/token_baseline.py", *common]
+        return ["python", "run.py", "train", self.task, *common, "--device", "cpu"]
+
+
+ME5 = ["--trim-vocab", "train", "--lr", "5e-5", "--head-lr", "1e-3", "--batch-size", "16"]
+MINILM = ["--lr", "1e-4", "--head-lr", "1e-3", "--batch-size", "16"]
+ROWS = [
+    Row("cluener_gp", "CLUENER", "ner", "gplinker", "me5-small", "cluener/train.json", "cluener/dev.json",
+        ME5 + ["--max-steps", "300", "--max-length", "128", "--stride", "32"]),
+    Row("cluener_bio", "CLUENER", "ner", "baseline", "me5-small", "cluener/train.json", "cluener/dev.json",
+        ME5 + ["--max-steps", "300", "--max-length", "128", "--stride", "32"]),
+    Row("cluener_gp_frozen", "CLUENER", "ner", "gplinker", "me5-small", "cluener/train.json", "cluener/dev.json",
+        ["--freeze-embeddings", *ME5[2:], "--max-steps", "300", "--max-length", "128", "--stride", "32"],
+        note="full 250k vocabulary, word embeddings frozen instead of trimmed"),
+    Row("cmeee_gp", "CMeEE (nested)", "ner", "gplinker", "me5-small", "cmeee/train.json", "cmeee/dev.json",
+        ME5 + ["--max-steps", "200", "--max-length", "256", "--stride", "64"]),
+    Row("conll04_ner_gp", "CoNLL04 entities", "ner", "gplinker", "minilm-l6", "conll04/train.json", "conll04/dev.json",
+        MINILM + ["--max-steps", "300", "--max-length", "128"]),
+    Row("conll04_ner_bio", "CoNLL04 entities", "ner", "baseline", "minilm-l6", "conll04/train.json", "conll04/dev.json",
+        MINILM + ["--max-steps", "300", "--max-length", "128"]),
+    Row("conll04_rel", "CoNLL04", "relation", "gplinker", "minilm-l6", "conll04/train.json", "conll04/dev.json",
+        MINILM + ["--max-steps", "400", "--max-length", "128"]),
+    Row("webnlg_rel", "WebNLG*", "relation", "gplinker", "minilm-l6", "webnlg/train.json", "webnlg/dev.json",
+        MINILM + ["--max-steps", "400", "--max-length", "128"]),
+    Row("fewfc_event", "FewFC", "event", "gplinker", "me5-small", "fewfc/train.jsonl", "fewfc/dev.jsonl",
+        ME5 + ["--max-steps", "200", "--max-length", "256", "--stride", "64"]),
+    Row("phee_event", "PHEE", "event", "gplinker", "minilm-l6", "phee/train.jsonl", "phee/dev.jsonl",
+        MINILM + ["--max-steps", "400", "--max-length", "160", "--stride", "48"]),
+]
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import torch
+    import transformers
+
+    return (f"{cpu}, {os.cpu_count()} cores visible, torch {torch.__version__} "
+            f"({torch.get_num_threads()} threads), transformers {transformers.__version__}, Python {platform.python_version()}")
+
+
+def run_row(row: Row, runs: Path, force: bool) -> dict | None:
+    out = runs / row.name
+    summary_file = out / "train_summary.json"
+    cmd = row.command(str(out.relative_to(ROOT)) if out.is_relative_to(ROOT) else str(out))
+    if summary_file.is_file() and not force:
+        print(f"[{row.name}] reusing {summary_file}")
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        print(f"[{row.name}] {shlex.join(cmd)}", flush=True)
+        t0 = time.time()
+        with open(out / "stdout.log", "w") as log:
+            rc = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT).returncode
+        wall = time.time() - t0
+        if rc != 0 or not summary_file.is_file():
+            print(f"[{row.name}] failed (exit {rc}); see {out / 'stdout.log'}")
+            return None
+        (out / "wall_seconds.txt").write_text(f"{wall:.1f}\n")
+        print(f"[{row.name}] done in {wall:.0f}s")
+    summary = json.loads(summary_file.read_text(encoding="utf-8"))
+    wall_file = out / "wall_seconds.txt"
+    best = summary["best"]
+    levels = {k: {m: v[m] for m in ("precision", "recall", "f1", "n_gold", "n_pred") if m in v}
+              for k, v in (best.get("metrics") or {}).items() if isinstance(v, dict) and "f1" in v}
+    trim = out / "trim_report.json"
+    return {
+        "name": row.name, "corpus": row.corpus, "task": row.task,
+        "system": "gplinker (Efficient GlobalPointer)" if row.system == "gplinker" else "AutoModelForTokenClassification (BIO)",
+        "encoder": row.encoder, "vocabulary": "frozen, full" if "--freeze-embeddings" in row.args
+        else ("trimmed to train texts" if "--trim-vocab" in row.args else "full"),
+        "steps": summary["steps"], "train_seconds": summary["seconds"],
+        "wall_seconds": float(wall_file.read_text()) if wall_file.is_file() else None,
+        "best_epoch": best.get("epoch"), "best_step": best.get("step"), "levels": levels,
+        "trim_report": json.loads(trim.read_text()) if trim.is_file() else None,
+        "note": row.note, "command": shlex.join(row.command(f"runs/quality/{row.name}")),
+    }
+
+
+def _f1(r: dict, level: str) -> float | None:
+    return r["levels"].get(level, {}).get("f1")
+
+
+def render(results: list[dict], machine_line: str) -> str:
+    lines = ["# Quality on the public corpora, CPU budget", "",
+             "Dev-set scores of short CPU training runs (fixed optimizer steps, batch 16), written by "
+             "`python bench/quality.py`. Each row is one command, run from the repository root with the corpora "
+             f"at `{DATA}`. The best dev evaluation (after each epoch and at the last step) is reported, as the "
+             "training loop keeps that checkpoint. These are budget runs, far from convergence: for full-length runs "
+             "on a GPU see `docs/runs/README.md`.", "",
+             f"Machine: {machine_line}.", "",
+             "| corpus | system | encoder | vocabulary | steps | wall (s) | dev F1 (P / R) |",
+             "|---|---|---|---|---:|---:|---|"]
+    for r in results:
+        f1s = "<br>".join(f"{lvl} **{v['f1']:.4f}** ({v['precision']:.3f} / {v['recall']:.3f})" for lvl, v in r["levels"].items())
+        wall = f"{r['wall_seconds']:.0f}" if r["wall_seconds"] else "-"
+        lines.append(f"| {r['corpus']} | {r['system']} | {r['encoder']} | {r['vocabulary']} | {r['steps']} | {wall} | {f1s} |")
+    lines += ["", "## GlobalPointer vs token classification on flat NER", "",
+              "Same encoder, windows, data, steps, batch size, learning rates, schedule and scorer (exact (label, start, "
+              "end) match on character offsets; the baseline's tags are read into entities by the conlleval rules "
+              "seqeval uses by default).", ""]
+    by = {r["name"]: r for r in results}
+    for gp, bio in (("cluener_gp", "cluener_bio"), ("conll04_ner_gp", "conll04_ner_bio")):
+        if gp in by and bio in by:
+            a, b = _f1(by[gp], "entities"), _f1(by[bio], "entities")
+            lines.append(f"- {by[gp]['corpus']} ({by[gp]['encoder']}, {by[gp]['steps']} steps): GlobalPointer {a:.4f} vs "
+                         f"BIO {b:.4f}, {100 * (a - b):+.2f} F1 points.")
+    if "cluener_gp" in by and "cluener_gp_frozen" in by:
+        t, f = by["cluener_gp"], by["cluener_gp_frozen"]
+        lines += ["", "## Trimming vs freezing the word embeddings (me5-small, CLUENER)", "",
+                  f"- trimmed to the training texts' pieces: entities F1 {_f1(t, 'entities'):.4f}, {t['wall_seconds']:.0f} s wall;",
+                  f"- full vocabulary, embeddings frozen: entities F1 {_f1(f, 'entities'):.4f}, {f['wall_seconds']:.0f} s wall."]
+        rep = t.get("trim_report")
+        if rep:
+            lines.append(f"- trimming to the training texts changes the tokenization of {rep['texts_changed']} of "
+                         f"{rep['texts']} dev texts ({rep['new_unknown_tokens']} new unknown tokens among {rep['tokens']}); "
+                         "on every other text the trimmed encoder computes exactly what the full one does, so this is "
+                         "the whole F1 cost of trimming relative to training the full matrix (`--trim-vocab train+dev` "
+                         "removes it when the texts to predict are known).")
+    lines += ["", "## Commands", ""]
+    for r in results:
+        lines.append(f"- `{r['name']}`: `{r['command']}`" + (f" ({r['note']})" if r["note"] else ""))
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--rows", nargs="*", help=f"rows to run (default all): {' '.join(r.name for r in ROWS)}")
+    p.add_argument("--runs", default=str(ROOT / "runs" / "quality"), help="where each row's run directory goes")
+    p.add_argument("--force", action="store_true", help="run rows again even if they finished before")
+    p.add_argument("--report-only", action="store_true", help="only rebuild the docs from finished rows")
+    p.add_argument("--out", default=str(ROOT / "docs" / "results"), help="writes OUT.md and OUT.json")
+    args = p.parse_args(argv)
+    if not (ROOT / DATA).is_dir():
+        print(f"error: the corpora are expected at {ROOT / DATA} (see ../shared/datasets/README.md)", file=sys.stderr)
+        return 2
+    unknown = set(args.rows or []) - {r.name for r in ROWS}
+    if unknown:
+        print(f"error: unknown rows {sorted(unknown)}", file=sys.stderr)
+        return 2
+    runs = Path(args.runs).resolve()
+    selected = [r for r in ROWS if not args.rows or r.name in args.rows]
+    results = []
+    for row in ROWS:
+        if row in selected and not args.report_only:
+            res = run_row(row, runs, args.force)
+        elif (runs / row.name / "train_summary.json").is_file():
+            res = run_row(row, runs, False)
+        else:
+            continue
+        if res is not None:
+            results.append(res)
+    if not results:
+        print("no finished rows to report")
+        return 1
+    machine_line = machine()
+    md = render(results, machine_line)
+    Path(args.out + ".md").write_text(md, encoding="utf-8")
+    Path(args.out + ".json").write_text(json.dumps({"machine": machine_line, "rows": results}, ensure_ascii=False, indent=2),
+                                        encoding="utf-8")
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
