@@ -32,6 +32,7 @@ from gplinker.heads import EfficientGlobalPointer, mask_value, span_mask  # noqa
 from gplinker.losses import dense_span_loss, span_loss  # noqa: E402
 from gplinker.model import GPLinkerModel  # noqa: E402
 from gplinker.task import HeadSpec  # noqa: E402
+from tasks.event import events_from_graph  # noqa: E402
 from tasks.relation import triples_from_logits  # noqa: E402
 
 SCHEMAS = {  # CLUENER-sized NER head; DuIE-sized relation heads (2 + 48 + 48 channels)
@@ -289,6 +290,89 @@ def decode_table(quick):
     return rows
 
 
+def reference_events(arg, head, tail, labels):
+    """The original event script's decoder: per sample, np.where over the argument head, a Python
+    loop over all argument pairs reading the two link grids, then maximal cliques per event type."""
+    import networkx as nx
+
+    out = []
+    for a, hh, tt in zip(arg, head, tail):
+        argus = sorted({(*labels[c], int(i), int(j)) for c, i, j in zip(*np.where(a > 0))})
+        links = set()
+        for x, (_, _, h1, t1) in enumerate(argus):
+            for _, _, h2, t2 in argus[x + 1 :]:
+                if hh[0, min(h1, h2), max(h1, h2)] > 0 and tt[0, min(t1, t2), max(t1, t2)] > 0:
+                    links.add((h1, t1, h2, t2))
+                    links.add((h2, t2, h1, t1))
+        events = set()
+        for etype in sorted({x[0] for x in argus}):
+            sub = [x for x in argus if x[0] == etype]
+            g = nx.Graph()
+            g.add_nodes_from(sub)
+            g.add_edges_from((u, v) for x, u in enumerate(sub) for v in sub[x + 1 :] if (u[2], u[3], v[2], v[3]) in links)
+            events.update((etype, frozenset((r, i, j) for _, r, i, j in c)) for c in nx.find_cliques(g))
+        out.append(events)
+    return out
+
+
+def gplinker_events(arg, head, tail, labels):
+    """gplinker's path: one scan of the whole batch for positive cells (as ``window_cells`` does),
+    rows split per sample, then span graphs per event type."""
+    b = len(arg)
+    cells = [np.argwhere(x > 0) for x in (arg, head, tail)]  # (N, 4) rows (b, c, i, j), sorted by b
+    bounds = [np.searchsorted(c[:, 0], np.arange(b + 1)) for c in cells]
+    out = []
+    for k in range(b):
+        a, hh, tt = (c[bd[k] : bd[k + 1]] for c, bd in zip(cells, bounds))
+        args = [(*labels[c], i, j) for c, i, j in a[:, 1:].tolist()]
+        out.append(set(events_from_graph(args, hh[:, 2:], tt[:, 2:])))
+    return out
+
+
+def event_logits(b, n, types, roles, events, args_per_event, link_noise, seed):
+    """Argument and link logits for ``events`` events per sample, every argument its own span
+    (so the argument graph of the reference and the span graph of gplinker coincide), plus
+    ``link_noise``: the fraction of other link cells firing, as early in training."""
+    rng = np.random.default_rng(seed)
+    arg = np.full((b, types * roles, n, n), -5.0, np.float32)
+    head = np.full((b, 1, n, n), -5.0, np.float32)
+    tail = np.full((b, 1, n, n), -5.0, np.float32)
+    for k in range(b):
+        starts = rng.permutation(np.arange(1, n - 3))[: events * args_per_event]
+        for e in range(events):
+            et = int(rng.integers(0, types))
+            spans = [(int(s), int(s) + int(rng.integers(0, 3))) for s in starts[e * args_per_event : (e + 1) * args_per_event]]
+            for r, (i, j) in enumerate(spans):
+                arg[k, et * roles + r % roles, i, j] = 5
+            for x, (i1, j1) in enumerate(spans):
+                for i2, j2 in spans[x + 1 :]:
+                    head[k, 0, min(i1, i2), max(i1, i2)] = tail[k, 0, min(j1, j2), max(j1, j2)] = 5
+        if link_noise:
+            iu = np.triu_indices(n)
+            for grid in (head, tail):
+                sel = rng.random(len(iu[0])) < link_noise
+                grid[k, 0, iu[0][sel], iu[1][sel]] = 1
+    return arg, head, tail
+
+
+def event_decode_table(quick):
+    rows = []
+    types, roles = 10, 8  # FewFC-sized schema: 10 types, up to 8 roles
+    labels = [(f"T{t}", f"R{r}") for t in range(types) for r in range(roles)]
+    cases = [("trained", 8, 128, 2, 4, 0.0), ("busy", 4, 128, 12, 6, 0.2)]
+    for name, b, n, events, per, noise in cases:
+        arg, head, tail = event_logits(b, n, types, roles, events, per, noise, 0)
+        ref, got = reference_events(arg, head, tail, labels), gplinker_events(arg, head, tail, labels)
+        reps = 1 if quick else 3
+        t_ref = timed(lambda: reference_events(arg, head, tail, labels), torch.device("cpu"), reps)
+        t_gp = timed(lambda: gplinker_events(arg, head, tail, labels), torch.device("cpu"), reps)
+        rows.append({"case": name, "batch": b, "n": n, "argument_cells": int((arg > 0).sum()),
+                     "link_cells": int((head > 0).sum() + (tail > 0).sum()), "events": sum(map(len, ref)),
+                     "reference_s": t_ref, "gplinker_s": t_gp, "speedup": t_ref / t_gp, "identical": ref == got})
+        print(f"  event decode {name}: reference {t_ref:.3f}s, gplinker {t_gp:.4f}s ({t_ref / t_gp:.1f}x), identical={ref == got}", flush=True)
+    return rows
+
+
 # ---- 4. inference throughput ---------------------------------------------------------------------
 def throughput_table(device, quick, model_dir=None, dev_file=None):
     from transformers import BertTokenizerFast
@@ -385,6 +469,7 @@ def main() -> int:
         results["loss"] = loss_table(device, args.quick)
     if "decode" in sections:
         results["decode"] = decode_table(args.quick)
+        results["event_decode"] = event_decode_table(args.quick)
     if "throughput" in sections:
         results["throughput"] = throughput_table(device, args.quick, args.ner_model, args.ner_dev)
     if "memory" in sections:
@@ -394,6 +479,8 @@ def main() -> int:
     md.append(markdown("1. Training step: what the heads and loss add to the encoder (MiniLM-L6 size; batch 16, 8 from n = 256)", results.get("train_step", [])))
     md.append(markdown("2. Sparse vs dense multilabel loss (forward + backward on given logits)", results.get("loss", [])))
     md.append(markdown("3. Relation decoding: gplinker vs the reference scripts' decoder, same logits", results.get("decode", [])))
+    md.append(markdown("3b. Event decoding: gplinker vs the reference script's decoder (argument-pair loop), same logits, "
+                       "10 event types x 8 roles", results.get("event_decode", [])))
     md.append(markdown("4. Inference throughput (NER head, random MiniLM-size encoder, varied lengths; dev_f1: a trained "
                        "model's entity F1 on --ner-dev with and without int8, when --ner-model exists)", results.get("throughput", [])))
     md.append(markdown("5. Peak memory of a training step, n = 512, batch 8, 2 + 48 + 48 channels", results.get("memory", [])))

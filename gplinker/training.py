@@ -126,7 +126,8 @@ def train(extractor: Extractor, train_docs: Sequence[Document], dev_docs: Sequen
     epochs = max(1, config.epochs) if config.max_steps is None else math.ceil(total / max(1, steps_per_epoch))
     for epoch in range(1, epochs + 1):
         model.train()
-        bar = tqdm(_batches(lengths, config.batch_size, rng), desc=f"epoch {epoch}/{epochs}", unit="batch")
+        batches = _batches(lengths, config.batch_size, rng)
+        bar = tqdm(batches, desc=f"epoch {epoch}/{epochs}", unit="batch", total=min(len(batches), total - step))
         running = None
         for idx in bar:
             batch = collate([windows[k] for k in idx], extractor.pad_id, specs, [targets[k] for k in idx])

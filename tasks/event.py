@@ -52,14 +52,21 @@ def events_from_graph(args: Sequence[tuple[str, str, int, int]], head_cells: np.
     probable, when ``scores`` are given) enter the graph and at most ``MAX_EVENTS_PER_TYPE``
     cliques are taken (counted in ``stats["capped"]``), so decoding always ends.
     """
-    heads = {(int(a), int(b)) for a, b in head_cells}
-    tails = {(int(a), int(b)) for a, b in tail_cells}
+    head_cells = np.asarray(head_cells, dtype=np.int64).reshape(-1, 2)  # (H, 2)
+    tail_cells = np.asarray(tail_cells, dtype=np.int64).reshape(-1, 2)  # (T, 2)
     by_type: dict[str, dict[tuple[int, int], set[str]]] = {}
     best: dict[tuple[str, int, int], float] = {}
     for etype, role, i, j in args:
         by_type.setdefault(etype, {}).setdefault((i, j), set()).add(role)
         sc = (scores or {}).get((etype, role, i, j)) or 0.0
         best[(etype, i, j)] = max(best.get((etype, i, j), 0.0), sc)
+    # Link grids (window length squared, a few hundred kB at most): all pairs of a type are looked up at once.
+    m = 1 + max([0, *(max(i, j) for _, _, i, j in args)], default=0)
+    m = max(m, 1 + int(head_cells.max(initial=0)), 1 + int(tail_cells.max(initial=0)))
+    head_grid = np.zeros((m, m), dtype=bool)  # (m, m) head_grid[min, max]: the head link fires
+    tail_grid = np.zeros((m, m), dtype=bool)
+    head_grid[head_cells[:, 0], head_cells[:, 1]] = True
+    tail_grid[tail_cells[:, 0], tail_cells[:, 1]] = True
     events = []
     for etype, spans in by_type.items():
         nodes = sorted(spans)
@@ -70,10 +77,12 @@ def events_from_graph(args: Sequence[tuple[str, str, int, int]], head_cells: np.
             nodes = sorted(sorted(nodes, key=lambda ij: -best[(etype, *ij)])[:MAX_SPANS_PER_TYPE])
         graph = nx.Graph()
         graph.add_nodes_from(nodes)
-        for k, (i1, j1) in enumerate(nodes):
-            for i2, j2 in nodes[k + 1 :]:
-                if (min(i1, i2), max(i1, i2)) in heads and (min(j1, j2), max(j1, j2)) in tails:
-                    graph.add_edge((i1, j1), (i2, j2))
+        nd = np.array(nodes, dtype=np.int64).reshape(-1, 2)  # (S, 2) token (i, j) of each span
+        x, y = np.triu_indices(len(nodes), 1)  # all span pairs
+        i1, i2, j1, j2 = nd[x, 0], nd[y, 0], nd[x, 1], nd[y, 1]  # (S*(S-1)/2,) each
+        linked = (head_grid[np.minimum(i1, i2), np.maximum(i1, i2)]
+                  & tail_grid[np.minimum(j1, j2), np.maximum(j1, j2)])
+        graph.add_edges_from((nodes[u], nodes[v]) for u, v in zip(x[linked].tolist(), y[linked].tolist()))
         for n_found, clique in enumerate(nx.find_cliques(graph)):
             if n_found == MAX_EVENTS_PER_TYPE:
                 logger.debug("event decoding capped: more than %d events of type %r in one window", MAX_EVENTS_PER_TYPE, etype)

@@ -102,6 +102,32 @@ def test_clique_decoding_on_hand_written_links():
     assert sorted(len(m) for _, m in got) == [1, 1]
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_clique_decoding_matches_brute_force_on_random_graphs(seed):
+    """Every event is a maximal set of spans of one type whose every pair has both its head link
+    (min, max of starts) and its tail link (min, max of ends); roles of a span come along."""
+    import itertools
+
+    rng = np.random.default_rng(seed)
+    n = 24
+    args = sorted({(f"T{rng.integers(0, 2)}", f"r{rng.integers(0, 3)}", int(i), int(i + rng.integers(0, 3)))
+                   for i in rng.integers(0, n - 3, 14)})
+    heads = np.argwhere(np.triu(rng.random((n, n)) < 0.35))
+    tails = np.argwhere(np.triu(rng.random((n, n)) < 0.35))
+    hs, ts = set(map(tuple, heads.tolist())), set(map(tuple, tails.tolist()))
+    got = {(t, m) for t, m in events_from_graph(args, heads, tails)}
+    want = set()
+    for etype in {a[0] for a in args}:
+        spans = sorted({(i, j) for t, _, i, j in args if t == etype})
+        ok = lambda a, b: (min(a[0], b[0]), max(a[0], b[0])) in hs and (min(a[1], b[1]), max(a[1], b[1])) in ts  # noqa: E731
+        cliques = [set(c) for r in range(1, len(spans) + 1) for c in itertools.combinations(spans, r)
+                   if all(ok(a, b) for a, b in itertools.combinations(c, 2))]
+        for c in cliques:
+            if not any(c < d for d in cliques):
+                want.add((etype, frozenset((r, i, j) for t, r, i, j in args if t == etype and (i, j) in c)))
+    assert got == want and got
+
+
 def test_subsets_dropped_per_type():
     big = ev("T", ("trigger", 0, 1), ("a", 2, 3), ("b", 4, 5))
     small = ev("T", ("trigger", 0, 1), ("a", 2, 3))
