@@ -110,11 +110,22 @@ def _trim_encoder(args: argparse.Namespace, train_docs, dev_docs, out: Path) -> 
     return str(path)
 
 
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    _setup_logging(None, args.verbose)
+def _load_extractor(path: str, args: argparse.Namespace):
+    """A saved model, its encoder run by ONNX Runtime when ``--onnx`` is given."""
     from gplinker.pipeline import Extractor
 
-    extractor = Extractor.from_pretrained(args.model, args.device)
+    extractor = Extractor.from_pretrained(path, "cpu" if args.onnx and args.device is None else args.device)
+    if args.onnx:
+        from gplinker.onnx_runtime import use_onnx
+
+        use_onnx(extractor, path)
+    return extractor
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    _setup_logging(None, args.verbose)
+
+    extractor = _load_extractor(args.model, args)
     module = importlib.import_module(type(extractor.task).__module__)
     gold = module.read(args.data, args.format)
     t0 = time.time()
@@ -165,9 +176,8 @@ def read_predict_input(path: str) -> list[dict[str, Any]]:
 def cmd_predict(args: argparse.Namespace) -> int:
     _setup_logging(None, args.verbose)
     from gplinker.io import write_jsonl
-    from gplinker.pipeline import Extractor
 
-    extractor = Extractor.from_pretrained(args.model, args.device)
+    extractor = _load_extractor(args.model, args)
     records = read_predict_input(args.input)
     ok = [r for r in records if "doc" in r]
     t0 = time.time()
@@ -196,10 +206,9 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
 
     from gplinker.io import write_jsonl
     from gplinker.merge import merge_record, predict_robust
-    from gplinker.pipeline import Extractor
     from gplinker.report import render
 
-    models = [(Extractor.from_pretrained(m, args.device), _model_name(m)) for m in args.model]
+    models = [(_load_extractor(m, args), _model_name(m)) for m in args.model]
     records = read_predict_input(args.input)
     ok = [r for r in records if "doc" in r]
     docs = [r["doc"] for r in ok]
@@ -324,6 +333,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--retrain", action="store_true")
     q.set_defaults(func=cmd_quickstart)
 
+    for s in (e, r, pl):
+        s.add_argument("--onnx", action="store_true",
+                       help="run the encoder with ONNX Runtime on CPU (exported once to MODEL/encoder.onnx; "
+                            "needs the onnx extra)")
     for s in (t, e, r, pl, q):
         s.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
         s.add_argument("--verbose", action="store_true")

@@ -27,8 +27,6 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gplinker.decoding import positive_cells  # noqa: E402
-from gplinker.heads import EfficientGlobalPointer, mask_value, span_mask  # noqa: E402
 from gplinker.losses import dense_span_loss, span_loss  # noqa: E402
 from gplinker.model import GPLinkerModel  # noqa: E402
 from gplinker.task import HeadSpec  # noqa: E402

@@ -65,15 +65,28 @@ class GlobalPointer(nn.Module):
         return logits.masked_fill(~span_mask(mask, self.tril_mask), mask_value(logits.dtype))
 
 
-class EfficientGlobalPointer(nn.Module):
-    """Shared ``q·k`` for all labels plus a per-label start bias and end bias (kexue.fm 8877)."""
+INITIAL_LOGIT = -8.0  # where Efficient GlobalPointer's cells start: "no" for all, a prior (see below)
 
-    def __init__(self, hidden_size: int, heads: int, head_size: int = 64, use_rope: bool = True, tril_mask: bool = True) -> None:
+
+class EfficientGlobalPointer(nn.Module):
+    """Shared ``q·k`` for all labels plus a per-label start bias and end bias (kexue.fm 8877).
+
+    ``initial_logit`` initialises the label biases so that every cell starts near that logit, a
+    prior that almost every cell is negative (as RetinaNet's prior initialisation). With zero
+    biases all n² cells start near 0 and the multilabel loss spends its first hundreds of steps
+    pushing them down before any positive rises above the threshold; starting low, the loss
+    works on the positives from the first step.
+    """
+
+    def __init__(self, hidden_size: int, heads: int, head_size: int = 64, use_rope: bool = True, tril_mask: bool = True,
+                 initial_logit: float = INITIAL_LOGIT) -> None:
         super().__init__()
         self.heads, self.head_size = heads, head_size
         self.use_rope, self.tril_mask = use_rope, tril_mask
         self.p_dense = nn.Linear(hidden_size, head_size * 2)
         self.q_dense = nn.Linear(head_size * 2, heads * 2)
+        with torch.no_grad():  # start bias + end bias = initial_logit (each is halved in factors())
+            self.q_dense.bias.fill_(initial_logit)
 
     def factors(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Unmasked parts: shared scores (B, n, n), start bias (B, H, n), end bias (B, H, n)."""
