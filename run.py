@@ -280,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--encoder", required=True, help="Hugging Face name, local directory, or alias (minilm-l6)")
     t.add_argument("--output", required=True, help="output directory: model/, metrics.json, train.log")
     t.add_argument("--epochs", type=int, default=3)
-    t.add_argument("--max-steps", type=int, default=None)
+    t.add_argument("--max-steps", type=int, default=None, help="train this many steps (overrides --epochs)")
     t.add_argument("--batch-size", type=int, default=16)
     t.add_argument("--lr", type=float, default=2e-5, help="encoder learning rate")
     t.add_argument("--head-lr", type=float, default=1e-3, help="learning rate of the GlobalPointer heads")

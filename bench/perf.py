@@ -65,6 +65,22 @@ def timed(fn, device, repeat):
     return statistics.median(times)
 
 
+def timed_interleaved(fns, device, repeat):
+    """Median seconds of each of ``fns``, run in turn ``repeat`` times after one warm-up each, so
+    that drifts of the machine (frequency, other load) hit all of them alike."""
+    for fn in fns:
+        fn()
+    times = [[] for _ in fns]
+    for _ in range(repeat):
+        for k, fn in enumerate(fns):
+            sync(device)
+            t0 = time.perf_counter()
+            fn()
+            sync(device)
+            times[k].append(time.perf_counter() - t0)
+    return [statistics.median(t) for t in times]
+
+
 def batch_for(b, n, specs, device, positives=3, seed=0):
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(1000, 30000, (b, n), generator=g)
@@ -103,9 +119,7 @@ def train_step_table(device, lengths, repeat):
                     opt.step(); opt.zero_grad(set_to_none=True)
                 return step
 
-            t_enc = timed(enc_only, device, repeat)
-            t_mat = timed(full(False), device, repeat)
-            t_fac = timed(full(True), device, repeat)
+            t_enc, t_mat, t_fac = timed_interleaved([enc_only, full(False), full(True)], device, repeat)
             rows.append({"schema": schema, "n": n, "batch": b, "encoder_s": t_enc, "materialised_s": t_mat,
                          "factorised_s": t_fac, "overhead_materialised": t_mat / t_enc - 1, "overhead_factorised": t_fac / t_enc - 1})
             print(f"  train step {schema} n={n}: encoder {t_enc:.3f}s, +heads materialised {t_mat / t_enc - 1:+.1%}, "
@@ -418,6 +432,24 @@ def throughput_table(device, quick, model_dir=None, dev_file=None):
         print(f"  int8 F1 on {dev_file}: {f1} -> {f1_q}", flush=True)
     for r in rows:
         r["dev_f1"] = f1
+    if device.type == "cpu" and model_dir and Path(model_dir).is_dir():
+        try:
+            from gplinker.onnx_runtime import OnnxEncoder, use_onnx
+        except ImportError:
+            OnnxEncoder = None
+        if OnnxEncoder is not None:  # ONNX Runtime encoder: exported from the trained model (same shape as the random one)
+            from tasks import ner
+
+            trained = use_onnx(Extractor.from_pretrained(model_dir, device="cpu"), model_dir)
+            gold = ner.read(dev_file)
+            f1_o = round(trained.task.evaluate(gold, trained.predict(gold))["entities"]["f1"], 4)
+            saved = ex.model.encoder
+            ex.model.encoder = trained.model.encoder
+            secs = timed(lambda: ex.window_cells(windows, 32), device, 1 if quick else 2)
+            ex.model.encoder = saved
+            rows.append({"ner inference": "length-sorted + ONNX Runtime encoder", "texts": len(texts), "seconds": secs,
+                         "texts_per_s": len(texts) / secs, "dev_f1": f1_o})
+            print(f"  inference ONNX Runtime: {len(texts) / secs:.1f} texts/s, F1 {f1_o}", flush=True)
     if device.type == "cpu":
         q = torch.ao.quantization.quantize_dynamic(ex.model, {torch.nn.Linear}, dtype=torch.qint8)
         exq = Extractor(q, tokenizer, task, ex.settings, device)
@@ -452,6 +484,8 @@ def main() -> int:
     ap.add_argument("--ner-model", default=str(ROOT / "runs" / "quickstart" / "ner" / "model"),
                     help="a trained NER model for the F1 change of int8 quantization (quickstart's by default)")
     ap.add_argument("--ner-dev", default=str(ROOT / "data" / "ner" / "en_dev.jsonl"))
+    ap.add_argument("--repeat", type=int, default=None, help="timed repeats per training-step cell (median)")
+    ap.add_argument("--lengths", default=None, help="comma-separated sequence lengths for the training-step table")
     ap.add_argument("--sections", default="train,loss,decode,throughput,memory")
     args = ap.parse_args()
     device = torch.device(args.device)
@@ -460,9 +494,9 @@ def main() -> int:
                + (f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ", CPU only"))
     print(f"machine: {machine}", flush=True)
     results = {"machine": machine, "device": str(device)}
-    lengths = [64, 128] if args.quick else [64, 128, 256, 512]
+    lengths = [int(x) for x in args.lengths.split(",")] if args.lengths else ([64, 128] if args.quick else [64, 128, 256, 512])
     if "train" in sections:
-        results["train_step"] = train_step_table(device, lengths, 1 if args.quick else 3)
+        results["train_step"] = train_step_table(device, lengths, args.repeat or (3 if args.quick else 5))
     if "loss" in sections:
         results["loss"] = loss_table(device, args.quick)
     if "decode" in sections:
@@ -472,9 +506,11 @@ def main() -> int:
         results["throughput"] = throughput_table(device, args.quick, args.ner_model, args.ner_dev)
     if "memory" in sections:
         results["memory"] = memory_table(device)
-    md = [f"# Performance ({device.type})", "", f"Machine: {machine}. Command: `python bench/perf.py"
-          + (" --quick" if args.quick else "") + f" --device {device.type}`.", ""]
-    md.append(markdown("1. Training step: what the heads and loss add to the encoder (MiniLM-L6 size; batch 16, 8 from n = 256)", results.get("train_step", [])))
+    import shlex
+
+    md = [f"# Performance ({device.type})", "", f"Machine: {machine}. Command: `{shlex.join(['python', 'bench/perf.py', *sys.argv[1:]])}`.", ""]
+    md.append(markdown("1. Training step: what the heads and loss add to the encoder (MiniLM-L6 size; batch 16, 8 from n = 256; "
+                       "median of interleaved repeats)", results.get("train_step", [])))
     md.append(markdown("2. Sparse vs dense multilabel loss (forward + backward on given logits)", results.get("loss", [])))
     md.append(markdown("3. Relation decoding: gplinker vs the reference scripts' decoder, same logits", results.get("decode", [])))
     md.append(markdown("3b. Event decoding: gplinker vs the reference script's decoder (argument-pair loop), same logits, "

@@ -6,7 +6,7 @@ Each row is one ``run.py train`` command (or the token-classification baseline,
 after another, then writes ``docs/results.md`` and ``docs/results.json`` with, per row, the
 encoder, steps, wall time, the dev F1 at every level the task reports, and the exact command.
 
-    python bench/quality.py                  # all rows (about an hour on 2 CPU cores)
+    python bench/quality.py                  # all rows (about 80 minutes on 2 CPU cores)
     python bench/quality.py --rows conll04_ner_gp conll04_ner_bio
     python bench/quality.py --report-only    # rebuild the docs from runs already finished
 
@@ -57,6 +57,10 @@ ROWS = [
         ME5 + ["--max-steps", "300", "--max-length", "128", "--stride", "32"]),
     Row("cluener_bio", "CLUENER", "ner", "baseline", "me5-small", "cluener/train.json", "cluener/dev.json",
         ME5 + ["--max-steps", "300", "--max-length", "128", "--stride", "32"]),
+    Row("cluener_gp_long", "CLUENER", "ner", "gplinker", "me5-small", "cluener/train.json", "cluener/dev.json",
+        ME5 + ["--max-steps", "800", "--max-length", "128", "--stride", "32"], note="the flat-NER pair with a larger budget"),
+    Row("cluener_bio_long", "CLUENER", "ner", "baseline", "me5-small", "cluener/train.json", "cluener/dev.json",
+        ME5 + ["--max-steps", "800", "--max-length", "128", "--stride", "32"], note="the flat-NER pair with a larger budget"),
     Row("cluener_gp_frozen", "CLUENER", "ner", "gplinker", "me5-small", "cluener/train.json", "cluener/dev.json",
         ["--freeze-embeddings", *ME5[2:], "--max-steps", "300", "--max-length", "128", "--stride", "32"],
         note="full 250k vocabulary, word embeddings frozen instead of trimmed"),
@@ -153,7 +157,8 @@ def render(results: list[dict], machine_line: str) -> str:
               "end) match on character offsets; the baseline's tags are read into entities by the conlleval rules "
               "seqeval uses by default).", ""]
     by = {r["name"]: r for r in results}
-    for gp, bio in (("cluener_gp", "cluener_bio"), ("conll04_ner_gp", "conll04_ner_bio")):
+    for gp, bio in (("cluener_gp", "cluener_bio"), ("cluener_gp_long", "cluener_bio_long"),
+                    ("conll04_ner_gp", "conll04_ner_bio")):
         if gp in by and bio in by:
             a, b = _f1(by[gp], "entities"), _f1(by[bio], "entities")
             lines.append(f"- {by[gp]['corpus']} ({by[gp]['encoder']}, {by[gp]['steps']} steps): GlobalPointer {a:.4f} vs "

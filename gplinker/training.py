@@ -28,7 +28,7 @@ class TrainConfig:
     """Hyper-parameters of :func:`train`."""
 
     epochs: int = 3
-    max_steps: int | None = None  # stop after this many optimizer steps (evaluates then)
+    max_steps: int | None = None  # train exactly this many optimizer steps, overriding epochs (as in HF)
     batch_size: int = 16
     lr: float = 2e-5  # encoder
     head_lr: float = 1e-3  # GlobalPointer heads, freshly initialised
@@ -107,7 +107,7 @@ def train(extractor: Extractor, train_docs: Sequence[Document], dev_docs: Sequen
     steps_per_epoch = math.ceil(len(windows) / config.batch_size)
     total = steps_per_epoch * config.epochs
     if config.max_steps is not None:
-        total = min(total, config.max_steps) if config.epochs else config.max_steps
+        total = config.max_steps  # overrides epochs, as Hugging Face's Trainer does
     warmup = int(total * config.warmup_ratio)
 
     def schedule(step: int) -> float:

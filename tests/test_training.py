@@ -61,3 +61,14 @@ def test_every_parameter_gets_a_gradient(tiny_encoder):
         missing = [n for n, p in ex.model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum())]
         # the only parameters allowed no gradient are embedding rows of unused tokens, which still get a zero-sum grad tensor
         assert all("embeddings" in n for n in missing), missing
+
+
+@pytest.mark.parametrize("max_steps", [3, 7])
+def test_max_steps_overrides_epochs(tiny_encoder, max_steps):
+    """--max-steps N trains exactly N steps whatever --epochs says, evaluating at each epoch end
+    and at the last step (8 documents, batch 4: 2 steps per epoch)."""
+    docs = ner.read(DATA / "en_train.jsonl")[:8]
+    ex = Extractor.build(str(tiny_encoder), ner.NERTask.from_documents(docs), ModelSettings(max_length=64, stride=16), "cpu")
+    summary = train(ex, docs, docs[:2], TrainConfig(epochs=1, max_steps=max_steps, batch_size=4))
+    assert summary["steps"] == max_steps
+    assert [h["step"] for h in summary["history"]] == list(range(2, max_steps, 2)) + [max_steps]
