@@ -124,7 +124,6 @@ def _load_extractor(path: str, args: argparse.Namespace):
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     _setup_logging(None, args.verbose)
-
     extractor = _load_extractor(args.model, args)
     module = importlib.import_module(type(extractor.task).__module__)
     gold = module.read(args.data, args.format)

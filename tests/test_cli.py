@@ -55,3 +55,26 @@ def test_bad_training_file_is_a_clear_error(tiny_encoder, tmp_path):
     r = run("train", "ner", "--train", bad, "--encoder", tiny_encoder, "--output", tmp_path / "o", "--max-steps", "1")
     assert r.returncode == 2
     assert f"{bad}, line 2" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_train_with_trimmed_vocabulary(tiny_encoder, tmp_path):
+    """--trim-vocab train: the saved encoder holds only the training texts' pieces (plus special
+    tokens), the dev texts' tokenization changes are counted, and the model reloads and predicts."""
+    from transformers import AutoTokenizer
+
+    out = tmp_path / "run"
+    r = run("train", "ner", "--train", DATA / "en_train.jsonl", "--dev", DATA / "zh_dev.jsonl", "--encoder", tiny_encoder,
+            "--output", out, "--max-steps", "2", "--batch-size", "8", "--max-length", "48", "--stride", "8",
+            "--head-size", "16", "--trim-vocab", "train", "--device", "cpu")
+    assert r.returncode == 0, r.stderr[-3000:]
+    full = AutoTokenizer.from_pretrained(str(tiny_encoder))
+    trimmed = AutoTokenizer.from_pretrained(str(out / "model" / "encoder"))
+    train_texts = [json.loads(x)["text"] for x in (DATA / "en_train.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(trimmed) < len(full)
+    for t in train_texts[:20]:  # the training texts tokenize to the same pieces
+        assert trimmed.tokenize(t) == full.tokenize(t)
+    report = json.loads((out / "trim_report.json").read_text())
+    assert report["texts"] > 0 and report["texts_changed"] > 0  # Chinese dev texts lose their characters
+    assert not (out / "trimmed_encoder").exists()
+    r = run("predict", "--model", out / "model", "--input", DATA / "predict_en.txt", "--output", tmp_path / "p.jsonl")
+    assert r.returncode == 0, r.stderr[-3000:]
