@@ -76,6 +76,8 @@ ROWS = [
         MINILM + ["--max-steps", "400", "--max-length", "128"]),
     Row("fewfc_event", "FewFC", "event", "gplinker", "me5-small", "fewfc/train.jsonl", "fewfc/dev.jsonl",
         ME5 + ["--max-steps", "200", "--max-length", "256", "--stride", "64"]),
+    Row("fewfc_event_long", "FewFC", "event", "gplinker", "me5-small", "fewfc/train.jsonl", "fewfc/dev.jsonl",
+        ME5 + ["--max-steps", "450", "--max-length", "256", "--stride", "64"], note="FewFC with a larger budget"),
     Row("phee_event", "PHEE", "event", "gplinker", "minilm-l6", "phee/train.jsonl", "phee/dev.jsonl",
         MINILM + ["--max-steps", "400", "--max-length", "160", "--stride", "48"]),
 ]
