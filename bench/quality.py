@@ -131,6 +131,8 @@ def run_row(row: Row, runs: Path, force: bool) -> dict | None:
         "steps": summary["steps"], "train_seconds": summary["seconds"],
         "wall_seconds": float(wall_file.read_text()) if wall_file.is_file() else None,
         "best_epoch": best.get("epoch"), "best_step": best.get("step"), "levels": levels,
+        "last_step": summary["history"][-1]["step"] if summary.get("history") else None,
+        "last_levels": summary["history"][-1].get("dev") if summary.get("history") else None,
         "trim_report": json.loads(trim.read_text()) if trim.is_file() else None,
         "note": row.note, "command": shlex.join(row.command(f"runs/quality/{row.name}")),
     }
@@ -154,6 +156,13 @@ def render(results: list[dict], machine_line: str) -> str:
         f1s = "<br>".join(f"{lvl} **{v['f1']:.4f}** ({v['precision']:.3f} / {v['recall']:.3f})" for lvl, v in r["levels"].items())
         wall = f"{r['wall_seconds']:.0f}" if r["wall_seconds"] else "-"
         lines.append(f"| {r['corpus']} | {r['system']} | {r['encoder']} | {r['vocabulary']} | {r['steps']} | {wall} | {f1s} |")
+    later = [r for r in results if r.get("last_levels") and r["last_step"] != r["best_step"]]
+    if later:
+        lines += ["", "The checkpoint is chosen by the first level's F1 (events, triples, entities); where the last "
+                  "evaluation differs from the chosen one:", ""]
+        for r in later:
+            f1s = ", ".join(f"{k} {v['f1']:.4f}" for k, v in r["last_levels"].items())
+            lines.append(f"- `{r['name']}` at step {r['last_step']} (chosen: step {r['best_step']}): {f1s}")
     lines += ["", "## GlobalPointer vs token classification on flat NER", "",
               "Same encoder, windows, data, steps, batch size, learning rates, schedule and scorer (exact (label, start, "
               "end) match on character offsets; the baseline's tags are read into entities by the conlleval rules "
