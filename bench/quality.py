@@ -6,7 +6,7 @@ Each row is one ``run.py train`` command (or the token-classification baseline,
 after another, then writes ``docs/results.md`` and ``docs/results.json`` with, per row, the
 encoder, steps, wall time, the dev F1 at every level the task reports, and the exact command.
 
-    python bench/quality.py                  # all rows (about 80 minutes on 2 CPU cores)
+    python bench/quality.py                  # all rows (about 100 minutes on 2 CPU cores)
     python bench/quality.py --rows conll04_ner_gp conll04_ner_bio
     python bench/quality.py --report-only    # rebuild the docs from runs already finished
 

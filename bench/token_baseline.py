@@ -29,9 +29,10 @@ from tqdm.auto import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from gplinker.model import collate as gplinker_collate  # noqa: E402
 from gplinker.offsets import Featurizer, Window, WindowIndex, align_span, token_span_to_chars, touches_cut  # noqa: E402
 from gplinker.structures import Document, Span  # noqa: E402
-from gplinker.training import _batches, _main_f1, set_seed  # noqa: E402
+from gplinker.training import _batches, _main_f1, set_seed, warmup_linear_decay  # noqa: E402
 from tasks import ner  # noqa: E402
 
 logger = logging.getLogger("token_baseline")
@@ -94,17 +95,12 @@ def decode(doc: Document, windows: Sequence[Window], tag_rows: Sequence[np.ndarr
 
 
 def collate(windows: Sequence[Window], pad_id: int, tags: Sequence[list[int]] | None = None) -> dict[str, torch.Tensor]:
-    n = max(len(w) for w in windows)
-    ids = torch.full((len(windows), n), pad_id, dtype=torch.long)  # (B, n)
-    mask = torch.zeros((len(windows), n), dtype=torch.long)  # (B, n)
-    out = {"input_ids": ids, "attention_mask": mask}
+    """gplinker's padding (ids and attention mask), plus (B, n) tag labels, IGNORE on padding."""
+    batch = gplinker_collate(windows, pad_id)
+    out = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
     if tags is not None:
-        out["labels"] = torch.full((len(windows), n), IGNORE, dtype=torch.long)  # (B, n)
-    for r, w in enumerate(windows):
-        ids[r, : len(w)] = torch.tensor(w.input_ids)
-        mask[r, : len(w)] = 1
-        if tags is not None:
-            out["labels"][r, : len(w)] = torch.tensor(tags[r])
+        n = out["input_ids"].shape[1]
+        out["labels"] = torch.tensor([t + [IGNORE] * (n - len(t)) for t in tags], dtype=torch.long)  # (B, n)
     return out
 
 
@@ -188,9 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     ])
     steps_per_epoch = math.ceil(len(windows) / args.batch_size)
     total = steps_per_epoch * args.epochs if args.max_steps is None else args.max_steps
-    warmup = int(total * 0.1)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: (s + 1) / (warmup + 1) if s < warmup else max(0.0, (total - s) / max(1, total - warmup)))
+    scheduler = warmup_linear_decay(optimizer, total, int(total * 0.1))
     rng = random.Random(args.seed)
     lengths = [len(w) for w in windows]
     best = {"f1": -1.0, "metrics": None, "epoch": None, "step": None}

@@ -47,6 +47,16 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def warmup_linear_decay(optimizer: torch.optim.Optimizer, total: int, warmup: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Learning rates rise linearly over ``warmup`` steps, then fall linearly to 0 at ``total``."""
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
 def _main_f1(metrics: dict[str, Any]) -> float:
     """The first level's F1 is the model-selection score (tasks order their levels)."""
     for level in metrics.values():
@@ -110,12 +120,7 @@ def train(extractor: Extractor, train_docs: Sequence[Document], dev_docs: Sequen
         total = config.max_steps  # overrides epochs, as Hugging Face's Trainer does
     warmup = int(total * config.warmup_ratio)
 
-    def schedule(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / (warmup + 1)
-        return max(0.0, (total - step) / max(1, total - warmup))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    scheduler = warmup_linear_decay(optimizer, total, warmup)
     rng = random.Random(config.seed)
     lengths = [len(w) for w in windows]
     model_dir = Path(output_dir) / "model" if output_dir is not None else None
