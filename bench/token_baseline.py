@@ -162,12 +162,12 @@ def main(argv: list[str] | None = None) -> int:
         texts = [d.text for d in train_docs] + ([d.text for d in dev_docs] if args.trim_vocab == "train+dev" else [])
         path = str(trim_vocabulary(path, texts, out / "trimmed_encoder"))
     tokenizer = AutoTokenizer.from_pretrained(path, use_fast=True)
+    set_seed(args.seed)  # the classifier layer is initialised here
     model = AutoModelForTokenClassification.from_pretrained(
         path, num_labels=len(names), id2label=dict(enumerate(names)), label2id=tag_index).float()
     featurizer = Featurizer(tokenizer, args.max_length, args.stride)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
-    set_seed(args.seed)
     windows = featurizer.windows([d.text for d in train_docs])
     tagged = [window_tags(train_docs[w.doc_index], w, tag_index) for w in windows]
     tags = [t for t, _ in tagged]
