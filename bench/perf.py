@@ -30,14 +30,39 @@ sys.path.insert(0, str(ROOT))
 from gplinker.losses import dense_span_loss, span_loss  # noqa: E402
 from gplinker.model import GPLinkerModel  # noqa: E402
 from gplinker.task import HeadSpec  # noqa: E402
-from tasks.event import events_from_graph  # noqa: E402
-from tasks.relation import triples_from_logits  # noqa: E402
+from gplinker.tasks.event import events_from_graph  # noqa: E402
+from gplinker.tasks.relation import link_pairs  # noqa: E402
 
 SCHEMAS = {  # CLUENER-sized NER head; DuIE-sized relation heads (2 + 48 + 48 channels)
     "ner-10": [HeadSpec("entities", 10)],
     "rel-96": [HeadSpec("entities", 2), HeadSpec("heads", 48, False, False), HeadSpec("tails", 48, False, False)],
 }
 
+
+
+def triples_from_logits(entity_logits: np.ndarray, head_logits: np.ndarray, tail_logits: np.ndarray) -> list[set]:
+    """Subject-object decoding straight from logits, per sample: (p, s_i, s_j, o_i, o_j) sets.
+
+    ``entity_logits``: (B, 2, n, n) subject/object channels; link logits: (B, P, n, n). With few
+    entities the link cells of every subject x object pair are gathered at once (cheaper than
+    scanning the n x n link grids); with many, the positive link cells are joined by
+    :func:`link_pairs`. Either way there is no Python loop over pairs.
+    """
+    out = []
+    n = entity_logits.shape[-1]
+    for e, hh, tt in zip(entity_logits, head_logits, tail_logits):
+        ch, i, j = np.nonzero(e > 0)
+        subj = np.column_stack([i[ch == 0], j[ch == 0]])  # (S, 2)
+        obj = np.column_stack([i[ch == 1], j[ch == 1]])  # (O, 2)
+        if len(subj) * len(obj) <= n * n // 4:
+            si, oi = np.divmod(np.arange(len(subj) * len(obj)), len(obj)) if len(obj) else (np.zeros(0, int),) * 2
+            ok = (hh[:, subj[si, 0], obj[oi, 0]] > 0) & (tt[:, subj[si, 1], obj[oi, 1]] > 0)  # (P, S*O)
+            p, k = np.nonzero(ok)
+            rows = np.column_stack([p, subj[si[k]], obj[oi[k]]])
+        else:
+            rows = link_pairs(subj, obj, np.argwhere(hh > 0), np.argwhere(tt > 0), n)
+        out.append(set(map(tuple, rows.tolist())))
+    return out
 
 def encoder(device):
     from transformers import BertConfig, BertModel
@@ -389,8 +414,8 @@ def event_decode_table(quick):
 def throughput_table(device, quick, model_dir=None, dev_file=None):
     from transformers import BertTokenizerFast
 
-    from gplinker.pipeline import Extractor, ModelSettings
-    from tasks.ner import NERTask
+    from gplinker.extractor import Extractor, ModelSettings
+    from gplinker.tasks.ner import NERTask
 
     rows = []
     texts = [json.loads(x)["text"] for x in (ROOT / "data" / "ner" / "en_train.jsonl").read_text().splitlines()]
@@ -422,10 +447,10 @@ def throughput_table(device, quick, model_dir=None, dev_file=None):
         print(f"  inference {name}: {len(texts) / secs:.1f} texts/s", flush=True)
     f1 = f1_q = "n/a"
     if device.type == "cpu" and model_dir and Path(model_dir).is_dir():  # F1 change of int8 on a trained model
-        from tasks import ner
+        from gplinker.tasks import default_registry
 
         trained = Extractor.from_pretrained(model_dir, device="cpu")
-        gold = ner.read(dev_file)
+        gold = default_registry()["ner"].read(dev_file)
         f1 = round(trained.task.evaluate(gold, trained.predict(gold))["entities"]["f1"], 4)
         trained.model = torch.ao.quantization.quantize_dynamic(trained.model, {torch.nn.Linear}, dtype=torch.qint8)
         f1_q = round(trained.task.evaluate(gold, trained.predict(gold))["entities"]["f1"], 4)
@@ -438,10 +463,10 @@ def throughput_table(device, quick, model_dir=None, dev_file=None):
         except ImportError:
             OnnxEncoder = None
         if OnnxEncoder is not None:  # ONNX Runtime encoder: exported from the trained model (same shape as the random one)
-            from tasks import ner
+            from gplinker.tasks import default_registry
 
             trained = use_onnx(Extractor.from_pretrained(model_dir, device="cpu"), model_dir)
-            gold = ner.read(dev_file)
+            gold = default_registry()["ner"].read(dev_file)
             f1_o = round(trained.task.evaluate(gold, trained.predict(gold))["entities"]["f1"], 4)
             saved = ex.model.encoder
             ex.model.encoder = trained.model.encoder

@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gplinker.model import collate as gplinker_collate  # noqa: E402
 from gplinker.offsets import Featurizer, Window, WindowIndex, align_span, token_span_to_chars, touches_cut  # noqa: E402
 from gplinker.structures import Document, Span  # noqa: E402
-from gplinker.training import _batches, _main_f1, set_seed, warmup_linear_decay  # noqa: E402
-from tasks import ner  # noqa: E402
+from gplinker.training import length_bucketed_batches, main_f1, set_seed, warmup_linear_decay  # noqa: E402
+from gplinker.tasks import default_registry, ner  # noqa: E402
 
 logger = logging.getLogger("token_baseline")
 IGNORE = -100
@@ -152,8 +152,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from gplinker.encoders import resolve_encoder, trim_vocabulary
 
-    train_docs = ner.read(args.train, args.format)[: args.max_train_docs]
-    dev_docs = ner.read(args.dev, args.format)
+    train_docs = default_registry()["ner"].read(args.train, args.format)[: args.max_train_docs]
+    dev_docs = default_registry()["ner"].read(args.dev, args.format)
     labels = sorted({s.label for d in train_docs for s in d.entities})
     names = bio_labels(labels)
     tag_index = {t: k for k, t in enumerate(names)}
@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     step, t0 = 0, time.time()
     model.train()
     for epoch in range(1, math.ceil(total / steps_per_epoch) + 1):
-        bar = tqdm(_batches(lengths, args.batch_size, rng), desc=f"epoch {epoch}", unit="batch")
+        bar = tqdm(length_bucketed_batches(lengths, args.batch_size, rng), desc=f"epoch {epoch}", unit="batch")
         for idx in bar:
             batch = collate([windows[k] for k in idx], pad_id, [tags[k] for k in idx])
             loss = model(**batch).loss
@@ -207,8 +207,8 @@ def main(argv: list[str] | None = None) -> int:
                 break
         bar.close()
         pred = predict(model, featurizer, pad_id, dev_docs, names)
-        metrics = ner.NERTask(labels).evaluate(dev_docs, pred)
-        f1 = _main_f1(metrics)
+        metrics = ner.NERTask(labels, "nested").evaluate(dev_docs, pred)
+        f1 = main_f1(metrics)
         history.append({"epoch": epoch, "step": step, "seconds": round(time.time() - t0, 1),
                         "dev": {k: {m: v[m] for m in ("precision", "recall", "f1")} for k, v in metrics.items()}})
         logger.info("epoch %d step %d dev entities f1=%.4f", epoch, step, f1)

@@ -23,8 +23,3 @@ def positive_cells(logits: torch.Tensor, threshold: float = 0.0, channel_chunk: 
         key = ((out[:, 0] * h + out[:, 1]) * n + out[:, 2]) * n + out[:, 3]
         out = out[key.argsort()]
     return out
-
-
-def sigmoid_probability(logits: torch.Tensor) -> torch.Tensor:
-    """Calibrated probability of a cell under the multilabel loss: σ(2s) (kexue.fm 9064)."""
-    return torch.sigmoid(2 * logits.float())

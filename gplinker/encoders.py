@@ -59,6 +59,19 @@ def _me5_path() -> str:
 ALIASES = {"minilm-l6": _minilm_path, "me5-small": _me5_path}
 
 
+def _not_loadable(name: str, error: Exception) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, list(ALIASES), n=1, cutoff=0.5)
+    hint = f"did you mean {close[0]}? " if close else ""
+    local = Path(name)
+    where = (f"{name} is a folder without config.json and a tokenizer" if local.is_dir() else
+             f"{name} is not a local folder, and the Hugging Face hub could not provide it (offline?)")
+    first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+    return (f"cannot load encoder {name!r}: {where} ({first}). {hint}Offline aliases: "
+            f"{', '.join(sorted(ALIASES))}; or pass a local folder holding config.json and a fast tokenizer")
+
+
 def resolve_encoder(name_or_path: str) -> str:
     """A local directory or hub name for ``name_or_path``, expanding the offline aliases."""
     if name_or_path in ALIASES:
@@ -73,11 +86,14 @@ def load_encoder(name_or_path: str):
     path = resolve_encoder(name_or_path)
     if Path(path).is_file():
         raise ValueError(f"encoder path {path} is a file; give the directory holding config.json")
-    tokenizer = AutoTokenizer.from_pretrained(path, use_fast=True)
     try:
-        encoder = AutoModel.from_pretrained(path, add_pooling_layer=False)
-    except TypeError:  # architectures without a pooler argument
-        encoder = AutoModel.from_pretrained(path)
+        tokenizer = AutoTokenizer.from_pretrained(path, use_fast=True)
+        try:
+            encoder = AutoModel.from_pretrained(path, add_pooling_layer=False)
+        except TypeError:  # architectures without a pooler argument
+            encoder = AutoModel.from_pretrained(path)
+    except OSError as e:
+        raise ValueError(_not_loadable(name_or_path, e)) from e
     encoder = encoder.float()  # fp32 master weights for fine-tuning, whatever the checkpoint's dtype
     logger.info("loaded encoder %s (%s, %d parameters)", path, type(encoder).__name__,
                 sum(p.numel() for p in encoder.parameters()))

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from gplinker.heads import span_mask
+from gplinker.masks import span_mask
 
 NEG = -1e4  # a finite "minus infinity" for float64 sums: exp underflows to 0, gradients stay finite
 
@@ -81,8 +81,8 @@ def factorized_span_loss(scores: torch.Tensor, start_bias: torch.Tensor, end_bia
 
 
 def _materialized_loss(scores, start_bias, end_bias, mask, indices, tril):
-    from gplinker.heads import mask_value
     from gplinker.losses import span_loss
+    from gplinker.masks import mask_value
 
     logits = scores[:, None] + start_bias[..., :, None] + end_bias[..., None, :]  # (B, H, n, n)
     logits = logits.masked_fill(~span_mask(mask, tril), mask_value(logits.dtype))

@@ -6,10 +6,12 @@ import math
 import torch
 from torch import nn
 
+from gplinker.decoding import positive_cells
+from gplinker.factorized import factorized_positive_cells, factorized_span_loss
+from gplinker.losses import span_loss
+from gplinker.masks import mask_value, span_mask
 
-def mask_value(dtype: torch.dtype) -> float:
-    """A large negative fill that stays finite in ``dtype`` (1e12 overflows fp16's 65504)."""
-    return -min(1e12, torch.finfo(dtype).max / 2)
+__all__ = ["EfficientGlobalPointer", "GlobalPointer", "build_head", "mask_value", "rope", "span_mask"]
 
 
 def rope(x: torch.Tensor, base: float = 10000.0) -> torch.Tensor:
@@ -31,19 +33,6 @@ def rope(x: torch.Tensor, base: float = 10000.0) -> torch.Tensor:
     return (xf * cos + rotated * sin).to(x.dtype)
 
 
-def span_mask(mask: torch.Tensor, tril: bool) -> torch.Tensor:
-    """Cells (i, j) allowed for a head: both positions real and, with ``tril``, j >= i.
-
-    ``mask``: (B, n) bool or 0/1 -> (B, 1, n, n) bool.
-    """
-    m = mask.bool()
-    cells = m[:, None, :, None] & m[:, None, None, :]  # (B, 1, n, n)
-    if tril:
-        n = m.shape[1]
-        cells = cells & torch.ones(n, n, dtype=torch.bool, device=m.device).triu()  # j >= i
-    return cells
-
-
 class GlobalPointer(nn.Module):
     """Per label h: ``s_h(i, j) = q_{h,i} · k_{h,j} / sqrt(d)`` with separate projections."""
 
@@ -63,6 +52,24 @@ class GlobalPointer(nn.Module):
             q, k = rope(q), rope(k)  # rotate along n, never along H
         logits = q @ k.transpose(-1, -2) / math.sqrt(self.head_size)  # (B, H, n, n)
         return logits.masked_fill(~span_mask(mask, self.tril_mask), mask_value(logits.dtype))
+
+    def loss(self, hidden: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, factorized: bool = True) -> torch.Tensor:
+        """Sparse multilabel loss against ``labels`` (B, H, K) flat positive cells."""
+        return span_loss(self(hidden, mask), labels)
+
+    @torch.no_grad()
+    def copy_channels(self, src: "GlobalPointer", mapping: dict[int, int]) -> None:
+        """Take channel ``old`` of ``src`` as channel ``new`` for each ``new: old`` of ``mapping``."""
+        w = 2 * self.head_size  # rows of one channel: (q, k) x head size
+        for new, old in mapping.items():
+            self.dense.weight[new * w : (new + 1) * w] = src.dense.weight[old * w : (old + 1) * w]
+            self.dense.bias[new * w : (new + 1) * w] = src.dense.bias[old * w : (old + 1) * w]
+
+    def positive_cells(self, hidden: torch.Tensor, mask: torch.Tensor, channel_chunk: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+        """((N, 4) cells (b, h, i, j) with logit > 0, (N,) their logits)."""
+        logits = self(hidden, mask)  # (B, H, n, n)
+        cells = positive_cells(logits)
+        return cells, logits[cells[:, 0], cells[:, 1], cells[:, 2], cells[:, 3]]
 
 
 INITIAL_LOGIT = -8.0  # where Efficient GlobalPointer's cells start: "no" for all, a prior (see below)
@@ -103,6 +110,24 @@ class EfficientGlobalPointer(nn.Module):
         scores, start_bias, end_bias = self.factors(hidden)
         logits = scores[:, None] + start_bias[..., :, None] + end_bias[..., None, :]  # (B, H, n, n)
         return logits.masked_fill(~span_mask(mask, self.tril_mask), mask_value(logits.dtype))
+
+    def loss(self, hidden: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, factorized: bool = True) -> torch.Tensor:
+        """Sparse multilabel loss; ``factorized`` computes it without the [B, H, n, n] logits."""
+        if factorized:
+            return factorized_span_loss(*self.factors(hidden), mask, labels, self.tril_mask)
+        return span_loss(self(hidden, mask), labels)
+
+    @torch.no_grad()
+    def copy_channels(self, src: "EfficientGlobalPointer", mapping: dict[int, int]) -> None:
+        """The shared projection of ``src``, and its label biases of channel ``old`` as channel ``new``."""
+        self.p_dense.load_state_dict(src.p_dense.state_dict())
+        for new, old in mapping.items():
+            self.q_dense.weight[2 * new : 2 * new + 2] = src.q_dense.weight[2 * old : 2 * old + 2]
+            self.q_dense.bias[2 * new : 2 * new + 2] = src.q_dense.bias[2 * old : 2 * old + 2]
+
+    def positive_cells(self, hidden: torch.Tensor, mask: torch.Tensor, channel_chunk: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+        """((N, 4) cells (b, h, i, j) with logit > 0, (N,) their logits), a few channels at a time."""
+        return factorized_positive_cells(*self.factors(hidden), mask, self.tril_mask, channel_chunk)
 
 
 HEADS = {"standard": GlobalPointer, "efficient": EfficientGlobalPointer}

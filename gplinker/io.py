@@ -3,10 +3,14 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
+from gplinker import atomic
 from gplinker.structures import Document
+
+logger = logging.getLogger(__name__)
 
 
 class DataError(ValueError):
@@ -20,7 +24,7 @@ class DataError(ValueError):
 
 def read_text(path: str | Path) -> str:
     """The whole file as UTF-8 (a BOM is dropped); a decoding error names the line."""
-    data = Path(path).read_bytes()
+    data = read_bytes(path)
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -28,9 +32,31 @@ def read_text(path: str | Path) -> str:
         raise DataError(path, line, f"byte {data[e.start]:#x} is not valid UTF-8", "save the file as UTF-8") from e
 
 
+def read_bytes(path: str | Path) -> bytes:
+    """The file's bytes; a missing file or a directory is a DataError naming the fix."""
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError as e:
+        raise DataError(path, None, "no such file", "check the path") from e
+    except IsADirectoryError as e:
+        raise DataError(path, None, "is a directory, not a file", "pass one file") from e
+    except PermissionError as e:
+        raise DataError(path, None, "cannot be read (permission denied)", "check the file's permissions") from e
+
+
+def split_lines(text: str) -> list[str]:
+    """Lines split on ``\n`` only (a trailing ``\r`` dropped). ``str.splitlines`` also splits on
+    U+2028, U+2029, U+0085 and control characters that JSON strings may hold raw, so gplinker
+    could not read back its own output; line numbers then match every editor's."""
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
+
+
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
     """(line number, parsed object) for each non-blank line of a JSONL file."""
-    for no, line in enumerate(read_text(path).splitlines(), start=1):
+    for no, line in enumerate(split_lines(read_text(path)), start=1):
         if not line.strip():
             continue
         try:
@@ -94,41 +120,119 @@ def read_documents_jsonl(path: str | Path) -> list[Document]:
 
 
 def write_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> int:
-    """Write one JSON object per line (UTF-8, not ASCII-escaped); returns the count."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write one JSON object per line (UTF-8, not ASCII-escaped) atomically; returns the count."""
     n = 0
-    with path.open("w", encoding="utf-8") as f:
+    with atomic.atomic_open(path, "w") as f:
         for rec in records:
             f.write(json.dumps(rec, ensure_ascii=False) + "\n")
             n += 1
     return n
 
 
-Reader = Callable[[str | Path], list[Document]]
-Sniffer = Callable[[str | Path, str], bool]
+def write_json(path: str | Path, obj: Any) -> None:
+    """Write ``obj`` as indented UTF-8 JSON atomically."""
+    atomic.write_text(path, json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
 
 
-def resolve_format(path: str | Path, fmt: str, readers: dict, sniffers: dict[str, Sniffer], task: str) -> str:
-    """The format to read ``path`` with: ``fmt`` checked against ``readers``, or detected when ``auto``."""
-    if not Path(path).is_file():
-        raise DataError(path, None, "no such file", "check the path")
-    if fmt == "auto":
-        fmt = detect_format(path, sniffers)
-        logging.getLogger(__name__).info("%s: detected format %s", path, fmt)
-    if fmt not in readers:
-        raise ValueError(f"unknown {task} format {fmt!r}; choose one of auto, {', '.join(readers)}")
-    return fmt
+Sniffer = Callable[[str], bool]
 
 
 def detect_format(path: str | Path, sniffers: dict[str, Sniffer]) -> str:
     """The first format whose sniffer accepts the file's head; a DataError naming the choices if none."""
     head = read_text(path)[:20000]
     for name, sniff in sniffers.items():
-        if sniff(path, head):
+        if sniff(head):
             return name
     raise DataError(path, None, "could not detect the dataset format",
                     f"pass --format with one of: {', '.join(sniffers)}")
+
+
+INPUT_FORMATS = ("auto", "text", "jsonl")
+_META_SKIP = ("text", "id", "entities", "relations", "events")
+
+
+@dataclass
+class InputRecord:
+    """One record of a prediction input: its 1-based line and a document, or an error."""
+
+    line: int
+    doc: Document | None = None
+    error: str | None = None
+
+
+def _looks_like_jsonl(first: bytes) -> bool:
+    try:
+        return isinstance(json.loads(first.decode("utf-8")), dict)
+    except (UnicodeDecodeError, ValueError):
+        return False
+
+
+def input_format(path: str | Path, fmt: str = "auto") -> str:
+    """``text`` or ``jsonl`` for a prediction input: ``fmt`` unless ``auto``; then by extension
+    (``.jsonl``, ``.ndjson``, ``.json`` / ``.txt``), else JSONL when the first non-blank line
+    (BOM stripped) is a JSON object."""
+    if fmt not in INPUT_FORMATS:
+        raise ValueError(f"unknown input format {fmt!r}; choose one of {', '.join(INPUT_FORMATS)}")
+    if fmt != "auto":
+        return fmt
+    suffix = Path(path).suffix.lower()
+    if suffix in (".jsonl", ".ndjson", ".json"):
+        return "jsonl"
+    if suffix == ".txt":
+        return "text"
+    data = read_bytes(path)
+    data = data[3:] if data.startswith(b"\xef\xbb\xbf") else data
+    first = next((ln.strip() for ln in data.split(b"\n") if ln.strip()), b"")
+    return "jsonl" if _looks_like_jsonl(first) else "text"
+
+
+def iter_inputs(path: str | Path, fmt: str = "auto") -> Iterator[InputRecord]:
+    """One :class:`InputRecord` per line of a plain-text (one text a line) or JSONL (objects with a
+    ``text`` string) file, streamed; bad lines become records with an ``error`` naming the file,
+    the line and the fix, so no input record is ever lost."""
+    fmt = input_format(path, fmt)
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError as e:
+        raise DataError(path, None, "no such file", "check the path") from e
+    except IsADirectoryError as e:
+        raise DataError(path, None, "is a directory, not a file", "pass one file") from e
+    with f:
+        no = 0
+        pending = b""
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            parts = (pending + chunk).split(b"\n")
+            pending = parts.pop()
+            for raw in parts:
+                no += 1
+                yield _input_record(path, no, raw, fmt)
+        if pending:
+            no += 1
+            yield _input_record(path, no, pending, fmt)
+
+
+def _input_record(path: str | Path, no: int, raw: bytes, fmt: str) -> InputRecord:
+    raw = raw[:-1] if raw.endswith(b"\r") else raw
+    if no == 1 and raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return InputRecord(no, error=f"{path}, line {no}: byte {raw[e.start]:#x} is not valid UTF-8 — save the file as UTF-8")
+    if fmt == "text":
+        return InputRecord(no, Document(text=line))
+    if not line.strip():
+        return InputRecord(no, error=f"{path}, line {no}: empty line in a JSONL file — remove it or give it a record")
+    try:
+        obj = json.loads(line)
+    except ValueError as e:
+        return InputRecord(no, error=f"{path}, line {no}: not valid JSON ({e}) — each line must be one JSON object; "
+                                     "pass --input-format text for plain text")
+    if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
+        return InputRecord(no, error=f'{path}, line {no}: no string field "text" — each line must be a JSON object '
+                                     'with a "text" string')
+    meta = {k: v for k, v in obj.items() if k not in _META_SKIP}
+    return InputRecord(no, Document(text=obj["text"], id=None if obj.get("id") is None else str(obj["id"]), meta=meta))
 
 
 def tokens_to_text(tokens: list[str] | tuple[str, ...], sep: str = " ") -> tuple[str, list[int], list[int]]:

@@ -7,16 +7,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from gplinker.decoding import positive_cells
-from gplinker.factorized import factorized_positive_cells, factorized_span_loss
-from gplinker.heads import EfficientGlobalPointer, build_head
-from gplinker.losses import span_loss
+from gplinker.heads import build_head
 from gplinker.offsets import Window
-from gplinker.task import Cells, HeadSpec
+from gplinker.task import HeadSpec
+
+TokenCells = dict[str, np.ndarray]  # head name -> (N, 3) rows (channel, i, j) of one window
 
 
 class GPLinkerModel(nn.Module):
-    """``encoder`` (any Hugging Face ``AutoModel``) + one GlobalPointer head per :class:`HeadSpec`."""
+    """``encoder`` (any Hugging Face ``AutoModel``) + one GlobalPointer head per :class:`HeadSpec`.
+
+    Every entry point runs the encoder once (:meth:`encode`) and then each head's own path: an
+    Efficient GlobalPointer head trains and decodes without materialising its (B, H, n, n) logits.
+    """
 
     def __init__(self, encoder: nn.Module, specs: Sequence[HeadSpec], head_type: str = "efficient", head_size: int = 64) -> None:
         super().__init__()
@@ -27,50 +30,33 @@ class GPLinkerModel(nn.Module):
             {s.name: build_head(head_type, hidden, s.channels, head_size, s.use_rope, s.tril_mask) for s in self.specs}
         )
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, span_mask: torch.Tensor) -> dict[str, torch.Tensor]:
-        """(B, n) ids and masks -> {head: logits (B, H, n, n)}; ``span_mask`` marks text positions."""
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, n, D)
-        return {name: head(hidden, span_mask) for name, head in self.heads.items()}
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(B, n) ids and attention mask -> (B, n, D) hidden states."""
+        return self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
-    def loss(self, logits: dict[str, torch.Tensor], labels: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-        """Sum of the heads' sparse multilabel losses on materialised logits, and each part."""
-        parts = {name: span_loss(logits[name], labels[name]) for name in self.heads}
-        total = torch.stack(list(parts.values())).sum()
-        return total, {k: float(v.detach()) for k, v in parts.items()}
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, span_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Materialised logits {head: (B, H, n, n)}; ``span_mask`` (B, n) marks text positions."""
+        hidden = self.encode(input_ids, attention_mask)  # (B, n, D)
+        return {name: head(hidden, span_mask) for name, head in self.heads.items()}
 
     def training_loss(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, span_mask: torch.Tensor,
                       labels: dict[str, torch.Tensor], factorized: bool = True) -> tuple[torch.Tensor, dict[str, float]]:
-        """The training loss from a batch. Efficient GlobalPointer heads use the factorised loss
-        (no [B, H, n, n] tensor) unless ``factorized`` is False; other heads materialise."""
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, n, D)
-        parts = {}
-        for name, head in self.heads.items():
-            if factorized and isinstance(head, EfficientGlobalPointer):
-                parts[name] = factorized_span_loss(*head.factors(hidden), span_mask, labels[name], head.tril_mask)
-            else:
-                parts[name] = span_loss(head(hidden, span_mask), labels[name])
+        """Sum of the heads' sparse multilabel losses, and each part. ``labels``: {head: (B, H, K)}."""
+        hidden = self.encode(input_ids, attention_mask)  # (B, n, D)
+        parts = {name: head.loss(hidden, span_mask, labels[name], factorized) for name, head in self.heads.items()}
         total = torch.stack(list(parts.values())).sum()
         return total, {k: float(v.detach()) for k, v in parts.items()}
 
     @torch.no_grad()
     def positive_cells(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, span_mask: torch.Tensor,
                        channel_chunk: int = 16) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        """{head: ((N, 4) cells (b, h, i, j) with logit > 0, (N,) their logits)}, computed a few
-        channels at a time for Efficient GlobalPointer heads."""
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        out = {}
-        for name, head in self.heads.items():
-            if isinstance(head, EfficientGlobalPointer):
-                out[name] = factorized_positive_cells(*head.factors(hidden), span_mask, head.tril_mask, channel_chunk)
-            else:
-                logits = head(hidden, span_mask)
-                cells = positive_cells(logits)
-                out[name] = (cells, logits[cells[:, 0], cells[:, 1], cells[:, 2], cells[:, 3]])
-        return out
+        """{head: ((N, 4) cells (b, h, i, j) with logit > 0, (N,) their logits)}."""
+        hidden = self.encode(input_ids, attention_mask)  # (B, n, D)
+        return {name: head.positive_cells(hidden, span_mask, channel_chunk) for name, head in self.heads.items()}
 
 
 def collate(windows: Sequence[Window], pad_id: int, specs: Sequence[HeadSpec] = (),
-            targets: Sequence[Cells] | None = None) -> dict[str, torch.Tensor | dict[str, torch.Tensor]]:
+            targets: Sequence[TokenCells] | None = None) -> dict[str, torch.Tensor | dict[str, torch.Tensor]]:
     """Pad windows to the longest one and, with ``targets``, build sparse labels per head.
 
     Labels are (B, H, K) flat cell indices ``i*n + j``; channels with fewer than K positives are

@@ -6,6 +6,7 @@ positions inside one window and never leave the library.
 from __future__ import annotations
 
 import logging
+import unicodedata
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
@@ -45,8 +46,12 @@ class Window:
         return len(self.input_ids)
 
 
-def _content_positions(offsets: Sequence[Sequence[int]], special: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-    """Per-position char offsets with non-content positions set to -1."""
+def _content_positions(offsets: Sequence[Sequence[int]], special: Sequence[int], text: str = "") -> tuple[np.ndarray, np.ndarray]:
+    """Per-position char offsets with non-content positions set to -1.
+
+    A token's end is extended over combining marks (Unicode category M) that follow it and that
+    no token covers: accent-stripping tokenizers drop the U+0301 of a decomposed "José", and a
+    span could otherwise never end after it, cutting the grapheme."""
     n = len(offsets)
     starts = np.full(n, -1, dtype=np.int64)
     ends = np.full(n, -1, dtype=np.int64)
@@ -59,6 +64,14 @@ def _content_positions(offsets: Sequence[Sequence[int]], special: Sequence[int])
     for t in range(n - 1):
         if starts[t] >= 0 and starts[t + 1] >= 0 and starts[t + 1] == starts[t] and ends[t + 1] >= ends[t]:
             starts[t] = ends[t] = -1
+    marked = [t for t in np.flatnonzero(ends >= 0) if ends[t] < len(text) and unicodedata.category(text[ends[t]]).startswith("M")]
+    if marked:
+        covered = {c for s, e in zip(starts.tolist(), ends.tolist()) if s >= 0 for c in range(s, e)}
+        for t in marked:
+            e = int(ends[t])
+            while e < len(text) and e not in covered and unicodedata.category(text[e]).startswith("M"):
+                e += 1
+            ends[t] = e
     return starts, ends
 
 
@@ -104,7 +117,7 @@ class Featurizer:
         mapping = enc["overflow_to_sample_mapping"]
         out: list[Window] = []
         for w, doc in enumerate(mapping):
-            starts, ends = _content_positions(enc["offset_mapping"][w], enc["special_tokens_mask"][w])
+            starts, ends = _content_positions(enc["offset_mapping"][w], enc["special_tokens_mask"][w], texts[int(doc)])
             out.append(
                 Window(
                     doc_index=int(doc),
@@ -159,11 +172,6 @@ def touches_cut(window: Window, i: int, j: int) -> bool:
     if len(pos) == 0:
         return False
     return (not window.is_first and i == pos[0]) or (not window.is_last and j == pos[-1])
-
-
-def owner_windows(windows: Sequence[Window], start: int, end: int) -> list[int]:
-    """Indices of the windows that hold ``[start, end)`` wholly and away from their cut edges."""
-    return WindowIndex(windows).owners(start, end)
 
 
 class WindowIndex:

@@ -1,96 +1,60 @@
-"""What a task tells the library: its heads, how gold becomes targets, how cells become structures."""
+"""The contract between the library and a task, in characters only.
+
+A task declares its heads, turns a document into character-level targets, and turns one
+document's character-level cells back into structures. Tokens, windows, alignment and the merging
+of windows belong to the library (:mod:`gplinker.alignment`); a task never sees them.
+"""
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal, Sequence
 
-import numpy as np
-
-from gplinker.offsets import Window, align_span
+from gplinker.cells import DocumentCells
 from gplinker.structures import Document
+
+Axes = Literal["span", "starts", "ends"]
+
+CharSpan = tuple[int, int]  # (start, end), characters, end exclusive
+SpanTarget = tuple[int, int, int]  # (channel, start, end) of a span head
+PairTarget = tuple[int, CharSpan, CharSpan]  # (channel, span a, span b) of a link head
+Targets = dict[str, set]  # head name -> its SpanTargets (span heads) or PairTargets (link heads)
 
 
 @dataclass(frozen=True)
 class HeadSpec:
-    """One GlobalPointer head of a task: its name, channel count, RoPE and triangle mask."""
+    """One GlobalPointer head of a task.
+
+    ``axes`` says what a cell (i, j) of the head stands for: ``span``, the span from token i to
+    token j; ``starts``, the first tokens of two spans (GPLinker's head-head link); ``ends``, their
+    last tokens (tail-tail link). Link heads take :data:`PairTarget` targets; with ``tril_mask``
+    a pair's cell is stored as (min, max), so the pair is unordered.
+    """
 
     name: str
     channels: int
     use_rope: bool = True
     tril_mask: bool = True
-
-
-@dataclass
-class AlignmentReport:
-    """What happened to gold annotations when they were placed on tokens."""
-
-    total: int = 0
-    misaligned: int = 0  # char boundaries not on token boundaries (policy applied)
-    unplaceable: int = 0  # the policy could not place it on tokens at all
-    outside_windows: int = 0  # no window holds it whole (longer than a window or cut)
-    examples: list[str] = field(default_factory=list)
-
-    def note(self, kind: str, text: str) -> None:
-        setattr(self, kind, getattr(self, kind) + 1)
-        if len(self.examples) < 5:
-            self.examples.append(f"{kind}: {text}")
-
-    def summary(self) -> str:
-        return (f"{self.total} gold spans: {self.misaligned} off token boundaries, "
-                f"{self.unplaceable} not placeable on tokens, {self.outside_windows} in no window")
-
-
-Cells = dict[str, np.ndarray]  # head name -> (N, 3) rows (channel, i, j) for one window
-LOGIT_SUFFIX = ".logit"  # cells[name + LOGIT_SUFFIX]: (N,) logits of those rows, when known
-
-
-def cell_probabilities(cells: Cells, name: str) -> dict[tuple[int, int, int], float]:
-    """{(channel, i, j): probability} of a head's positive cells; the multilabel loss calibrates a
-    cell's probability as σ(2·logit) (kexue.fm 9064). Empty when the logits are not known."""
-    rows = cells.get(name)
-    logits = cells.get(name + LOGIT_SUFFIX)
-    if rows is None or logits is None:
-        return {}
-    probs = 1.0 / (1.0 + np.exp(-2.0 * logits.astype(np.float64)))
-    return {(int(c), int(i), int(j)): float(p) for (c, i, j), p in zip(rows, probs)}
+    axes: Axes = "span"
 
 
 class Task(ABC):
-    """A task: heads, target encoding, decoding, merging of windows, scoring, readers."""
+    """A task: heads, character-level targets, decoding of character-level cells, scoring."""
 
-    name: str = ""
+    name: ClassVar[str] = ""
+    options_class: ClassVar[type] = object  # the typed options dataclass of from_documents
 
     @abstractmethod
     def head_specs(self) -> list[HeadSpec]:
         """The heads this task needs, in a fixed order."""
 
     @abstractmethod
-    def targets(self, doc: Document, window: Window, policy: str = "expand") -> Cells:
-        """Gold cells of ``doc`` that lie wholly in ``window``, placed on tokens by ``policy``."""
+    def targets(self, doc: Document) -> Targets:
+        """Gold of ``doc`` as character-level targets per head (unknown labels left out)."""
 
     @abstractmethod
-    def gold_spans(self, doc: Document) -> list[tuple[int, int]]:
-        """Every character span the task's targets place on tokens (for the alignment report)."""
-
-    def check_alignment(self, doc: Document, windows: Sequence[Window], policy: str, report: AlignmentReport) -> None:
-        """Count gold spans of ``doc`` that are off token boundaries or that no window can hold."""
-        for start, end in sorted(set(self.gold_spans(doc))):
-            report.total += 1
-            if any(align_span(w, start, end, "strict") is not None for w in windows):
-                continue
-            what = f"{doc.text[start:end]!r} [{start}:{end}]" + (f" in document {doc.id}" if doc.id else f" in {doc.text[:30]!r}...")
-            if any(align_span(w, start, end, policy) is not None for w in windows):  # type: ignore[arg-type]
-                report.note("misaligned", what)
-            elif any(w.char_start <= start and end <= w.char_end for w in windows):
-                report.note("unplaceable", what)
-            else:
-                report.note("outside_windows", what)
-
-    @abstractmethod
-    def decode(self, doc: Document, windows: Sequence[Window], cells: Sequence[Cells]) -> Document:
-        """Predicted annotations of ``doc`` from the positive cells of each of its windows."""
+    def decode(self, doc: Document, cells: DocumentCells) -> Document:
+        """Predicted annotations of ``doc`` from its positive cells (characters, windows merged)."""
 
     @abstractmethod
     def evaluate(self, gold: Sequence[Document], pred: Sequence[Document]) -> dict[str, Any]:
@@ -103,22 +67,23 @@ class Task(ABC):
     @classmethod
     @abstractmethod
     def from_config(cls, config: dict[str, Any]) -> "Task":
-        ...
+        """The task saved by :meth:`config` (a ValueError names a missing or wrong key)."""
 
     @classmethod
     @abstractmethod
-    def from_documents(cls, docs: Sequence[Document], **options: Any) -> "Task":
-        """A task whose label set is read off training documents."""
+    def from_documents(cls, docs: Sequence[Document], options: Any = None) -> "Task":
+        """A task whose label set is read off training documents; ``options`` is an instance of
+        :attr:`options_class` (None: its defaults)."""
 
-    def import_path(self) -> str:
-        return f"{type(self).__module__}:{type(self).__qualname__}"
+    def channel_labels(self) -> dict[str, list[str]]:
+        """The label of each channel of each head (fine-tuning maps channels by these names)."""
+        raise NotImplementedError(f"task {self.name!r} does not say what its channels are; it cannot be fine-tuned")
 
+    def extended_with(self, other: "Task") -> "Task":
+        """This task with the labels of ``other`` (same kind, trained on new data) added after its
+        own, and ``other``'s decoding options; used to fine-tune a saved model."""
+        raise NotImplementedError(f"task {self.name!r} cannot be extended with new labels")
 
-def load_task(import_path: str, config: dict[str, Any]) -> Task:
-    """Rebuild a task saved as ``module:Class`` plus its config."""
-    module, _, cls_name = import_path.partition(":")
-    try:
-        cls = getattr(importlib.import_module(module), cls_name)
-    except (ImportError, AttributeError) as e:
-        raise ValueError(f"cannot import task {import_path!r} ({e}); is the gplinker 'tasks' package installed?") from e
-    return cls.from_config(config)
+    def labels_summary(self) -> dict[str, Any]:
+        """The label sets a person wants to see (``gplinker info``, the server's ``/info``)."""
+        return {k: v for k, v in self.config().items() if isinstance(v, list)}

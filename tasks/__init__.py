@@ -1,2 +1,31 @@
-"""gplinker tasks: ``ner``, ``relation`` and ``event``; each module holds its task class (heads,
-target encoding, decoding, scoring) and the readers of its published data formats."""
+"""The built-in tasks (installed as ``gplinker.tasks``) and the registry that names them.
+
+``default_registry()`` returns a fresh :class:`gplinker.registry.TaskRegistry` holding ``ner``,
+``relation`` and ``event``; the CLI, model directories and the server look tasks up there. To
+add a task of your own, register it on a registry you pass along (nothing global changes)::
+
+    registry = default_registry()
+    registry.register(TaskEntry(MyTask, formats={"jsonl": ...}, annotations=lambda d: len(d.entities)))
+    Extractor.from_pretrained("my-model", registry=registry)
+"""
+from __future__ import annotations
+
+from gplinker.registry import TaskEntry, TaskRegistry
+
+from .event import EventOptions, EventTask
+from .ner import NEROptions, NERTask
+from .readers import event as event_readers
+from .readers import ner as ner_readers
+from .readers import relation as relation_readers
+from .relation import RelationOptions, RelationTask
+
+__all__ = ["EventOptions", "EventTask", "NEROptions", "NERTask", "RelationOptions", "RelationTask", "default_registry"]
+
+
+def default_registry() -> TaskRegistry:
+    """A new registry of the built-in tasks."""
+    return TaskRegistry([
+        TaskEntry(NERTask, ner_readers.FORMATS, annotations=lambda d: len(d.entities)),
+        TaskEntry(RelationTask, relation_readers.FORMATS, annotations=lambda d: len(d.relations)),
+        TaskEntry(EventTask, event_readers.FORMATS, annotations=lambda d: len(d.events)),
+    ])

@@ -1,246 +1,97 @@
-"""Named-entity recognition, flat and nested: one GlobalPointer channel per entity type.
-
-Readers for the published formats: ``cluener``, ``cmeee``, ``conll`` (character-per-line
-BIO/BIOES/BMES, optionally with a segmentation column as in Weibo), ``spert`` and ``genia``
-(token JSON; text and character offsets are rebuilt from the tokens), and canonical ``jsonl``.
-"""
+"""Named-entity recognition, flat and nested: one GlobalPointer channel per entity type."""
 from __future__ import annotations
 
-import logging
-import re
-from pathlib import Path
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Sequence
 
-import numpy as np
-
-from gplinker.io import (DataError, check_surface, resolve_format, load_json_records, read_documents_jsonl, read_text, record_error,
-                         tokens_to_text)
+from gplinker.cells import DocumentCells
 from gplinker.metrics import score
-from gplinker.offsets import Window, WindowIndex, align_span, token_span_to_chars, touches_cut
 from gplinker.structures import Document, Span
-from gplinker.task import Cells, HeadSpec, Task, cell_probabilities
+from gplinker.task import HeadSpec, Targets, Task
 
-logger = logging.getLogger(__name__)
+DECODINGS = ("flat", "nested")
+
+
+@dataclass
+class NEROptions:
+    """``decode``: ``nested`` keeps every span above the threshold; ``flat`` keeps the
+    highest-scoring spans that do not overlap; ``auto`` is flat when no two gold spans of the
+    training data overlap, nested otherwise."""
+
+    decode: Literal["auto", "flat", "nested"] = "auto"
+
+
+def has_overlaps(docs: Sequence[Document]) -> bool:
+    """Whether any two entities of one document overlap (nested or crossing)."""
+    for d in docs:
+        spans = sorted((s.start, s.end) for s in d.entities)
+        if any(b[0] < a[1] for a, b in zip(spans, spans[1:])):
+            return True
+    return False
+
+
+def flat_spans(spans: Sequence[Span]) -> list[Span]:
+    """The highest-scoring spans that do not overlap, greedily (ties: longer, then earlier)."""
+    taken: list[tuple[int, int]] = []
+    out = []
+    for s in sorted(spans, key=lambda s: (-(s.score if s.score is not None else 1.0), -(s.end - s.start), s.start, s.label)):
+        if all(s.end <= a or b <= s.start for a, b in taken):
+            taken.append((s.start, s.end))
+            out.append(s)
+    return sorted(out)
 
 
 class NERTask(Task):
-    """Entities as (label, start, end); nested spans allowed."""
+    """Entities as (label, start, end); nested spans allowed unless decoding is flat."""
 
     name = "ner"
+    options_class = NEROptions
     head_name = "entities"
 
-    def __init__(self, labels: Sequence[str]) -> None:
+    def __init__(self, labels: Sequence[str], decode: str = "nested") -> None:
         if not labels:
             raise ValueError("NER needs at least one entity label; the training data has none")
-        self.labels = list(labels)
+        if decode not in DECODINGS:
+            raise ValueError(f"unknown NER decoding {decode!r}; choose one of {', '.join(DECODINGS)}")
+        self.labels = [str(x) for x in labels]
         self.label_index = {lab: k for k, lab in enumerate(self.labels)}
+        self.decoding = decode
 
     def head_specs(self) -> list[HeadSpec]:
         return [HeadSpec(self.head_name, len(self.labels), use_rope=True, tril_mask=True)]
 
-    def gold_spans(self, doc: Document) -> list[tuple[int, int]]:
-        return [(s.start, s.end) for s in doc.entities]
+    def targets(self, doc: Document) -> Targets:
+        return {self.head_name: {(self.label_index[s.label], s.start, s.end) for s in doc.entities if s.label in self.label_index}}
 
-    def targets(self, doc: Document, window: Window, policy: str = "expand") -> Cells:
-        rows = []
-        for s in doc.entities:
-            if s.label not in self.label_index:
-                continue
-            ij = align_span(window, s.start, s.end, policy)  # type: ignore[arg-type]
-            if ij is not None:
-                rows.append((self.label_index[s.label], *ij))
-        return {self.head_name: np.array(sorted(set(rows)), dtype=np.int64).reshape(-1, 3)}
+    def decode(self, doc: Document, cells: DocumentCells) -> Document:
+        c = cells[self.head_name]
+        spans = [Span(a, b, self.labels[ch], float(p)) for (ch, a, b), p in zip(c.rows.tolist(), c.probabilities())]
+        if self.decoding == "flat":
+            spans = flat_spans(spans)
+        return doc.with_annotations(entities=tuple(spans))
 
-    def decode(self, doc: Document, windows: Sequence[Window], cells: Sequence[Cells]) -> Document:
-        spans: dict[Span, float | None] = {}
-        index = WindowIndex(windows)
-        for k, (w, c) in enumerate(zip(windows, cells)):
-            probs = cell_probabilities(c, self.head_name)
-            for ch, i, j in c.get(self.head_name, ()):
-                start, end = token_span_to_chars(w, int(i), int(j))
-                span = Span(start, end, self.labels[int(ch)])
-                # A span at a cut edge may be truncated: keep it only if no other window holds it away from its edges.
-                if touches_cut(w, int(i), int(j)) and index.held_elsewhere(k, (start, end)):
-                    continue
-                p = probs.get((int(ch), int(i), int(j)))
-                spans[span] = p if spans.get(span) is None else max(spans[span], p or 0.0)  # same span, several windows
-        return doc.with_annotations(entities=tuple(Span(s.start, s.end, s.label, p) for s, p in spans.items()))
+    def channel_labels(self) -> dict[str, list[str]]:
+        return {self.head_name: list(self.labels)}
+
+    def extended_with(self, other: Task) -> "NERTask":
+        assert isinstance(other, NERTask)
+        return NERTask(self.labels + [x for x in other.labels if x not in self.label_index], other.decoding)
 
     def evaluate(self, gold: Sequence[Document], pred: Sequence[Document]) -> dict[str, Any]:
         as_set = lambda d: {(s.label, s.start, s.end) for s in d.entities}  # noqa: E731
         return {"entities": score(map(as_set, gold), map(as_set, pred), label_of=lambda t: t[0])}
 
     def config(self) -> dict[str, Any]:
-        return {"labels": self.labels}
+        return {"labels": self.labels, "decode": self.decoding}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "NERTask":
-        return cls(config["labels"])
+        return cls(config["labels"], config.get("decode", "nested"))
 
     @classmethod
-    def from_documents(cls, docs: Sequence[Document], **options: Any) -> "NERTask":
-        return cls(sorted({s.label for d in docs for s in d.entities}))
-
-
-# ---- readers ---------------------------------------------------------------------------------
-
-def _check_surface(path, no, text: str, start: int, end: int, surface: str | None) -> None:
-    check_surface(path, no, text, start, end, surface, "entity", "check the offsets and whether the end index is inclusive")
-
-
-def read_cluener(path: str | Path) -> list[Document]:
-    """CLUENER2020: ``{"text", "label": {type: {surface: [[start, end_inclusive], ...]}}}`` per line."""
-    docs = []
-    for no, obj in load_json_records(path):
-        try:
-            text = obj["text"]
-            spans = []
-            for label, surfaces in (obj.get("label") or {}).items():
-                for surface, positions in surfaces.items():
-                    for start, end_incl in positions:
-                        _check_surface(path, no, text, start, end_incl + 1, surface)
-                        spans.append(Span(start, end_incl + 1, label))
-        except DataError:
-            raise
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
-            raise record_error(path, no, f"not a CLUENER record ({type(e).__name__}: {e})",
-                               'expected {"text": str, "label": {type: {surface: [[start, end_inclusive]]}}}') from e
-        docs.append(Document(text, tuple(spans), id=str(obj["id"]) if "id" in obj else None))
-    return docs
-
-
-def read_cmeee(path: str | Path) -> list[Document]:
-    """CMeEE (CBLUE): JSON array of ``{"text", "entities": [{"start_idx", "end_idx" (inclusive), "type", "entity"}]}``."""
-    docs = []
-    for no, obj in load_json_records(path):
-        try:
-            text = obj["text"]
-            spans = []
-            for ent in obj.get("entities", []):
-                start, end = int(ent["start_idx"]), int(ent["end_idx"]) + 1
-                _check_surface(path, no, text, start, end, ent.get("entity"))
-                spans.append(Span(start, end, ent["type"]))
-        except DataError:
-            raise
-        except (KeyError, TypeError, ValueError) as e:
-            raise record_error(path, no, f"not a CMeEE record ({type(e).__name__}: {e})",
-                               'expected {"text": str, "entities": [{"start_idx", "end_idx", "type", "entity"}]}') from e
-        docs.append(Document(text, tuple(spans)))
-    return docs
-
-
-def read_spert(path: str | Path) -> list[Document]:
-    """SpERT / GENIA token JSON: ``{"tokens", "entities": [{"type", "start", "end"}]}`` or
-    ``{"tokens", "entity_mentions": [{"entity_type", "start", "end"}]}``; token ends exclusive.
-
-    The text is the tokens joined by single spaces; entity offsets are recomputed from tokens.
-    """
-    docs = []
-    for no, obj in load_json_records(path):
-        try:
-            tokens = [str(t) for t in obj["tokens"]]
-            text, ts, te = tokens_to_text(tokens)
-            ents = obj.get("entities", obj.get("entity_mentions", []))
-            spans = []
-            for ent in ents:
-                a, b = int(ent["start"]), int(ent["end"])
-                if not 0 <= a < b <= len(tokens):
-                    raise record_error(path, no, f"entity token range [{a}, {b}) is outside the {len(tokens)} tokens",
-                                       "token end indices are exclusive")
-                spans.append(Span(ts[a], te[b - 1], ent.get("type", ent.get("entity_type"))))
-        except DataError:
-            raise
-        except (KeyError, TypeError, ValueError) as e:
-            raise record_error(path, no, f"not a SpERT/GENIA record ({type(e).__name__}: {e})",
-                               'expected {"tokens": [...], "entities": [{"type", "start", "end"}]}') from e
-        doc_id = obj.get("orig_id", obj.get("sent_id"))
-        docs.append(Document(text, tuple(spans), id=None if doc_id is None else str(doc_id)))
-    return docs
-
-
-_TAG = re.compile(r"^(?:O|([BIMESL])[-_](.+))$")
-
-
-def read_conll(path: str | Path) -> list[Document]:
-    """Character-per-line tagged text, blank line between sentences: ``char TAG``.
-
-    Tags are BIO, BIOES/BILOU or BMES (``B-X``, ``I-X``/``M-X``, ``E-X``/``L-X``, ``S-X``, ``O``).
-    A middle column of segmentation digits (``char 0 TAG``), or a digit glued to the character
-    as in Weibo NER (``中0 B-GPE``), is ignored. Lines of whole words are joined by spaces.
-    """
-    lines = read_text(path).splitlines()
-    rows: list[tuple[int, str, str]] = []  # (line number, token, tag); ("", "") marks a break
-    for no, raw in enumerate(lines, start=1):
-        line = raw.strip()
-        if not line or line.startswith("-DOCSTART-"):
-            rows.append((no, "", ""))
-            continue
-        cols = line.split()
-        if len(cols) == 3 and cols[1].isdigit():
-            cols = [cols[0], cols[2]]
-        if len(cols) != 2 or not _TAG.match(cols[1]):
-            raise DataError(path, no, f"expected 'CHAR TAG' with a BIO/BMES/BIOES tag, got {raw!r}",
-                            "one character and its tag per line, separated by whitespace; a blank line between sentences")
-        rows.append((no, cols[0], cols[1]))
-    toks = [t for _, t, _ in rows if t]
-    if toks and all(len(t) >= 2 and t[-1].isdigit() for t in toks):  # Weibo: character + segmentation digit
-        rows = [(no, t[:-1] if t else t, g) for no, t, g in rows]
-        toks = [t for _, t, _ in rows if t]
-    char_level = all(len(t) == 1 for t in toks)
-    docs: list[Document] = []
-    sent: list[tuple[int, str, str]] = []
-    for row in rows + [(len(lines) + 1, "", "")]:
-        if row[1]:
-            sent.append(row)
-            continue
-        if sent:
-            docs.append(_tags_to_document(path, sent, "" if char_level else " "))
-            sent = []
-    return docs
-
-
-def _tags_to_document(path, sent: list[tuple[int, str, str]], sep: str) -> Document:
-    text, ts, te = tokens_to_text([t for _, t, _ in sent], sep)
-    spans, cur = [], None  # cur = (label, first token index)
-    for k, (no, _, tag) in enumerate(sent):
-        m = _TAG.match(tag)
-        prefix, label = (m.group(1), m.group(2)) if m and m.group(1) else ("O", None)
-        if cur is not None and (prefix in ("B", "S", "O") or label != cur[0]):
-            spans.append(Span(ts[cur[1]], te[k - 1], cur[0]))  # close a span left open (BIO)
-            cur = None
-        if prefix in ("B", "S") or (prefix in ("I", "M", "E", "L") and cur is None):
-            cur = (label, k)  # an I-/M-/E- without a B- starts a span (IOB1 style)
-        if prefix in ("S", "E", "L") and cur is not None:
-            spans.append(Span(ts[cur[1]], te[k], cur[0]))
-            cur = None
-    if cur is not None:
-        spans.append(Span(ts[cur[1]], te[len(sent) - 1], cur[0]))
-    return Document(text, tuple(spans), meta={"source_line": sent[0][0]})
-
-
-READERS = {"jsonl": read_documents_jsonl, "cluener": read_cluener, "cmeee": read_cmeee,
-           "spert": read_spert, "genia": read_spert, "conll": read_conll}
-
-
-def _sniff_conll(path, head: str) -> bool:
-    first = next((ln for ln in head.splitlines() if ln.strip() and not ln.startswith("-DOCSTART-")), "")
-    cols = first.split()
-    return len(cols) in (2, 3) and bool(_TAG.match(cols[-1])) and not head.lstrip().startswith(("{", "["))
-
-
-SNIFFERS = {
-    "jsonl": lambda p, h: h.lstrip().startswith("{") and '"text"' in h and '"entities"' in h and '"start"' in h and '"label"' in h,
-    "cluener": lambda p, h: '"text"' in h and '"label"' in h and h.lstrip()[:1] in "{[",
-    "cmeee": lambda p, h: '"start_idx"' in h and '"end_idx"' in h,
-    "genia": lambda p, h: '"tokens"' in h and '"entity_mentions"' in h,
-    "spert": lambda p, h: '"tokens"' in h and '"entities"' in h,
-    "conll": _sniff_conll,
-}
-
-
-def read(path: str | Path, fmt: str = "auto") -> list[Document]:
-    """Documents of an NER file in format ``fmt`` (``auto`` detects it)."""
-    fmt = resolve_format(path, fmt, READERS, SNIFFERS, "NER")
-    docs = READERS[fmt](path)
-    logger.info("%s: %d documents, %d entities", path, len(docs), sum(len(d.entities) for d in docs))
-    return docs
+    def from_documents(cls, docs: Sequence[Document], options: NEROptions | None = None) -> "NERTask":
+        options = options or NEROptions()
+        decode = options.decode
+        if decode == "auto":
+            decode = "nested" if has_overlaps(docs) else "flat"
+        return cls(sorted({s.label for d in docs for s in d.entities}), decode)

@@ -13,9 +13,19 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data" / "ner"
 sys.path.insert(0, str(ROOT))
 
+from gplinker.alignment import align_targets, merge_windows  # noqa: E402
+from gplinker.cells import HeadCells  # noqa: E402
 from gplinker.decoding import positive_cells  # noqa: E402
 from gplinker.heads import span_mask  # noqa: E402
 from gplinker.offsets import Featurizer  # noqa: E402
+from gplinker.tasks import default_registry  # noqa: E402
+
+REGISTRY = default_registry()
+
+
+def read(task: str, path, fmt: str = "auto", labelled: bool = True):
+    """Documents of a data file through the task registry (as the CLI reads them)."""
+    return REGISTRY[task].read(path, fmt, labelled)
 
 EN_WORDS = ["john", "smith", "mary", "johnson", "paris", "boston", "new", "york", "the", "in", "of", "and", "said"]
 EN_PIECES = ["un", "##believ", "##able", "##son", "pet", "##rova", "glob", "##ex"]
@@ -62,26 +72,30 @@ def tokenizer(tiny_encoder):
 
 
 def oracle_predict(task, tokenizer, docs, max_length=64, stride=16, policy="expand"):
-    """Gold -> perfect logits (+10 at gold cells, -10 elsewhere, heads' masks applied) -> decode."""
+    """Gold -> the library's token targets -> perfect logits (+10 at gold cells, -10 elsewhere,
+    heads' masks applied) -> positive cells -> windows merged by the library -> task.decode."""
     fz = Featurizer(tokenizer, max_length, stride)
     windows = fz.windows([d.text for d in docs])
-    by_doc = [[] for _ in docs]
-    for w in windows:
-        n = len(w)
-        targets = task.targets(docs[w.doc_index], w, policy)
-        cells = {}
-        for spec in task.head_specs():
-            logits = torch.full((1, spec.channels, n, n), -10.0)
-            for c, i, j in targets.get(spec.name, np.zeros((0, 3), dtype=np.int64)):
-                logits[0, c, i, j] = 10.0
-            mask = torch.from_numpy(w.token_starts >= 0)[None]
-            logits = logits.masked_fill(~span_mask(mask, spec.tril_mask), -1e12)
-            cells[spec.name] = positive_cells(logits)[:, 1:].numpy()
-        by_doc[w.doc_index].append((w, cells))
+    specs = task.head_specs()
+    by_doc = [[k for k, w in enumerate(windows) if w.doc_index == i] for i in range(len(docs))]
     from gplinker.structures import Document
 
     out = []
-    for d, items in zip(docs, by_doc):
-        bare = Document(text=d.text, id=d.id)
-        out.append(task.decode(bare, [w for w, _ in items], [c for _, c in items]))
+    for d, ks in zip(docs, by_doc):
+        ws = [windows[k] for k in ks]
+        targets = align_targets(specs, d, task.targets(d), ws, policy)
+        cells = []
+        for w, t in zip(ws, targets):
+            n = len(w)
+            per_head = {}
+            for spec in specs:
+                logits = torch.full((1, spec.channels, n, n), -10.0)
+                for c, i, j in t.get(spec.name, np.zeros((0, 3), dtype=np.int64)):
+                    logits[0, c, i, j] = 10.0
+                mask = torch.from_numpy(w.token_starts >= 0)[None]
+                logits = logits.masked_fill(~span_mask(mask, spec.tril_mask), -1e12)
+                found = positive_cells(logits)
+                per_head[spec.name] = HeadCells(found[:, 1:].numpy(), logits[found[:, 0], found[:, 1], found[:, 2], found[:, 3]].numpy())
+            cells.append(per_head)
+        out.append(task.decode(Document(text=d.text, id=d.id), merge_windows(specs, ws, cells)))
     return out, windows

@@ -3,12 +3,13 @@ import numpy as np
 import pytest
 import torch
 
-from gplinker.decoding import positive_cells, sigmoid_probability
+from gplinker.cells import probability
+from gplinker.decoding import positive_cells
 from gplinker.heads import span_mask
 from gplinker.metrics import score
 from gplinker.offsets import Featurizer
 from gplinker.structures import Document, Span
-from tasks import ner
+from gplinker.tasks import ner
 
 
 def test_positive_cells_on_hand_written_logits():
@@ -27,7 +28,7 @@ def test_channel_chunks_keep_order():
 
 
 def test_special_tokens_and_padding_never_decoded(tokenizer):
-    task = ner.NERTask(["a", "b"])
+    task = ner.NERTask(["a", "b"], "nested")
     (w,) = Featurizer(tokenizer, 32, 8).windows(["北京上海"])
     n = len(w)
     logits = torch.full((1, 2, n + 3, n + 3), 5.0)  # every cell fires, padding included
@@ -36,14 +37,19 @@ def test_special_tokens_and_padding_never_decoded(tokenizer):
     logits = logits.masked_fill(~span_mask(mask, True), -1e12)
     cells = positive_cells(logits)[:, 1:].numpy()
     assert cells[:, 1:].min() >= 1 and cells[:, 1:].max() <= n - 2  # never [CLS] (0), [SEP] (n-1) or padding
-    doc = task.decode(Document("北京上海"), [w], [{"entities": cells}])
+    from gplinker.alignment import merge_windows
+    from gplinker.cells import HeadCells
+
+    merged = merge_windows(task.head_specs(), [w], [{"entities": HeadCells(cells, np.full(len(cells), 5.0))}])
+    doc = ner.NERTask(["a", "b"], "nested").decode(Document("北京上海"), merged)
     assert len(doc.entities) == 2 * (4 * 5 // 2)  # every span of 4 characters, for both labels
     assert all(0 <= s.start < s.end <= 4 for s in doc.entities)
 
 
 def test_probability_is_sigmoid_of_twice_the_logit():
-    s = torch.tensor([-3.0, 0.0, 1.5])
-    assert torch.allclose(sigmoid_probability(s), 1 / (1 + torch.exp(-2 * s)))
+    s = np.array([-3.0, 0.0, 1.5])
+    assert np.allclose(probability(s), 1 / (1 + np.exp(-2 * s)))
+    assert probability(np.array([0.0]))[0] == 0.5
 
 
 def test_micro_and_per_label_scores():

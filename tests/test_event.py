@@ -2,11 +2,12 @@
 import numpy as np
 import pytest
 
-from conftest import ROOT, oracle_predict
+from conftest import ROOT, oracle_predict, read
 from gplinker.io import DataError
 from gplinker.structures import Argument, Document, Event
-from tasks import event
-from tasks.event import EventTask, drop_subsets, events_from_graph
+from gplinker.tasks import event
+from gplinker.tasks.readers import event as event_readers
+from gplinker.tasks.event import EventTask, drop_subsets, events_from_graph
 
 EV = ROOT / "data" / "event"
 
@@ -14,7 +15,7 @@ EV = ROOT / "data" / "event"
 @pytest.mark.parametrize("name,fmt", [("zh_train.jsonl", "jsonl"), ("fewfc_sample.jsonl", "fewfc"),
                                       ("duee_sample.jsonl", "duee"), ("phee_sample.jsonl", "phee")])
 def test_oracle_round_trip_per_reader(tokenizer, name, fmt):
-    gold = event.read(EV / name, fmt)
+    gold = read("event", EV / name, fmt)
     task = EventTask.from_documents(gold)
     # an event is decoded inside one window: the window must hold the whole event
     pred, _ = oracle_predict(task, tokenizer, gold, max_length=160, stride=32, policy="strict")
@@ -146,8 +147,8 @@ def test_evaluate_levels():
 def test_schema_file(tmp_path):
     p = tmp_path / "schema.jsonl"
     p.write_text('{"event_type": "收购", "role_list": [{"role": "sub-org"}, {"role": "obj-org"}]}\n', encoding="utf-8")
-    assert event.read_schema(p) == [("收购", "obj-org"), ("收购", "sub-org"), ("收购", "trigger")]
-    task = EventTask.from_documents([], schema=p)
+    assert event_readers.read_schema(p) == [("收购", "obj-org"), ("收购", "sub-org"), ("收购", "trigger")]
+    task = EventTask.from_documents([], options=event.EventOptions(schema=str(p)))
     assert task.head_specs()[0].channels == 3
 
 
@@ -160,15 +161,15 @@ def test_malformed_lines_name_file_and_line(tmp_path, fmt, content, line):
     p = tmp_path / f"bad.{fmt}"
     p.write_text(content, encoding="utf-8")
     with pytest.raises(DataError) as err:
-        event.read(p, fmt)
+        read("event", p, fmt)
     assert err.value.line == line and str(p) in str(err.value)
 
 
 def test_overfit_save_load(tiny_encoder, tmp_path):
-    from gplinker.pipeline import Extractor, ModelSettings
+    from gplinker.extractor import Extractor, ModelSettings
     from gplinker.training import TrainConfig, train
 
-    docs = event.read(EV / "zh_train.jsonl")[:4] + event.read(EV / "zh_train.jsonl")[-2:]
+    docs = read("event", EV / "zh_train.jsonl")[:4] + read("event", EV / "zh_train.jsonl")[-2:]
     task = EventTask.from_documents(docs)
     ex = Extractor.build(str(tiny_encoder), task, ModelSettings(head_size=16, max_length=40, stride=8), "cpu")
     summary = train(ex, docs, docs, TrainConfig(epochs=200, batch_size=6, lr=5e-3, head_lr=1e-2, warmup_ratio=0.0), tmp_path)

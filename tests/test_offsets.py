@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from gplinker.offsets import Featurizer, Window, _content_positions, align_span, owner_windows, touches_cut
+from gplinker.offsets import Featurizer, Window, WindowIndex, _content_positions, align_span, touches_cut
 
 
 def test_content_positions_drop_specials_and_overlapping_metaspace():
@@ -64,7 +64,7 @@ def test_windows_cover_long_text_with_overlap(tokenizer):
     assert covered.all()
     # every 2-character span is held away from cut edges by some window
     for s in range(0, len(text) - 2, 7):
-        assert owner_windows(mine, s, s + 2), s
+        assert WindowIndex(mine).owners(s, s + 2), s
 
 
 def test_touches_cut_only_at_inner_edges(tokenizer):

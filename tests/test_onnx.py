@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from conftest import ROOT
-from gplinker.pipeline import Extractor, ModelSettings
-from tasks import ner
+from conftest import ROOT, read
+from gplinker.extractor import Extractor, ModelSettings
+from gplinker.tasks import ner
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
@@ -13,7 +13,7 @@ pytest.importorskip("onnxscript")
 def test_onnx_encoder_gives_the_same_predictions_and_is_exported_once(tiny_encoder, tmp_path):
     from gplinker.onnx_runtime import ONNX_NAME, OnnxEncoder, use_onnx
 
-    docs = ner.read(ROOT / "data" / "ner" / "en_dev.jsonl")
+    docs = read("ner", ROOT / "data" / "ner" / "en_dev.jsonl")
     task = ner.NERTask.from_documents(docs)
     ex = Extractor.build(str(tiny_encoder), task, ModelSettings(max_length=32, stride=8), "cpu")
     with torch.no_grad():  # random heads that fire on some cells, so there is something to compare

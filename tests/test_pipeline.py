@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from gplinker.merge import merge_record
-from gplinker.report import render
+from gplinker.combine import combine_record
+from gplinker.html import render
 from gplinker.structures import Argument, Document, Event, Relation, Span
-from gplinker.task import LOGIT_SUFFIX, cell_probabilities
+from gplinker.cells import HeadCells
 
 
 def run(*args):
@@ -21,28 +21,28 @@ def run(*args):
 
 def test_cell_probability_is_sigmoid_of_twice_the_logit_and_monotone():
     logits = np.array([-3.0, -0.1, 0.0, 0.2, 1.0, 7.5])
-    cells = {"h": np.column_stack([np.zeros(6, int), np.arange(6), np.arange(6)]), "h" + LOGIT_SUFFIX: logits}
-    probs = cell_probabilities(cells, "h")
+    cells = HeadCells(np.column_stack([np.zeros(6, int), np.arange(6), np.arange(6)]), logits)
+    probs = cells.scores()
     got = [probs[(0, k, k)] for k in range(6)]
-    assert got == pytest.approx([1 / (1 + math.exp(-2 * s)) for s in logits])
+    assert got == pytest.approx([1 / (1 + math.exp(-2 * s)) for s in logits], rel=1e-6)
     assert all(a < b for a, b in zip(got, got[1:]))
     assert got[2] == 0.5  # the decision threshold s = 0 is probability 0.5
-    assert cell_probabilities({"h": cells["h"]}, "h") == {}  # no logits, no scores
+    assert cells.most_probable(2).rows[:, 1].tolist() == [4, 5]  # the two highest logits, in order
 
 
-def test_merge_record_tags_every_item_and_filters_by_threshold():
+def test_combine_record_tags_every_item_and_filters_by_threshold():
     doc = Document("张伟在华为工作。", id="7", meta={"source": "x"})
     ner = Document(doc.text, entities=(Span(0, 2, "PER", 0.97), Span(3, 5, "ORG", 0.55)))
     rel = Document(doc.text, entities=(Span(0, 2, "人", 0.9),),
                    relations=(Relation(Span(0, 2, "人", 0.9), "就职于", Span(3, 5, "机构", 0.8), 0.8),))
     ev = Document(doc.text, events=(Event("工作", (Argument("trigger", 5, 7, 0.7), Argument("sub", 0, 2, 0.9)), 0.7),))
-    rec = merge_record(doc, [("ner", "m1", ner), ("relation", "m2", rel), ("event", "m3", ev), ("ner", "m4", "RuntimeError: boom")])
+    rec = combine_record(doc, [("ner", "m1", ner), ("relation", "m2", rel), ("event", "m3", ev), ("ner", "m4", "RuntimeError: boom")])
     assert rec["id"] == "7" and rec["source"] == "x" and rec["text"] == doc.text
     assert {(e["text"], e["task"], e["model"]) for e in rec["entities"]} == {("张伟", "ner", "m1"), ("华为", "ner", "m1"), ("张伟", "relation", "m2")}
     assert rec["relations"][0]["head"]["text"] == "张伟" and rec["relations"][0]["model"] == "m2"
     assert rec["events"][0]["arguments"][0]["text"] in ("张伟", "工作") and rec["events"][0]["task"] == "event"
     assert "m4: RuntimeError: boom" in rec["error"]
-    high = merge_record(doc, [("ner", "m1", ner), ("relation", "m2", rel), ("event", "m3", ev)], threshold=0.75)
+    high = combine_record(doc, [("ner", "m1", ner), ("relation", "m2", rel), ("event", "m3", ev)], threshold=0.75)
     assert [e["text"] for e in high["entities"]] == ["张伟", "张伟"] and len(high["relations"]) == 1 and high["events"] == []
 
 
@@ -132,7 +132,7 @@ def test_pipeline_one_record_per_input_with_bad_input(three_models, tmp_path):
 
 
 def test_html_stays_small_when_a_model_fires_everywhere():
-    from gplinker import report
+    from gplinker import html as report
 
     text = "北京" * 500
     ents = [{"start": i, "end": j, "label": "X", "text": text[i:j], "score": 0.5 + (i % 7) / 20}

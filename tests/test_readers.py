@@ -3,9 +3,9 @@ import json
 
 import pytest
 
-from conftest import DATA
+from conftest import DATA, REGISTRY, read
 from gplinker.io import DataError
-from tasks import ner
+from gplinker.tasks import ner
 
 
 @pytest.mark.parametrize("name,fmt", [("zh_train.jsonl", "jsonl"), ("cluener_sample.json", "cluener"),
@@ -14,13 +14,14 @@ from tasks import ner
 def test_auto_detects_format(name, fmt):
     from gplinker.io import detect_format
 
-    assert detect_format(DATA / name, ner.SNIFFERS) == fmt
+    formats = REGISTRY["ner"].formats
+    assert detect_format(DATA / name, {k: f.sniff for k, f in formats.items() if f.sniff}) == fmt
 
 
 def test_formats_agree_on_the_same_sentences():
-    canonical = ner.read(DATA / "zh_train.jsonl")
+    canonical = read("ner", DATA / "zh_train.jsonl")
     for name in ("cluener_sample.json", "resume_sample.char.bmes"):
-        docs = ner.read(DATA / name)
+        docs = read("ner", DATA / name)
         assert [d.text for d in docs] == [d.text for d in canonical[: len(docs)]]
         if name.startswith("cluener"):
             assert [d.entities for d in docs] == [d.entities for d in canonical[: len(docs)]]
@@ -32,13 +33,13 @@ def test_formats_agree_on_the_same_sentences():
 def test_cluener_inclusive_end_and_surface(tmp_path):
     path = tmp_path / "c.json"
     path.write_text('{"text": "浙商银行叶老桂", "label": {"company": {"浙商银行": [[0, 3]]}, "name": {"叶老桂": [[4, 6]]}}}', encoding="utf-8")
-    (d,) = ner.read(path, "cluener")
+    (d,) = read("ner", path, "cluener")
     assert [(s.start, s.end, s.label, d.text[s.start:s.end]) for s in d.entities] == [
         (0, 4, "company", "浙商银行"), (4, 7, "name", "叶老桂")]
 
 
 def test_spert_rebuilds_text_and_offsets():
-    docs = ner.read(DATA / "spert_sample.json")
+    docs = read("ner", DATA / "spert_sample.json")
     raw = json.loads((DATA / "spert_sample.json").read_text())
     for d, r in zip(docs, raw):
         assert d.text == " ".join(r["tokens"])
@@ -49,20 +50,20 @@ def test_spert_rebuilds_text_and_offsets():
 def test_conll_variants(tmp_path):
     bio = tmp_path / "bio.txt"
     bio.write_text("张 B-PER\n伟 I-PER\n在 O\n北 B-LOC\n京 I-LOC\n\n上 B-LOC\n海 I-LOC\n", encoding="utf-8")
-    docs = ner.read(bio, "conll")
+    docs = read("ner", bio, "conll")
     assert [(d.text, [(s.start, s.end, s.label) for s in d.entities]) for d in docs] == [
         ("张伟在北京", [(0, 2, "PER"), (3, 5, "LOC")]), ("上海", [(0, 2, "LOC")])]
     weibo = tmp_path / "weibo.txt"  # character with a glued segmentation digit
     weibo.write_text("张0 B-PER.NAM\n伟1 I-PER.NAM\n好0 O\n", encoding="utf-8")
-    (d,) = ner.read(weibo, "conll")
+    (d,) = read("ner", weibo, "conll")
     assert d.text == "张伟好" and [(s.start, s.end, s.label) for s in d.entities] == [(0, 2, "PER.NAM")]
     three = tmp_path / "seg.txt"  # a middle column of segmentation digits
     three.write_text("张 0 S-PER\n在 1 O\n", encoding="utf-8")
-    (d,) = ner.read(three, "conll")
+    (d,) = read("ner", three, "conll")
     assert d.text == "张在" and [(s.start, s.end) for s in d.entities] == [(0, 1)]
     words = tmp_path / "en.txt"  # word-per-line files join with spaces
     words.write_text("John B-PER\nSmith E-PER\nruns O\n", encoding="utf-8")
-    (d,) = ner.read(words, "conll")
+    (d,) = read("ner", words, "conll")
     assert d.text == "John Smith runs" and [(s.start, s.end) for s in d.entities] == [(0, 10)]
 
 
@@ -78,7 +79,7 @@ def test_malformed_line_names_file_and_line(tmp_path, fmt, content, line):
     path = tmp_path / f"bad.{fmt}"
     path.write_text(content, encoding="utf-8")
     with pytest.raises(DataError) as err:
-        ner.read(path, fmt)
+        read("ner", path, fmt)
     assert err.value.line == line and str(path) in str(err.value)
     assert f"line {line}" in str(err.value)
 
@@ -88,18 +89,18 @@ def test_json_array_error_names_record(tmp_path):
     path.write_text(json.dumps([{"text": "胃痛", "entities": []}, {"text": "胃痛", "entities": [{"start_idx": 0, "end_idx": 0, "type": "bod", "entity": "痛"}]}]),
                     encoding="utf-8")
     with pytest.raises(DataError, match="record 2"):
-        ner.read(path, "cmeee")
+        read("ner", path, "cmeee")
 
 
 def test_non_utf8_file_is_reported_with_line(tmp_path):
     path = tmp_path / "latin1.txt"
     path.write_bytes("a O\n".encode() + "é O\n".encode("latin-1"))
     with pytest.raises(DataError, match="line 2"):
-        ner.read(path, "conll")
+        read("ner", path, "conll")
 
 
 def test_unknown_format_lists_choices(tmp_path):
     path = tmp_path / "x.txt"
     path.write_text("nothing to see\n", encoding="utf-8")
     with pytest.raises(DataError, match="--format"):
-        ner.read(path)
+        read("ner", path)

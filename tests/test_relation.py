@@ -4,11 +4,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ROOT, oracle_predict
+from conftest import ROOT, oracle_predict, read
 from gplinker.io import DataError
 from gplinker.structures import Document, Relation, Span
-from tasks import relation
-from tasks.relation import LocateReport, RelationTask, link_pairs, place_triple
+from gplinker.tasks.readers import relation as relation_readers
+from gplinker.tasks.readers.relation import LocateStats, place_triple
+from gplinker.tasks.relation import RelationOptions, RelationTask, link_pairs
 
 REL = ROOT / "data" / "relation"
 
@@ -17,8 +18,8 @@ REL = ROOT / "data" / "relation"
                                       ("webnlg_sample.json", "casrel"), ("duie_sample.jsonl", "duie")])
 @pytest.mark.parametrize("mode", ["typed", "subject-object"])
 def test_oracle_round_trip_per_reader(tokenizer, name, fmt, mode):
-    gold = relation.read(REL / name, fmt)
-    task = RelationTask.from_documents(gold, entity_mode=mode)
+    gold = read("relation", REL / name, fmt)
+    task = RelationTask.from_documents(gold, RelationOptions(entity_mode=mode))
     pred, _ = oracle_predict(task, tokenizer, gold, max_length=64, stride=16, policy="strict")
     m = task.evaluate(gold, pred)
     for level in ("triples", "triples_boundary", "triples_text", "entities"):
@@ -56,7 +57,7 @@ HARD = [
 
 @pytest.mark.parametrize("mode", ["typed", "subject-object"])
 def test_oracle_hard_cases(tokenizer, mode):
-    task = RelationTask.from_documents(HARD, entity_mode=mode)
+    task = RelationTask.from_documents(HARD, RelationOptions(entity_mode=mode))
     pred, _ = oracle_predict(task, tokenizer, HARD)
     m = task.evaluate(HARD, pred)
     assert m["triples"]["f1"] == 1.0 and m["entities"]["f1"] == 1.0
@@ -126,7 +127,7 @@ def test_early_training_explosion_is_capped_not_hung(caplog):
 
 
 def test_place_triple_considers_every_occurrence():
-    r = LocateReport()
+    r = LocateStats()
     assert place_triple("北京大学位于北京。", "北京大学", "北京", r) == ((0, 4), (6, 8))
     assert place_triple("Apollo 12 flew in 2012 .", "12", "2012", r) == ((7, 9), (18, 22))
     assert place_triple("abc", "x", "a", r) is None
@@ -139,7 +140,7 @@ def test_duie_complex_objects_and_string_objects(tmp_path):
                  '"object": {"@value": "如懿", "inWork": "如懿传"}, "object_type": {"@value": "人物", "inWork": "影视作品"}}]}\n'
                  '{"text": "张三生于北京", "spo_list": [{"subject": "张三", "predicate": "出生地", "object": "北京", "subject_type": "人物", "object_type": "地点"}]}\n',
                  encoding="utf-8")
-    docs = relation.read(p)
+    docs = read("relation", p)
     got = sorted((r.label, r.tail.text_in(d.text), r.tail.label) for d in docs for r in d.relations)
     assert got == [("出生地", "北京", "地点"), ("饰演", "如懿", "人物"), ("饰演_inWork", "如懿传", "影视作品")]
 
@@ -153,7 +154,7 @@ def test_malformed_records_name_file_and_place(tmp_path, fmt, content, line):
     p = tmp_path / f"bad.{fmt}"
     p.write_text(content, encoding="utf-8")
     with pytest.raises(DataError) as err:
-        relation.read(p, fmt)
+        read("relation", p, fmt)
     assert str(p) in str(err.value)
     if line is None:
         assert "record 1" in str(err.value)
@@ -173,7 +174,7 @@ def test_evaluate_levels():
 
 
 def test_overfit_save_load(tiny_encoder, tmp_path):
-    from gplinker.pipeline import Extractor, ModelSettings
+    from gplinker.extractor import Extractor, ModelSettings
     from gplinker.training import TrainConfig, train
 
     docs = HARD[:4]
@@ -189,7 +190,7 @@ def test_overfit_save_load(tiny_encoder, tmp_path):
 
 
 def test_triples_from_logits_both_strategies_equal_brute_force():
-    from tasks.relation import triples_from_logits
+    from bench.perf import triples_from_logits
 
     rng = np.random.default_rng(3)
     for frac in (0.01, 0.3):  # few entities (gathers) and many (cell join)

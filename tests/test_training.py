@@ -2,15 +2,15 @@
 import pytest
 import torch
 
-from conftest import DATA
-from gplinker.pipeline import Extractor, ModelSettings
+from conftest import DATA, read
+from gplinker.extractor import Extractor, ModelSettings
 from gplinker.training import TrainConfig, train
-from tasks import ner
+from gplinker.tasks import ner
 
 
 @pytest.fixture(scope="module")
 def trained(tiny_encoder, tmp_path_factory):
-    docs = ner.read(DATA / "zh_train.jsonl")[:8]
+    docs = read("ner", DATA / "zh_train.jsonl")[:8]
     task = ner.NERTask.from_documents(docs)
     ex = Extractor.build(str(tiny_encoder), task, ModelSettings(head_type="efficient", head_size=16, max_length=32, stride=8), "cpu")
     out = tmp_path_factory.mktemp("run")
@@ -47,16 +47,20 @@ def test_batch_size_does_not_change_predictions(trained):
 
 
 def test_every_parameter_gets_a_gradient(tiny_encoder):
+    """Through the path training takes: the library's targets, collate, the factorised loss."""
     from gplinker.model import collate
+    from gplinker.training import training_windows
 
-    docs = ner.read(DATA / "zh_train.jsonl")[:4]
+    docs = read("ner", DATA / "zh_train.jsonl")[:4]
     task = ner.NERTask.from_documents(docs)
     for head in ("efficient", "standard"):
         ex = Extractor.build(str(tiny_encoder), task, ModelSettings(head_type=head, head_size=8, max_length=32, stride=8), "cpu")
-        ws = ex.featurizer.windows([d.text for d in docs])
-        batch = collate(ws, ex.pad_id, task.head_specs(), [task.targets(docs[w.doc_index], w) for w in ws])
+        ws, targets, stats = training_windows(ex, docs)
+        assert stats.total == sum(len(d.entities) for d in docs) and sum(len(t["entities"]) for t in targets) > 0
+        batch = collate(ws, ex.pad_id, task.head_specs(), targets)
         labels = batch.pop("labels")
-        loss, _ = ex.model.loss(ex.model(**batch), labels)
+        loss, parts = ex.model.training_loss(**batch, labels=labels)
+        assert loss.item() > 0 and set(parts) == {"entities"}
         loss.backward()
         missing = [n for n, p in ex.model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum())]
         # the only parameters allowed no gradient are embedding rows of unused tokens, which still get a zero-sum grad tensor
@@ -67,7 +71,7 @@ def test_every_parameter_gets_a_gradient(tiny_encoder):
 def test_max_steps_overrides_epochs(tiny_encoder, max_steps):
     """--max-steps N trains exactly N steps whatever --epochs says, evaluating at each epoch end
     and at the last step (8 documents, batch 4: 2 steps per epoch)."""
-    docs = ner.read(DATA / "en_train.jsonl")[:8]
+    docs = read("ner", DATA / "en_train.jsonl")[:8]
     ex = Extractor.build(str(tiny_encoder), ner.NERTask.from_documents(docs), ModelSettings(max_length=64, stride=16), "cpu")
     summary = train(ex, docs, docs[:2], TrainConfig(epochs=1, max_steps=max_steps, batch_size=4))
     assert summary["steps"] == max_steps

@@ -1,0 +1,95 @@
+"""Several models over the same texts: robust batched prediction and one combined record per text."""
+from __future__ import annotations
+
+import logging
+from typing import Any, Sequence
+
+from gplinker.extractor import Extractor
+from gplinker.structures import Document
+
+logger = logging.getLogger(__name__)
+
+OWN_FIELDS = ("line", "id", "text", "entities", "relations", "events", "error")  # what gplinker writes itself
+
+
+def predict_robust(extractor: Extractor, docs: Sequence[Document], batch_size: int = 32,
+                   progress: bool = False) -> list[Document | str]:
+    """Predictions for every document, or an error message in its place; one failing document
+    never loses the others (the batch is retried one document at a time)."""
+    try:
+        return list(extractor.predict(docs, batch_size, progress))
+    except Exception as e:  # noqa: BLE001 - isolate the failing record, report it, keep the rest
+        logger.warning("batch prediction failed (%s: %s); retrying one document at a time", type(e).__name__, e)
+    out: list[Document | str] = []
+    for d in docs:
+        try:
+            out.append(extractor.predict([d], 1)[0])
+        except Exception as e:  # noqa: BLE001
+            logger.warning("prediction failed on one document (%s: %s)", type(e).__name__, e)
+            out.append(f"{type(e).__name__}: {e}")
+    return out
+
+
+def _keep(score: float | None, threshold: float) -> bool:
+    return score is None or score >= threshold
+
+
+def input_fields(doc: Document) -> dict[str, Any]:
+    """The input's own extra fields; one whose name gplinker writes itself is kept as ``input.NAME``."""
+    return {(f"input.{k}" if k in OWN_FIELDS else k): v for k, v in doc.meta.items()}
+
+
+def combine_record(doc: Document, predictions: Sequence[tuple[str, str, Document | str]], threshold: float = 0.0,
+                   line: int | None = None) -> dict[str, Any]:
+    """One output record: the input line, id and extra fields, its text, and every model's entities,
+    relations and events, each tagged with ``task`` and ``model`` and filtered by ``threshold``
+    (items whose probability is below it are left out). Model failures go to ``error``."""
+    rec: dict[str, Any] = {} if line is None else {"line": line}
+    if doc.id is not None:
+        rec["id"] = doc.id
+    rec.update(input_fields(doc))
+    rec["text"] = doc.text
+    rec["entities"], rec["relations"], rec["events"] = [], [], []
+    errors = []
+    for task, model, pred in predictions:
+        if isinstance(pred, str):
+            errors.append(f"{model}: {pred}")
+            continue
+        tag = {"task": task, "model": model}
+        rec["entities"] += [{**s.to_json(doc.text), **tag} for s in sorted(pred.entities) if _keep(s.score, threshold)]
+        rec["relations"] += [{**r.to_json(doc.text), **tag} for r in sorted(pred.relations) if _keep(r.score, threshold)]
+        rec["events"] += [{**e.to_json(doc.text), **tag} for e in sorted(pred.events) if _keep(e.score, threshold)]
+    if errors:
+        rec["error"] = "; ".join(errors)
+    return rec
+
+
+class Pipeline:
+    """Several models over the same texts, one combined record per input; the ``pipeline``
+    command and the server both go through :meth:`records`, so they cannot disagree."""
+
+    def __init__(self, models: Sequence[tuple[Extractor, str]]) -> None:
+        names = [name for _, name in models]
+        if len(set(names)) != len(names):
+            raise ValueError(f"two models share a name ({', '.join(names)}); give each model its own folder name")
+        self.models = list(models)
+
+    def names(self) -> list[str]:
+        return [name for _, name in self.models]
+
+    def records(self, inputs: Sequence, threshold: float = 0.0, batch_size: int = 32,
+                models: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """One record per :class:`gplinker.io.InputRecord` (or :class:`Document`), in order: an
+        input error gives an error record, a model failing on one text an ``error`` on that text."""
+        chosen = [(ex, name) for ex, name in self.models if models is None or name in models]
+        items = [(getattr(r, "line", None), getattr(r, "doc", r), getattr(r, "error", None)) for r in inputs]
+        docs = [doc for _, doc, _ in items if doc is not None]
+        per_model = [(ex.task.name, name, predict_robust(ex, docs, batch_size)) for ex, name in chosen]
+        out, k = [], 0
+        for line, doc, error in items:
+            if doc is None:
+                out.append({**({} if line is None else {"line": line}), "error": error})
+                continue
+            out.append(combine_record(doc, [(task, name, preds[k]) for task, name, preds in per_model], threshold, line))
+            k += 1
+        return out

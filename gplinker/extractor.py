@@ -1,0 +1,201 @@
+"""Extractor: one task's model, from texts to structures; saved to and loaded from a model directory.
+
+Prediction runs featurize -> model -> :func:`gplinker.alignment.merge_windows` -> ``task.decode``,
+the same path for evaluation during training, ``predict``, ``pipeline`` and the server.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from gplinker import __version__, model_dir
+from gplinker.alignment import merge_windows
+from gplinker.atomic import atomic_directory
+from gplinker.cells import HeadCells
+from gplinker.model import GPLinkerModel, collate
+from gplinker.offsets import ALIGN_POLICIES, Featurizer, Window
+from gplinker.structures import Document
+from gplinker.task import Task
+
+if TYPE_CHECKING:
+    from gplinker.registry import TaskRegistry
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelSettings:
+    """Settings saved beside the weights; enough to rebuild the model offline."""
+
+    head_type: str = "efficient"
+    head_size: int = 64
+    max_length: int = 256
+    stride: int = 64
+    align: str = "expand"
+
+    def __post_init__(self) -> None:
+        if self.head_type not in ("efficient", "standard"):
+            raise ValueError(f"unknown head type {self.head_type!r}; choose efficient or standard")
+        if not (isinstance(self.head_size, int) and self.head_size > 0 and self.head_size % 2 == 0):
+            raise ValueError(f"head_size must be a positive even number (RoPE rotates pairs), got {self.head_size!r}")
+        if self.align not in ALIGN_POLICIES:
+            raise ValueError(f"unknown alignment policy {self.align!r}; choose one of {', '.join(ALIGN_POLICIES)}")
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``device`` checked against this machine: a clear error instead of torch's assertion."""
+    if device is None:
+        return default_device()
+    try:
+        dev = torch.device(device)
+    except RuntimeError as e:
+        raise ValueError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from e
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} asked for, but this torch build has no CUDA GPU available "
+                             f"(torch {torch.__version__}); use --device cpu or install a CUDA build of torch")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r} asked for, but only {torch.cuda.device_count()} GPU(s) are visible")
+    return dev
+
+
+class Extractor:
+    """Predicts structures for texts with one task's model; load with :meth:`from_pretrained`."""
+
+    def __init__(self, model: GPLinkerModel, tokenizer, task: Task, settings: ModelSettings,
+                 device: str | torch.device | None = None, info: dict[str, Any] | None = None) -> None:
+        self.model, self.tokenizer, self.task, self.settings = model, tokenizer, task, settings
+        self.featurizer = Featurizer(tokenizer, settings.max_length, settings.stride)
+        self.device = resolve_device(device)
+        self.model.to(self.device)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.info: dict[str, Any] = dict(info or {})  # training data, dev scores, encoder: shown by `gplinker info`
+
+    @classmethod
+    def build(cls, encoder_name: str, task: Task, settings: ModelSettings, device: str | torch.device | None = None) -> "Extractor":
+        """A fresh (untrained heads) extractor on a pretrained encoder."""
+        from gplinker.encoders import load_encoder
+
+        encoder, tokenizer = load_encoder(encoder_name)
+        ex = cls(GPLinkerModel(encoder, task.head_specs(), settings.head_type, settings.head_size), tokenizer, task, settings, device)
+        ex.info["encoder"] = encoder_name
+        return ex
+
+    # ---- persistence -------------------------------------------------------------------------
+    def save_pretrained(self, path: str | Path) -> None:
+        """Write ``gplinker.json``, ``heads.safetensors`` and ``encoder/`` atomically: a crash at
+        any moment leaves the previous complete model (or none), never a mix of two saves."""
+        with atomic_directory(path) as tmp:
+            self.model.encoder.save_pretrained(tmp / model_dir.ENCODER_DIR, safe_serialization=True)
+            self.tokenizer.save_pretrained(tmp / model_dir.ENCODER_DIR)
+            heads = {k: v.detach().cpu().contiguous() for k, v in self.model.heads.state_dict().items()}
+            save_file(heads, str(tmp / model_dir.HEADS_NAME))
+            config = {"format_version": model_dir.FORMAT_VERSION, "gplinker_version": __version__,
+                      "task": self.task.name, "task_config": self.task.config(), **asdict(self.settings),
+                      "info": self.info, "fingerprint": model_dir.fingerprint(tmp)}
+            (tmp / model_dir.CONFIG_NAME).write_text(json.dumps(config, ensure_ascii=False, indent=2), encoding="utf-8")
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: str | torch.device | None = None,
+                        registry: "TaskRegistry | None" = None) -> "Extractor":
+        """Load a directory written by :meth:`save_pretrained`; needs no network and imports nothing
+        the directory names. ``registry``: where the task is looked up (default: the built-ins)."""
+        from transformers import AutoModel, AutoTokenizer
+
+        if registry is None:
+            from gplinker.tasks import default_registry
+
+            registry = default_registry()
+        path = model_dir.resolve(path)
+        config = model_dir.read_config(path, registry.names())
+        cfg_file = path / model_dir.CONFIG_NAME
+        try:
+            task = registry.task_from_config(config["task"], config["task_config"])
+            settings = ModelSettings(**{f.name: config[f.name] for f in fields(ModelSettings) if f.name in config})
+        except (KeyError, TypeError, ValueError) as e:
+            raise model_dir.ModelDirError(f"{cfg_file}: bad task or model settings ({type(e).__name__}: {e}) — the file is "
+                                          "damaged; save or copy the model again") from e
+        enc_dir = path / model_dir.ENCODER_DIR
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(enc_dir, use_fast=True)
+            try:
+                encoder = AutoModel.from_pretrained(enc_dir, add_pooling_layer=False, use_safetensors=True)
+            except TypeError:
+                encoder = AutoModel.from_pretrained(enc_dir, use_safetensors=True)
+        except (OSError, ValueError, SafetensorError, json.JSONDecodeError) as e:
+            raise model_dir.ModelDirError(f"{enc_dir}: the encoder checkpoint cannot be loaded ({type(e).__name__}: "
+                                          f"{str(e).splitlines()[0] if str(e) else ''}) — copy or train the model again") from e
+        model = GPLinkerModel(encoder.float(), task.head_specs(), settings.head_type, settings.head_size)
+        heads_file = path / model_dir.HEADS_NAME
+        try:
+            state = load_file(str(heads_file))
+        except (SafetensorError, OSError) as e:
+            raise model_dir.ModelDirError(f"{heads_file}: cannot be read ({e}) — the file is damaged; copy or train the model again") from e
+        expected = model.heads.state_dict()
+        for key in sorted(set(expected) | set(state)):
+            if key not in state or key not in expected or tuple(state[key].shape) != tuple(expected[key].shape):
+                got = tuple(state[key].shape) if key in state else "missing"
+                want = tuple(expected[key].shape) if key in expected else "not expected"
+                raise model_dir.ModelDirError(f"{heads_file}: tensor {key!r} is {got}, but the labels and settings in "
+                                              f"{model_dir.CONFIG_NAME} need {want} — the weights and the label lists do "
+                                              "not belong together; copy or train the model again")
+        model.heads.load_state_dict(state)
+        model.eval()
+        return cls(model, tokenizer, task, settings, device, info=config.get("info") if isinstance(config.get("info"), dict) else None)
+
+    # ---- prediction --------------------------------------------------------------------------
+    @torch.no_grad()
+    def window_cells(self, windows: Sequence[Window], batch_size: int = 32, progress: bool = False,
+                     sort: bool = True) -> list[dict[str, HeadCells]]:
+        """Positive cells (token positions) of every window; batches are formed from
+        length-sorted windows (less padding) unless ``sort`` is False."""
+        was_training = self.model.training
+        self.model.eval()
+        order = sorted(range(len(windows)), key=lambda k: len(windows[k])) if sort else list(range(len(windows)))
+        out: list[dict[str, HeadCells]] = [{} for _ in windows]
+        bar = tqdm(total=len(windows), desc="predict", unit="win", disable=not progress, leave=False)
+        for b0 in range(0, len(order), batch_size):
+            idx = order[b0 : b0 + batch_size]
+            batch = collate([windows[k] for k in idx], self.pad_id)
+            per_head = self.model.positive_cells(**{k: v.to(self.device) for k, v in batch.items()})
+            for name, (found, values) in per_head.items():  # (N, 4) rows (b, h, i, j), (N,) logits
+                values = values.float().cpu().numpy()
+                cells = found.cpu().numpy()
+                bounds = np.searchsorted(cells[:, 0], np.arange(len(idx) + 1))  # rows come sorted by batch row
+                for r, k in enumerate(idx):
+                    out[k][name] = HeadCells(cells[bounds[r] : bounds[r + 1], 1:], values[bounds[r] : bounds[r + 1]])
+            bar.update(len(idx))
+        bar.close()
+        self.model.train(was_training)
+        return out
+
+    def predict(self, inputs: Sequence[str | Document], batch_size: int = 32, progress: bool = False) -> list[Document]:
+        """One predicted :class:`Document` per input text (ids and extra fields of documents kept)."""
+        docs = [d if isinstance(d, Document) else Document(text=d) for d in inputs]
+        windows = self.featurizer.windows([d.text for d in docs])
+        cells = self.window_cells(windows, batch_size, progress)
+        by_doc: list[list[int]] = [[] for _ in docs]
+        for k, w in enumerate(windows):
+            by_doc[w.doc_index].append(k)
+        specs = self.task.head_specs()
+        out = []
+        for d, ks in zip(docs, by_doc):
+            bare = Document(text=d.text, id=d.id, meta=dict(d.meta))
+            out.append(self.task.decode(bare, merge_windows(specs, [windows[k] for k in ks], [cells[k] for k in ks])))
+        return out
+
+    def __call__(self, texts: Sequence[str], batch_size: int = 32) -> list[Document]:
+        return self.predict(texts, batch_size)

@@ -1,0 +1,154 @@
+"""Readers of the published relation formats: ``spert`` (CoNLL04, SciERC), ``casrel`` (WebNLG*),
+``duie``/``cmeie`` (``spo_list``) and canonical ``jsonl``. Formats without offsets are located by
+searching every occurrence of the subject and object strings and pairing the nearest
+occurrences; ambiguous and unlocatable triples are counted and logged."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gplinker.io import DataError, find_occurrences, load_json_records, read_documents_jsonl, record_error, tokens_to_text
+from gplinker.registry import Format
+from gplinker.structures import Document, Relation, Span
+
+logger = logging.getLogger(__name__)
+
+UNTYPED = "entity"  # label of spans whose type the data does not give
+
+
+@dataclass
+class LocateStats:
+    """How offset-free triples were placed in their texts."""
+
+    triples: int = 0
+    ambiguous: int = 0  # a string occurs more than once: nearest pair of occurrences chosen
+    not_located: int = 0  # subject or object string not in the text: triple dropped
+    examples: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (f"{self.triples} triples: {self.ambiguous} ambiguous (several occurrences; nearest pair chosen), "
+                f"{self.not_located} not located in the text (dropped)")
+
+
+def place_triple(text: str, subject: str, obj: str, stats: LocateStats) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    """Character spans for a triple given by strings: every occurrence is considered and the
+    closest (subject, object) pair chosen: non-overlapping pairs first (an object nested in its
+    subject, as 北京 in 北京大学, is rarely meant), then the smallest gap, then the earliest."""
+    stats.triples += 1
+    subs, objs = find_occurrences(text, subject), find_occurrences(text, obj)
+    if not subs or not objs:
+        stats.not_located += 1
+        if len(stats.examples) < 5:
+            stats.examples.append(f"not located: {subject!r} / {obj!r} in {text[:60]!r}")
+        return None
+    if len(subs) > 1 or len(objs) > 1:
+        stats.ambiguous += 1
+    def key(so: tuple[tuple[int, int], tuple[int, int]]) -> tuple[int, int, int, int]:
+        (a, b), (c, d) = so
+        gap = max(a, c) - min(b, d)  # negative when the spans overlap
+        return (gap < 0, abs(gap), a, c)
+
+    return min(((s, o) for s in subs for o in objs), key=key)
+
+
+def _value(x: Any) -> str:
+    return x["@value"] if isinstance(x, dict) else x
+
+
+def _log_located(path: str | Path, docs: list[Document], stats: LocateStats) -> None:
+    if stats.triples:
+        merged = stats.triples - stats.not_located - sum(len(d.relations) for d in docs)
+        logger.info("%s: %s%s", path, stats.summary(), f"; {merged} duplicate triples merged" if merged > 0 else "")
+        for ex in stats.examples:
+            logger.info("  e.g. %s", ex)
+
+
+def read_spert(path: str | Path) -> list[Document]:
+    """SpERT JSON (CoNLL04, SciERC): ``{"tokens", "entities": [{"type", "start", "end"}],
+    "relations": [{"type", "head", "tail"}]}``; token ends exclusive, head/tail index entities."""
+    docs = []
+    for no, obj in load_json_records(path):
+        try:
+            text, ts, te = tokens_to_text([str(t) for t in obj["tokens"]])
+            spans = []
+            for ent in obj.get("entities", []):
+                a, b = int(ent["start"]), int(ent["end"])
+                if not 0 <= a < b <= len(ts):
+                    raise record_error(path, no, f"entity token range [{a}, {b}) is outside the {len(ts)} tokens",
+                                       "token end indices are exclusive")
+                spans.append(Span(ts[a], te[b - 1], ent["type"]))
+            rels = []
+            for rel in obj.get("relations", []):
+                h, t = int(rel["head"]), int(rel["tail"])
+                if not (0 <= h < len(spans) and 0 <= t < len(spans)):
+                    raise record_error(path, no, f"relation {rel} points at entity {max(h, t)} of {len(spans)}",
+                                       "head and tail are indices into the record's entities list")
+                rels.append(Relation(spans[h], rel["type"], spans[t]))
+        except DataError:
+            raise
+        except (KeyError, TypeError, ValueError) as e:
+            raise record_error(path, no, f"not a SpERT record ({type(e).__name__}: {e})",
+                               'expected {"tokens": [...], "entities": [{"type", "start", "end"}], "relations": [{"type", "head", "tail"}]}') from e
+        doc_id = obj.get("orig_id")
+        docs.append(Document(text, tuple(spans), tuple(rels), id=None if doc_id is None else str(doc_id)))
+    return docs
+
+
+def read_casrel(path: str | Path, stats: LocateStats | None = None) -> list[Document]:
+    """CasRel / WebNLG* JSON: ``{"text", "triple_list": [[subject, predicate, object], ...]}`` (no offsets)."""
+    stats = stats if stats is not None else LocateStats()
+    docs = []
+    for no, obj in load_json_records(path):
+        try:
+            text = obj["text"]
+            rels = []
+            for s, p, o in obj.get("triple_list", []):
+                placed = place_triple(text, s, o, stats)
+                if placed:
+                    rels.append(Relation(Span(*placed[0], UNTYPED), p, Span(*placed[1], UNTYPED)))
+        except (KeyError, TypeError, ValueError) as e:
+            raise record_error(path, no, f"not a CasRel record ({type(e).__name__}: {e})",
+                               'expected {"text": str, "triple_list": [[subject, predicate, object]]}') from e
+        docs.append(Document(text, tuple({s for r in rels for s in (r.head, r.tail)}), tuple(rels)))
+    _log_located(path, docs, stats)
+    return docs
+
+
+def read_duie(path: str | Path, stats: LocateStats | None = None) -> list[Document]:
+    """DuIE / CMeIE JSONL: ``{"text", "spo_list": [{"subject", "predicate", "object", "subject_type",
+    "object_type"}]}``; object and object_type are strings or ``{"@value": ...}`` (DuIE 2.0 complex
+    objects: each extra slot K becomes the predicate ``predicate_K``)."""
+    stats = stats if stats is not None else LocateStats()
+    docs = []
+    for no, obj in load_json_records(path):
+        try:
+            text = obj["text"]
+            rels = []
+            for spo in obj.get("spo_list", []):
+                objects = spo["object"] if isinstance(spo["object"], dict) else {"@value": spo["object"]}
+                otypes = spo.get("object_type") if isinstance(spo.get("object_type"), dict) else {"@value": spo.get("object_type")}
+                for key, value in objects.items():
+                    pred = spo["predicate"] if key == "@value" else f"{spo['predicate']}_{key}"
+                    placed = place_triple(text, spo["subject"], value, stats)
+                    if placed:
+                        rels.append(Relation(Span(*placed[0], spo.get("subject_type") or UNTYPED), pred,
+                                             Span(*placed[1], otypes.get(key) or UNTYPED)))
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise record_error(path, no, f"not a DuIE/CMeIE record ({type(e).__name__}: {e})",
+                               'expected {"text": str, "spo_list": [{"subject", "predicate", "object", ...}]}') from e
+        docs.append(Document(text, tuple({s for r in rels for s in (r.head, r.tail)}), tuple(rels)))
+    _log_located(path, docs, stats)
+    return docs
+
+
+FORMATS = {f.name: f for f in [
+    Format("jsonl", read_documents_jsonl, lambda h: h.lstrip().startswith("{") and '"text"' in h and '"relations"' in h,
+           "canonical gplinker JSONL"),
+    Format("spert", read_spert, lambda h: '"tokens"' in h and '"relations"' in h, "SpERT JSON (CoNLL04, SciERC)"),
+    Format("casrel", read_casrel, lambda h: '"triple_list"' in h, "CasRel / WebNLG* JSON (no offsets)"),
+    Format("webnlg", read_casrel, None, "alias of casrel"),
+    Format("duie", read_duie, lambda h: '"spo_list"' in h, "DuIE / CMeIE JSONL (no offsets)"),
+    Format("cmeie", read_duie, None, "alias of duie"),
+]}
