@@ -254,7 +254,7 @@ def _train(args: argparse.Namespace, entry, options, out: Path) -> int:
             encoder = _trim_encoder(args, train_docs, dev_docs, out)
         settings = ModelSettings(head_type=args.head, head_size=args.head_size, max_length=args.max_length,
                                  stride=args.stride, align=args.align)
-        extractor = Extractor.build(encoder, task, settings, args.device)
+        extractor = Extractor.build(encoder, task, settings, args.device, seed=args.seed)
         extractor.info["encoder"] = args.encoder
         if encoder != args.encoder:  # the trimmed copy is in memory now and will be saved with the model
             import shutil
@@ -379,10 +379,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
                     yield {"line": r.line, **({"id": r.doc.id} if r.doc is not None and r.doc.id else {}), "error": msg}
                     continue
                 counts["predicted"] += 1
-                rec = pred.to_json()
-                rec.update(input_fields(r.doc))
-                rec.pop("line", None)
-                yield {"line": r.line, **rec}
+                rec = {"line": r.line, **pred.with_annotations(meta={}).to_json()}  # gplinker's own fields
+                yield {**rec, **input_fields(r.doc)}
 
     write_jsonl(args.output, records())
     print(f"{counts['records']} records written to {args.output} ({counts['predicted']} predicted in "

@@ -85,11 +85,15 @@ class Extractor:
         self.info: dict[str, Any] = dict(info or {})  # training data, dev scores, encoder: shown by `gplinker info`
 
     @classmethod
-    def build(cls, encoder_name: str, task: Task, settings: ModelSettings, device: str | torch.device | None = None) -> "Extractor":
-        """A fresh (untrained heads) extractor on a pretrained encoder."""
+    def build(cls, encoder_name: str, task: Task, settings: ModelSettings, device: str | torch.device | None = None,
+              seed: int | None = None) -> "Extractor":
+        """A fresh (untrained heads) extractor on a pretrained encoder; ``seed`` makes the heads'
+        random initialisation reproducible (training seeds only what comes after it)."""
         from gplinker.encoders import load_encoder
 
         encoder, tokenizer = load_encoder(encoder_name)
+        if seed is not None:
+            torch.manual_seed(seed)
         ex = cls(GPLinkerModel(encoder, task.head_specs(), settings.head_type, settings.head_size), tokenizer, task, settings, device)
         ex.info["encoder"] = encoder_name
         return ex

@@ -9,6 +9,9 @@ from typing import Any, Callable, Iterable, Iterator
 
 from gplinker import atomic
 from gplinker.structures import Document
+from gplinker.structures import _offset as as_offset  # noqa: F401 - readers' strict offsets
+
+READ_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError, RecursionError)  # a malformed record, as readers see it
 
 logger = logging.getLogger(__name__)
 
@@ -60,10 +63,13 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
         if not line.strip():
             continue
         try:
-            yield no, json.loads(line)
+            obj = json.loads(line)
         except json.JSONDecodeError as e:
             raise DataError(path, no, f"not valid JSON ({e.msg} at column {e.colno})",
                             "each line must be one JSON object") from e
+        except RecursionError as e:
+            raise DataError(path, no, "JSON nested too deeply", "each line must be one JSON object") from e
+        yield no, obj
 
 
 def load_json_records(path: str | Path) -> Iterator[tuple[int | None, Any]]:
@@ -75,6 +81,10 @@ def load_json_records(path: str | Path) -> Iterator[tuple[int | None, Any]]:
         except json.JSONDecodeError as e:
             raise DataError(path, e.lineno, f"not valid JSON ({e.msg} at column {e.colno})",
                             "the file must hold one JSON array, or one JSON object per line") from e
+        except RecursionError as e:
+            raise DataError(path, None, "JSON nested too deeply", "the file must hold one JSON array of records") from e
+        if not isinstance(records, list):
+            raise DataError(path, None, "not a JSON array", "the file must hold one JSON array, or one JSON object per line")
         # Line numbers of array elements: position of each top-level element is not kept by
         # json; report the element index instead, 1-based, in the message.
         for k, rec in enumerate(records, start=1):
@@ -98,6 +108,9 @@ def record_error(path: str | Path, no: int | None, problem: str, fix: str = "") 
 def check_surface(path: str | Path, no: int | None, text: str, start: int, end: int, surface: str | None,
                   what: str = "span", fix: str = "check the offsets") -> None:
     """A DataError unless ``[start, end)`` lies in ``text`` and reads ``surface`` (when given)."""
+    if not isinstance(text, str):
+        raise record_error(path, no, f"the text is {type(text).__name__}, not a string", "give every record a text string")
+    start, end = as_offset(start, f"{what} start"), as_offset(end, f"{what} end")
     if not (0 <= start < end <= len(text)):
         raise record_error(path, no, f"{what} {surface!r} at [{start}, {end}) is outside the text of length {len(text)}", fix)
     if surface is not None and text[start:end] != surface:
@@ -112,7 +125,7 @@ def read_documents_jsonl(path: str | Path) -> list[Document]:
             if not isinstance(obj, dict):
                 raise ValueError("record is not a JSON object")
             docs.append(Document.from_json(obj))
-        except (KeyError, TypeError, ValueError) as e:
+        except READ_ERRORS as e:
             raise record_error(path, no, f"bad record: {e}",
                                'expected {"text": ..., "entities": [{"start": int, "end": int, "label": str}]} '
                                "with character offsets, end exclusive") from e
@@ -233,6 +246,13 @@ def _input_record(path: str | Path, no: int, raw: bytes, fmt: str) -> InputRecor
                                      'with a "text" string')
     meta = {k: v for k, v in obj.items() if k not in _META_SKIP}
     return InputRecord(no, Document(text=obj["text"], id=None if obj.get("id") is None else str(obj["id"]), meta=meta))
+
+
+def token_list(value: Any) -> list[str]:
+    """A record's ``tokens``: a list of non-empty strings (a string is not split into characters)."""
+    if not isinstance(value, list) or not all(isinstance(t, str) and t for t in value):
+        raise ValueError("tokens must be a list of non-empty strings")
+    return value
 
 
 def tokens_to_text(tokens: list[str] | tuple[str, ...], sep: str = " ") -> tuple[str, list[int], list[int]]:

@@ -4,12 +4,49 @@ Every public offset is a *character* offset into ``Document.text``, end exclusiv
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 
 def _score(obj: dict[str, Any]) -> float | None:
-    return None if obj.get("score") is None else float(obj["score"])
+    value = obj.get("score")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"score {value!r} is not a number")
+    return float(value)
+
+
+def _offset(value: Any, what: str) -> int:
+    """An offset must be a whole number: a float or a boolean is refused, never truncated."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{what} {value!r} is not a whole number (offsets are integer character positions)")
+    return int(value)
+
+
+def _label(value: Any, what: str = "label") -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{what} {value!r} is not a non-empty string")
+    return value
+
+
+def _object(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError(f"{what} is {type(value).__name__}, not an object")
+    return value
+
+
+def _list(value: Any, what: str) -> list:
+    if not isinstance(value, list):
+        raise ValueError(f"{what} is {type(value).__name__}, not a list")
+    return value
+
+
+def _check_text(obj: dict[str, Any], text: str | None, start: int, end: int, what: str) -> None:
+    """A span's optional ``text`` field must read what its offsets say."""
+    if text is not None and "text" in obj and 0 <= start < end <= len(text) and obj["text"] != text[start:end]:
+        raise ValueError(f"{what} text {obj['text']!r} does not match the text at [{start}, {end}) ({text[start:end]!r})")
 
 
 @dataclass(frozen=True, order=True)
@@ -20,6 +57,11 @@ class Span:
     end: int
     label: str
     score: float | None = field(default=None, compare=False)  # probability, when predicted
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "start", _offset(self.start, "start"))
+        object.__setattr__(self, "end", _offset(self.end, "end"))
+        _label(self.label)
 
     def text_in(self, text: str) -> str:
         return text[self.start : self.end]
@@ -33,8 +75,11 @@ class Span:
         return out
 
     @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> "Span":
-        return cls(int(obj["start"]), int(obj["end"]), str(obj["label"]), _score(obj))
+    def from_json(cls, obj: dict[str, Any], text: str | None = None) -> "Span":
+        obj = _object(obj, "span")
+        span = cls(obj["start"], obj["end"], obj["label"], _score(obj))
+        _check_text(obj, text, span.start, span.end, "span")
+        return span
 
 
 @dataclass(frozen=True, order=True)
@@ -46,6 +91,9 @@ class Relation:
     tail: Span
     score: float | None = field(default=None, compare=False)
 
+    def __post_init__(self) -> None:
+        _label(self.label, "relation label")
+
     def to_json(self, text: str | None = None) -> dict[str, Any]:
         out = {"head": self.head.to_json(text), "label": self.label, "tail": self.tail.to_json(text)}
         if self.score is not None:
@@ -53,8 +101,9 @@ class Relation:
         return out
 
     @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> "Relation":
-        return cls(Span.from_json(obj["head"]), str(obj["label"]), Span.from_json(obj["tail"]), _score(obj))
+    def from_json(cls, obj: dict[str, Any], text: str | None = None) -> "Relation":
+        obj = _object(obj, "relation")
+        return cls(Span.from_json(obj["head"], text), obj["label"], Span.from_json(obj["tail"], text), _score(obj))
 
 
 @dataclass(frozen=True, order=True)
@@ -66,6 +115,11 @@ class Argument:
     end: int
     score: float | None = field(default=None, compare=False)
 
+    def __post_init__(self) -> None:
+        _label(self.role, "role")
+        object.__setattr__(self, "start", _offset(self.start, "start"))
+        object.__setattr__(self, "end", _offset(self.end, "end"))
+
     def to_json(self, text: str | None = None) -> dict[str, Any]:
         out: dict[str, Any] = {"role": self.role, "start": self.start, "end": self.end}
         if text is not None:
@@ -75,8 +129,11 @@ class Argument:
         return out
 
     @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> "Argument":
-        return cls(str(obj["role"]), int(obj["start"]), int(obj["end"]), _score(obj))
+    def from_json(cls, obj: dict[str, Any], text: str | None = None) -> "Argument":
+        obj = _object(obj, "argument")
+        arg = cls(obj["role"], obj["start"], obj["end"], _score(obj))
+        _check_text(obj, text, arg.start, arg.end, "argument")
+        return arg
 
 
 @dataclass(frozen=True, order=True)
@@ -88,6 +145,7 @@ class Event:
     score: float | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
+        _label(self.label, "event type")
         object.__setattr__(self, "arguments", tuple(sorted(set(self.arguments))))
 
     def to_json(self, text: str | None = None) -> dict[str, Any]:
@@ -97,8 +155,9 @@ class Event:
         return out
 
     @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> "Event":
-        return cls(str(obj["label"]), tuple(Argument.from_json(a) for a in obj["arguments"]), _score(obj))
+    def from_json(cls, obj: dict[str, Any], text: str | None = None) -> "Event":
+        obj = _object(obj, "event")
+        return cls(obj["label"], tuple(Argument.from_json(a, text) for a in _list(obj["arguments"], "arguments")), _score(obj))
 
 
 @dataclass(frozen=True)
@@ -113,6 +172,8 @@ class Document:
     meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.text, str):
+            raise ValueError(f"text is {type(self.text).__name__}, not a string")
         n = len(self.text)
         spans = list(self.entities)
         spans += [s for r in self.relations for s in (r.head, r.tail)]
@@ -151,11 +212,12 @@ class Document:
         if "text" not in obj or not isinstance(obj["text"], str):
             raise ValueError('record has no string field "text"')
         known = {"id", "text", "entities", "relations", "events"}
+        text = obj["text"]
         return cls(
-            text=obj["text"],
-            entities=tuple(Span.from_json(s) for s in obj.get("entities", [])),
-            relations=tuple(Relation.from_json(r) for r in obj.get("relations", [])),
-            events=tuple(Event.from_json(e) for e in obj.get("events", [])),
+            text=text,
+            entities=tuple(Span.from_json(s, text) for s in _list(obj.get("entities", []), "entities")),
+            relations=tuple(Relation.from_json(r, text) for r in _list(obj.get("relations", []), "relations")),
+            events=tuple(Event.from_json(e, text) for e in _list(obj.get("events", []), "events")),
             id=None if obj.get("id") is None else str(obj["id"]),
             meta={k: v for k, v in obj.items() if k not in known},
         )

@@ -67,6 +67,20 @@ def test_every_parameter_gets_a_gradient(tiny_encoder):
         assert all("embeddings" in n for n in missing), missing
 
 
+def test_same_seed_same_weights(tiny_encoder):
+    """--seed covers everything random: the heads' initialisation and the batch order."""
+    docs = read("ner", DATA / "en_train.jsonl")[:8]
+    states = []
+    for _ in range(2):
+        torch.manual_seed(1234)  # whatever happened before must not matter
+        ex = Extractor.build(str(tiny_encoder), ner.NERTask.from_documents(docs), ModelSettings(max_length=64, stride=16), "cpu", seed=7)
+        train(ex, docs, None, TrainConfig(max_steps=3, batch_size=4, seed=7))
+        states.append(ex.model.state_dict())
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+    other = Extractor.build(str(tiny_encoder), ner.NERTask.from_documents(docs), ModelSettings(max_length=64, stride=16), "cpu", seed=8)
+    assert not torch.equal(other.model.heads.state_dict()["entities.p_dense.weight"], states[0]["heads.entities.p_dense.weight"])
+
+
 @pytest.mark.parametrize("max_steps", [3, 7])
 def test_max_steps_overrides_epochs(tiny_encoder, max_steps):
     """--max-steps N trains exactly N steps whatever --epochs says, evaluating at each epoch end

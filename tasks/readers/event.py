@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from gplinker.io import DataError, check_surface, load_json_records, read_documents_jsonl, read_text, record_error, split_lines
+from gplinker.io import (READ_ERRORS, DataError, as_offset, check_surface, load_json_records, read_documents_jsonl, read_text,
+                         record_error, split_lines)
 from gplinker.registry import Format
 from gplinker.structures import Argument, Document, Event
 
@@ -23,6 +24,8 @@ def read_schema(path: str | Path) -> list[tuple[str, str]]:
     except json.JSONDecodeError:
         whole = None
     if isinstance(whole, dict) and "event_type" not in whole:  # {event_type: [role, ...]}
+        if not all(isinstance(v, list) for v in whole.values()):
+            raise DataError(path, None, "not a schema: every event type must map to a list of roles", '{"type": ["role", ...]}')
         items = [(k, list(v)) for k, v in whole.items()]
     else:
         records = whole if isinstance(whole, list) else None
@@ -37,11 +40,16 @@ def read_schema(path: str | Path) -> list[tuple[str, str]]:
         for no, o in lines:
             try:
                 items.append((o["event_type"], [r["role"] if isinstance(r, dict) else r for r in o["role_list"]]))
-            except (KeyError, TypeError) as e:
+            except READ_ERRORS as e:
                 raise DataError(path, no, f"not a schema record ({e})", 'expected {"event_type": ..., "role_list": [{"role": ...}]}') from e
     for etype, roles in items:
+        if not isinstance(etype, str) or not etype or not all(isinstance(r, str) and r for r in roles):
+            raise DataError(path, None, f"event type {etype!r} or one of its roles is not a non-empty string",
+                            "event types and roles are strings")
         labels.add((etype, TRIGGER))
         labels.update((etype, r) for r in roles)
+    if not labels:
+        raise DataError(path, None, "the schema lists no event type", 'one {"event_type", "role_list"} per line')
     return sorted(labels)
 
 
@@ -58,20 +66,20 @@ def read_duee(path: str | Path) -> list[Document]:
             text = obj["text"]
             events = []
             for ev in obj.get("event_list", []):
-                t0 = int(ev["trigger_start_index"])
+                t0 = as_offset(ev["trigger_start_index"], "trigger_start_index")
                 _check(path, no, text, t0, t0 + len(ev["trigger"]), ev["trigger"])
                 args = [Argument(TRIGGER, t0, t0 + len(ev["trigger"]))]
                 for a in ev.get("arguments", []):
-                    s = int(a["argument_start_index"])
+                    s = as_offset(a["argument_start_index"], "argument_start_index")
                     _check(path, no, text, s, s + len(a["argument"]), a["argument"])
                     args.append(Argument(a["role"], s, s + len(a["argument"])))
                 events.append(Event(ev["event_type"], tuple(args)))
+            docs.append(Document(text, events=tuple(events), id=None if obj.get("id") is None else str(obj["id"])))
         except DataError:
             raise
-        except (KeyError, TypeError, ValueError) as e:
+        except READ_ERRORS as e:
             raise record_error(path, no, f"not a DuEE record ({type(e).__name__}: {e})",
                                'expected {"text", "event_list": [{"event_type", "trigger", "trigger_start_index", "arguments": [...]}]}') from e
-        docs.append(Document(text, events=tuple(events), id=None if obj.get("id") is None else str(obj["id"])))
     return docs
 
 
@@ -86,16 +94,16 @@ def read_fewfc(path: str | Path) -> list[Document]:
             for ev in obj.get("events", []):
                 args = []
                 for m in ev.get("mentions", []):
-                    s, e = int(m["span"][0]), int(m["span"][1])
+                    s, e = as_offset(m["span"][0], "span start"), as_offset(m["span"][1], "span end")
                     _check(path, no, text, s, e, m.get("word"))
                     args.append(Argument(m["role"], s, e))
                 events.append(Event(ev["type"], tuple(args)))
+            docs.append(Document(text, events=tuple(events), id=None if obj.get("id") is None else str(obj["id"])))
         except DataError:
             raise
-        except (KeyError, TypeError, ValueError, IndexError) as e:
+        except READ_ERRORS as e:
             raise record_error(path, no, f"not a FewFC record ({type(e).__name__}: {e})",
                                'expected {"content", "events": [{"type", "mentions": [{"word", "span", "role"}]}]}') from e
-        docs.append(Document(text, events=tuple(events), id=None if obj.get("id") is None else str(obj["id"])))
     return docs
 
 
@@ -109,8 +117,9 @@ def _phee_arguments(path, no, text: str, field: dict, role: str) -> list[Argumen
     out = []
     for pieces, starts in zip(field.get("text", []), field.get("start", [])):
         for piece, s in zip(pieces, starts):
-            _check(path, no, text, int(s), int(s) + len(piece), piece)
-            out.append(Argument(role, int(s), int(s) + len(piece)))
+            s = as_offset(s, "start")
+            _check(path, no, text, s, s + len(piece), piece)
+            out.append(Argument(role, s, s + len(piece)))
     for key, sub in field.items():
         if key not in _PHEE_META and isinstance(sub, dict):
             out += _phee_arguments(path, no, text, sub, f"{role}.{key}")
@@ -135,12 +144,12 @@ def read_phee(path: str | Path) -> list[Document]:
                         continue
                     args += _phee_arguments(path, no, text, field, TRIGGER if key == "Trigger" else key)
                 events.append(Event(ev["event_type"], tuple(args)))
+            docs.append(Document(text, events=tuple(events), id=None if obj.get("id") is None else str(obj["id"])))
         except DataError:
             raise
-        except (KeyError, TypeError, ValueError) as e:
+        except READ_ERRORS as e:
             raise record_error(path, no, f"not a PHEE record ({type(e).__name__}: {e})",
                                'expected {"context", "annotations": [{"events": [{"event_type", "Trigger": {"text", "start"}, ...}]}]}') from e
-        docs.append(Document(text, events=tuple(events), id=None if obj.get("id") is None else str(obj["id"])))
     return docs
 
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from gplinker.io import DataError, check_surface, load_json_records, read_documents_jsonl, read_text, record_error, split_lines, tokens_to_text
+from gplinker.io import (READ_ERRORS, DataError, as_offset, check_surface, load_json_records, read_documents_jsonl, read_text,
+                         record_error, split_lines, token_list, tokens_to_text)
 from gplinker.registry import Format
 from gplinker.structures import Document, Span
 
@@ -24,14 +25,15 @@ def read_cluener(path: str | Path) -> list[Document]:
             for label, surfaces in (obj.get("label") or {}).items():
                 for surface, positions in surfaces.items():
                     for start, end_incl in positions:
-                        _check_surface(path, no, text, start, end_incl + 1, surface)
-                        spans.append(Span(start, end_incl + 1, label))
+                        end = as_offset(end_incl, "end") + 1
+                        _check_surface(path, no, text, start, end, surface)
+                        spans.append(Span(start, end, label))
+            docs.append(Document(text, tuple(spans), id=str(obj["id"]) if obj.get("id") is not None else None))
         except DataError:
             raise
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
+        except READ_ERRORS as e:
             raise record_error(path, no, f"not a CLUENER record ({type(e).__name__}: {e})",
                                'expected {"text": str, "label": {type: {surface: [[start, end_inclusive]]}}}') from e
-        docs.append(Document(text, tuple(spans), id=str(obj["id"]) if "id" in obj else None))
     return docs
 
 
@@ -43,15 +45,15 @@ def read_cmeee(path: str | Path) -> list[Document]:
             text = obj["text"]
             spans = []
             for ent in obj.get("entities", []):
-                start, end = int(ent["start_idx"]), int(ent["end_idx"]) + 1
+                start, end = as_offset(ent["start_idx"], "start_idx"), as_offset(ent["end_idx"], "end_idx") + 1
                 _check_surface(path, no, text, start, end, ent.get("entity"))
                 spans.append(Span(start, end, ent["type"]))
+            docs.append(Document(text, tuple(spans)))
         except DataError:
             raise
-        except (KeyError, TypeError, ValueError) as e:
+        except READ_ERRORS as e:
             raise record_error(path, no, f"not a CMeEE record ({type(e).__name__}: {e})",
                                'expected {"text": str, "entities": [{"start_idx", "end_idx", "type", "entity"}]}') from e
-        docs.append(Document(text, tuple(spans)))
     return docs
 
 
@@ -64,23 +66,29 @@ def read_spert(path: str | Path) -> list[Document]:
     docs = []
     for no, obj in load_json_records(path):
         try:
-            tokens = [str(t) for t in obj["tokens"]]
+            tokens = token_list(obj["tokens"])
             text, ts, te = tokens_to_text(tokens)
             ents = obj.get("entities", obj.get("entity_mentions", []))
+            if not isinstance(ents, list):
+                raise ValueError("entities is not a list")
             spans = []
             for ent in ents:
-                a, b = int(ent["start"]), int(ent["end"])
+                a, b = as_offset(ent["start"], "start"), as_offset(ent["end"], "end")
                 if not 0 <= a < b <= len(tokens):
                     raise record_error(path, no, f"entity token range [{a}, {b}) is outside the {len(tokens)} tokens",
                                        "token end indices are exclusive")
-                spans.append(Span(ts[a], te[b - 1], ent.get("type", ent.get("entity_type"))))
+                span = Span(ts[a], te[b - 1], ent.get("type", ent.get("entity_type")))
+                if "text" in ent and ent["text"] != text[span.start : span.end]:
+                    raise record_error(path, no, f"entity text {ent['text']!r} does not match its tokens "
+                                       f"{text[span.start : span.end]!r}", "check the token indices (end exclusive)")
+                spans.append(span)
+            doc_id = obj.get("orig_id", obj.get("sent_id"))
+            docs.append(Document(text, tuple(spans), id=None if doc_id is None else str(doc_id)))
         except DataError:
             raise
-        except (KeyError, TypeError, ValueError) as e:
+        except READ_ERRORS as e:
             raise record_error(path, no, f"not a SpERT/GENIA record ({type(e).__name__}: {e})",
                                'expected {"tokens": [...], "entities": [{"type", "start", "end"}]}') from e
-        doc_id = obj.get("orig_id", obj.get("sent_id"))
-        docs.append(Document(text, tuple(spans), id=None if doc_id is None else str(doc_id)))
     return docs
 
 

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gplinker.io import DataError, find_occurrences, load_json_records, read_documents_jsonl, record_error, tokens_to_text
+from gplinker.io import (READ_ERRORS, DataError, as_offset, find_occurrences, load_json_records, read_documents_jsonl,
+                         record_error, token_list, tokens_to_text)
 from gplinker.registry import Format
 from gplinker.structures import Document, Relation, Span
 
@@ -36,6 +37,8 @@ def place_triple(text: str, subject: str, obj: str, stats: LocateStats) -> tuple
     """Character spans for a triple given by strings: every occurrence is considered and the
     closest (subject, object) pair chosen: non-overlapping pairs first (an object nested in its
     subject, as 北京 in 北京大学, is rarely meant), then the smallest gap, then the earliest."""
+    if not all(isinstance(x, str) for x in (text, subject, obj)):
+        raise ValueError("text, subject and object must be strings")
     stats.triples += 1
     subs, objs = find_occurrences(text, subject), find_occurrences(text, obj)
     if not subs or not objs:
@@ -71,28 +74,28 @@ def read_spert(path: str | Path) -> list[Document]:
     docs = []
     for no, obj in load_json_records(path):
         try:
-            text, ts, te = tokens_to_text([str(t) for t in obj["tokens"]])
+            text, ts, te = tokens_to_text(token_list(obj["tokens"]))
             spans = []
             for ent in obj.get("entities", []):
-                a, b = int(ent["start"]), int(ent["end"])
+                a, b = as_offset(ent["start"], "start"), as_offset(ent["end"], "end")
                 if not 0 <= a < b <= len(ts):
                     raise record_error(path, no, f"entity token range [{a}, {b}) is outside the {len(ts)} tokens",
                                        "token end indices are exclusive")
                 spans.append(Span(ts[a], te[b - 1], ent["type"]))
             rels = []
             for rel in obj.get("relations", []):
-                h, t = int(rel["head"]), int(rel["tail"])
+                h, t = as_offset(rel["head"], "head"), as_offset(rel["tail"], "tail")
                 if not (0 <= h < len(spans) and 0 <= t < len(spans)):
                     raise record_error(path, no, f"relation {rel} points at entity {max(h, t)} of {len(spans)}",
                                        "head and tail are indices into the record's entities list")
                 rels.append(Relation(spans[h], rel["type"], spans[t]))
+            doc_id = obj.get("orig_id")
+            docs.append(Document(text, tuple(spans), tuple(rels), id=None if doc_id is None else str(doc_id)))
         except DataError:
             raise
-        except (KeyError, TypeError, ValueError) as e:
+        except READ_ERRORS as e:
             raise record_error(path, no, f"not a SpERT record ({type(e).__name__}: {e})",
                                'expected {"tokens": [...], "entities": [{"type", "start", "end"}], "relations": [{"type", "head", "tail"}]}') from e
-        doc_id = obj.get("orig_id")
-        docs.append(Document(text, tuple(spans), tuple(rels), id=None if doc_id is None else str(doc_id)))
     return docs
 
 
@@ -108,10 +111,10 @@ def read_casrel(path: str | Path, stats: LocateStats | None = None) -> list[Docu
                 placed = place_triple(text, s, o, stats)
                 if placed:
                     rels.append(Relation(Span(*placed[0], UNTYPED), p, Span(*placed[1], UNTYPED)))
-        except (KeyError, TypeError, ValueError) as e:
+            docs.append(Document(text, tuple({s for r in rels for s in (r.head, r.tail)}), tuple(rels)))
+        except READ_ERRORS as e:
             raise record_error(path, no, f"not a CasRel record ({type(e).__name__}: {e})",
                                'expected {"text": str, "triple_list": [[subject, predicate, object]]}') from e
-        docs.append(Document(text, tuple({s for r in rels for s in (r.head, r.tail)}), tuple(rels)))
     _log_located(path, docs, stats)
     return docs
 
@@ -135,10 +138,10 @@ def read_duie(path: str | Path, stats: LocateStats | None = None) -> list[Docume
                     if placed:
                         rels.append(Relation(Span(*placed[0], spo.get("subject_type") or UNTYPED), pred,
                                              Span(*placed[1], otypes.get(key) or UNTYPED)))
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            docs.append(Document(text, tuple({s for r in rels for s in (r.head, r.tail)}), tuple(rels)))
+        except READ_ERRORS as e:
             raise record_error(path, no, f"not a DuIE/CMeIE record ({type(e).__name__}: {e})",
                                'expected {"text": str, "spo_list": [{"subject", "predicate", "object", ...}]}') from e
-        docs.append(Document(text, tuple({s for r in rels for s in (r.head, r.tail)}), tuple(rels)))
     _log_located(path, docs, stats)
     return docs
 
