@@ -355,7 +355,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     """One canonical record per input line, streamed in chunks; failures are recorded per line."""
     src = _check_io_args(args)
     _setup_logging(None, args.verbose)
-    from gplinker.combine import input_fields, predict_robust
+    from gplinker.combine import above, input_fields, predict_robust
     from gplinker.io import input_format, iter_inputs, write_jsonl
 
     extractor = _load_extractor(args.model, args)
@@ -379,6 +379,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                     yield {"line": r.line, **({"id": r.doc.id} if r.doc is not None and r.doc.id else {}), "error": msg}
                     continue
                 counts["predicted"] += 1
+                pred = above(pred, args.threshold or 0.0)
                 rec = {"line": r.line, **pred.with_annotations(meta={}).to_json()}  # gplinker's own fields
                 yield {**rec, **input_fields(r.doc)}
 
@@ -639,7 +640,7 @@ def build_parser() -> argparse.ArgumentParser:
     for x in (r, pl):
         x.add_argument("--input-format", choices=["auto", "text", "jsonl"], default="auto",
                        help="auto: by extension (.jsonl/.json, .txt), else JSONL when the first line is a JSON object")
-    for x in (pl, s):
+    for x in (r, pl, s):
         x.add_argument("--threshold", type=_probability, default=None,
                        help="keep only items whose probability is at least this, in (0, 1] (decoded items have p > 0.5)")
     for x in (e, r, pl, s):

@@ -34,6 +34,15 @@ def _keep(score: float | None, threshold: float) -> bool:
     return score is None or score >= threshold
 
 
+def above(doc: Document, threshold: float) -> Document:
+    """``doc`` with only the items whose probability is at least ``threshold``."""
+    if not threshold:
+        return doc
+    return doc.with_annotations(entities=tuple(s for s in doc.entities if _keep(s.score, threshold)),
+                                relations=tuple(r for r in doc.relations if _keep(r.score, threshold)),
+                                events=tuple(e for e in doc.events if _keep(e.score, threshold)))
+
+
 def input_fields(doc: Document) -> dict[str, Any]:
     """The input's own extra fields; one whose name gplinker writes itself is kept as ``input.NAME``."""
     return {(f"input.{k}" if k in OWN_FIELDS else k): v for k, v in doc.meta.items()}
@@ -77,19 +86,34 @@ class Pipeline:
     def names(self) -> list[str]:
         return [name for _, name in self.models]
 
+    def predict(self, docs: Sequence[Document], batch_size: int = 32,
+                models: Sequence[str] | None = None) -> list[tuple[str, str, list[Document | str]]]:
+        """(task, model name, one prediction or error message per document) for each chosen model."""
+        unknown = sorted(set(models or ()) - set(self.names()))
+        if unknown:
+            raise KeyError(f"unknown model(s) {', '.join(unknown)}; this pipeline has {', '.join(self.names())}")
+        return [(ex.task.name, name, predict_robust(ex, docs, batch_size))
+                for ex, name in self.models if models is None or name in models]
+
+    @staticmethod
+    def combine(doc: Document, predictions: Sequence[tuple[str, str, list[Document | str]]], k: int,
+                threshold: float = 0.0, models: Sequence[str] | None = None, line: int | None = None) -> dict[str, Any]:
+        """The combined record of document ``k`` of a :meth:`predict` call."""
+        return combine_record(doc, [(task, name, preds[k]) for task, name, preds in predictions
+                                    if models is None or name in models], threshold, line)
+
     def records(self, inputs: Sequence, threshold: float = 0.0, batch_size: int = 32,
                 models: Sequence[str] | None = None) -> list[dict[str, Any]]:
         """One record per :class:`gplinker.io.InputRecord` (or :class:`Document`), in order: an
         input error gives an error record, a model failing on one text an ``error`` on that text."""
-        chosen = [(ex, name) for ex, name in self.models if models is None or name in models]
         items = [(getattr(r, "line", None), getattr(r, "doc", r), getattr(r, "error", None)) for r in inputs]
         docs = [doc for _, doc, _ in items if doc is not None]
-        per_model = [(ex.task.name, name, predict_robust(ex, docs, batch_size)) for ex, name in chosen]
+        predictions = self.predict(docs, batch_size, models)
         out, k = [], 0
         for line, doc, error in items:
             if doc is None:
                 out.append({**({} if line is None else {"line": line}), "error": error})
                 continue
-            out.append(combine_record(doc, [(task, name, preds[k]) for task, name, preds in per_model], threshold, line))
+            out.append(self.combine(doc, predictions, k, threshold, line=line))
             k += 1
         return out

@@ -59,6 +59,27 @@ def _me5_path() -> str:
 ALIASES = {"minilm-l6": _minilm_path, "me5-small": _me5_path}
 
 
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face hub (``$HF_ENDPOINT``) can be reached: not when ``HF_HUB_OFFLINE``
+    is set or its host does not resolve. Checked before a download so that an offline machine gets
+    an answer at once instead of after a minute of retries; the local cache is used either way."""
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return False
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    old = socket.getdefaulttimeout()
+    try:
+        socket.setdefaulttimeout(timeout)
+        socket.getaddrinfo(host, 443)
+        return True
+    except OSError:
+        return False
+    finally:
+        socket.setdefaulttimeout(old)
+
+
 def _not_loadable(name: str, error: Exception) -> str:
     import difflib
 
@@ -86,12 +107,13 @@ def load_encoder(name_or_path: str):
     path = resolve_encoder(name_or_path)
     if Path(path).is_file():
         raise ValueError(f"encoder path {path} is a file; give the directory holding config.json")
+    local_only = Path(path).is_dir() or not hub_reachable()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, use_fast=True)
+        tokenizer = AutoTokenizer.from_pretrained(path, use_fast=True, local_files_only=local_only)
         try:
-            encoder = AutoModel.from_pretrained(path, add_pooling_layer=False)
+            encoder = AutoModel.from_pretrained(path, add_pooling_layer=False, local_files_only=local_only)
         except TypeError:  # architectures without a pooler argument
-            encoder = AutoModel.from_pretrained(path)
+            encoder = AutoModel.from_pretrained(path, local_files_only=local_only)
     except OSError as e:
         raise ValueError(_not_loadable(name_or_path, e)) from e
     encoder = encoder.float()  # fp32 master weights for fine-tuning, whatever the checkpoint's dtype

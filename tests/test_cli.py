@@ -3,7 +3,7 @@ import json
 import subprocess
 import sys
 
-from conftest import DATA, ROOT
+from conftest import DATA, ROOT, read
 
 
 def run(*args):
@@ -24,7 +24,10 @@ def test_train_evaluate_predict(tiny_encoder, tmp_path):
     r = run("evaluate", "--model", out / "model", "--data", DATA / "cluener_sample.json", "--output", tmp_path / "m.json")
     assert r.returncode == 0, r.stderr[-3000:]
     m = json.loads((tmp_path / "m.json").read_text())
-    assert 0.0 <= m["entities"]["f1"] <= 1.0 and "per_label" in m["entities"]
+    gold = read("ner", DATA / "cluener_sample.json")
+    assert m["entities"]["n_gold"] == sum(len(d.entities) for d in gold) > 0
+    assert m["entities"]["tp"] <= min(m["entities"]["n_pred"], m["entities"]["n_gold"]) and "per_label" in m["entities"]
+    assert "documents in" in r.stdout
 
     # plain text: one record per line, empty lines included
     src = tmp_path / "in.txt"

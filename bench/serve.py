@@ -1,0 +1,218 @@
+#!/usr/bin/env python
+"""Serving benchmark: `gplinker serve` as a separate process on 127.0.0.1, driven by bounded
+concurrent clients; micro-batching on vs off, against offline prediction of the same texts in the
+same run; then the same load with 10% malformed requests mixed in. Writes docs/serving.md/json.
+
+    python bench/serve.py [--model DIR] [--requests 192] [--concurrency 1,8,32]
+
+Without --model it trains the quick start's English NER model (minilm-l6) once into
+runs/bench_serve. Texts: CoNLL04 dev sentences (../shared/datasets), else the shipped examples.
+Every run stops by itself: a fixed number of requests per configuration, each with a timeout.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def texts_for_bench(n: int) -> list[str]:
+    conll = ROOT.parent / "shared" / "datasets" / "conll04" / "dev.json"
+    if conll.is_file():
+        texts = [" ".join(r["tokens"]) for r in json.loads(conll.read_text(encoding="utf-8"))]
+    else:
+        texts = [json.loads(x)["text"] for x in (ROOT / "data" / "ner" / "en_dev.jsonl").read_text(encoding="utf-8").split("\n") if x]
+    return (texts * (n // len(texts) + 1))[:n]
+
+
+def ensure_model(path: str | None) -> Path:
+    if path:
+        return Path(path)
+    out = ROOT / "runs" / "bench_serve"
+    if not (out / "model" / "gplinker.json").is_file():
+        subprocess.run([sys.executable, "-m", "gplinker", "train", "ner", "--train", str(ROOT / "data/ner/en_train.jsonl"),
+                        "--dev", str(ROOT / "data/ner/en_dev.jsonl"), "--encoder", "minilm-l6", "--output", str(out),
+                        "--epochs", "10", "--lr", "5e-5", "--head-lr", "2e-3", "--batch-size", "8"], check=True)
+    return out / "model"
+
+
+class Server:
+    """``gplinker serve`` in its own process; stopped by :meth:`close`."""
+
+    def __init__(self, model: Path, max_batch: int, max_wait_ms: float) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen([sys.executable, "-m", "gplinker", "serve", "--model", str(model), "--port", str(self.port),
+                                      "--max-batch", str(max_batch), "--max-wait-ms", str(max_wait_ms), "--device", "cpu"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(240):
+            try:
+                if urllib.request.urlopen(self.url + "/health", timeout=1).status == 200:
+                    return
+            except OSError:
+                time.sleep(0.25)
+        self.proc.kill()
+        raise RuntimeError("the server did not start")
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(30)
+
+
+BAD_BODIES = [b"{not json", b'{"text": 5}', b'{"texts": []}', b'{"text": "a", "models": ["nope"]}', b"[1, 2]",
+              json.dumps({"text": "x" * 200_000}).encode()]
+
+
+async def drive(url: str, texts: list[str], concurrency: int, malformed: float = 0.0, seed: int = 0) -> dict:
+    """Send one request per text (plus malformed ones when asked) from ``concurrency`` clients."""
+    import httpx
+
+    rng = random.Random(seed)
+    work: list[tuple[str, object]] = [("ok", t) for t in texts]
+    n_bad = int(round(len(texts) * malformed / (1 - malformed))) if malformed else 0
+    work += [("bad", BAD_BODIES[k % len(BAD_BODIES)]) for k in range(n_bad)]
+    rng.shuffle(work)
+    queue: asyncio.Queue = asyncio.Queue()
+    for item in work:
+        queue.put_nowait(item)
+    latencies: list[float] = []
+    answers: dict[str, dict] = {}
+    status: dict[int, int] = {}
+    errors = 0
+
+    async def client(http) -> None:
+        nonlocal errors
+        while True:
+            try:
+                kind, payload = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            t0 = time.perf_counter()
+            try:
+                if kind == "ok":
+                    r = await http.post(url + "/extract", json={"text": payload}, timeout=120)
+                else:
+                    r = await http.post(url + "/extract", content=payload, headers={"content-type": "application/json"}, timeout=120)
+            except httpx.HTTPError:
+                errors += 1
+                continue
+            status[r.status_code] = status.get(r.status_code, 0) + 1
+            if kind == "ok":
+                latencies.append(time.perf_counter() - t0)
+                if r.status_code == 200:
+                    answers[payload] = r.json()["records"][0]
+                else:
+                    errors += 1
+
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(limits=limits) as http:
+        t0 = time.perf_counter()
+        await asyncio.gather(*(client(http) for _ in range(concurrency)))
+        seconds = time.perf_counter() - t0
+    lat = sorted(latencies)
+    q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] * 1000 if lat else float("nan")  # noqa: E731
+    return {"requests": len(work), "seconds": seconds, "requests_per_s": len(work) / seconds,
+            "texts_per_s": len(latencies) / seconds, "p50_ms": q(0.50), "p95_ms": q(0.95), "p99_ms": q(0.99),
+            "errors": errors, "status": status, "answers": answers}
+
+
+def offline(model: Path, texts: list[str]) -> tuple[float, dict[str, dict]]:
+    """texts/s of in-process prediction through the pipeline code path, and its records."""
+    from gplinker.cli import _model_name
+    from gplinker.combine import Pipeline
+    from gplinker.extractor import Extractor
+    from gplinker.structures import Document
+
+    pipe = Pipeline([(Extractor.from_pretrained(model, device="cpu"), _model_name(str(model)))])
+    docs = [Document(t) for t in texts]
+    pipe.records(docs[:32])  # warm up
+    t0 = time.perf_counter()
+    records = pipe.records(docs, batch_size=32)
+    seconds = time.perf_counter() - t0
+    return len(texts) / seconds, {t: r for t, r in zip(texts, records)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", help="a model directory (default: train the quick start NER model once)")
+    ap.add_argument("--requests", type=int, default=192, help="requests per configuration (one text each)")
+    ap.add_argument("--concurrency", default="1,8,32")
+    ap.add_argument("--out", default=str(ROOT / "docs" / "serving"))
+    args = ap.parse_args()
+    model = ensure_model(args.model)
+    texts = texts_for_bench(args.requests)
+    levels = [int(c) for c in args.concurrency.split(",")]
+    off_tps, want = offline(model, texts)
+    print(f"offline pipeline prediction: {off_tps:.1f} texts/s on {len(texts)} texts")
+    rows = []
+    for name, max_batch, wait in (("micro-batching on (max 32 texts, 10 ms)", 32, 10.0), ("micro-batching off (1 text a call)", 1, 0.0)):
+        server = Server(model, max_batch, wait)
+        try:
+            asyncio.run(drive(server.url, texts[:16], 4))  # warm up
+            for c in levels:
+                res = asyncio.run(drive(server.url, texts, c))
+                same = sum(res["answers"].get(t) == want[t] for t in set(texts))
+                rows.append({"config": name, "clients": c, **{k: v for k, v in res.items() if k != "answers"},
+                             "identical_to_offline": f"{same}/{len(set(texts))}"})
+                print(f"{name}, {c} clients: {res['texts_per_s']:.1f} texts/s, p50 {res['p50_ms']:.0f} ms, "
+                      f"p95 {res['p95_ms']:.0f} ms, p99 {res['p99_ms']:.0f} ms, errors {res['errors']}")
+            if max_batch > 1:
+                mixed = asyncio.run(drive(server.url, texts, max(levels), malformed=0.10, seed=1))
+                same = sum(mixed["answers"].get(t) == want[t] for t in set(texts))
+                fivexx = sum(v for k, v in mixed["status"].items() if k >= 500)
+                rows.append({"config": name + ", 10% malformed", "clients": max(levels),
+                             **{k: v for k, v in mixed.items() if k != "answers"}, "5xx": fivexx,
+                             "identical_to_offline": f"{same}/{len(set(texts))}"})
+                print(f"with 10% malformed requests: status counts {mixed['status']}, 5xx {fivexx}, well-formed answered "
+                      f"identically {same}/{len(set(texts))}")
+        finally:
+            server.close()
+    top = max(levels)
+    on = next(r for r in rows if r["config"].startswith("micro-batching on") and r["clients"] == top and "malformed" not in r["config"])
+    off = next(r for r in rows if r["config"].startswith("micro-batching off") and r["clients"] == top)
+    summary = {"batching_speedup": on["texts_per_s"] / off["texts_per_s"], "fraction_of_offline": on["texts_per_s"] / off_tps}
+    import torch
+
+    machine = f"{platform.machine()}, {os.cpu_count()} CPU threads, Python {platform.python_version()}, torch {torch.__version__}"
+    lines = ["# Serving benchmark", "",
+             f"Machine: {machine}. Command: `python bench/serve.py {' '.join(sys.argv[1:])}`. Model: NER on minilm-l6 "
+             f"(`{model.name if model.name != 'model' else model.parent.name}`). {len(texts)} requests of one text each per row "
+             "(CoNLL04 dev sentences); the server is a separate process on 127.0.0.1, the clients asyncio httpx clients in the "
+             "benchmark process.", "",
+             f"Offline prediction of the same texts through the pipeline code path (one process, batch 32): **{off_tps:.1f} texts/s**.", "",
+             "| configuration | clients | requests/s | texts/s | p50 ms | p95 ms | p99 ms | errors | 5xx | identical to offline |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        lines.append(f"| {r['config']} | {r['clients']} | {r['requests_per_s']:.1f} | {r['texts_per_s']:.1f} | {r['p50_ms']:.0f} | "
+                     f"{r['p95_ms']:.0f} | {r['p99_ms']:.0f} | {r['errors']} | {r.get('5xx', 0)} | {r['identical_to_offline']} |")
+    lines += ["", f"With {top} clients, micro-batching gives **{summary['batching_speedup']:.2f}x** the throughput of batching off "
+                  f"and **{100 * summary['fraction_of_offline']:.0f}%** of offline texts/s.", "",
+              "Malformed requests (invalid JSON, a number for `text`, an empty list, an unknown model, a JSON array, a "
+              "200,000-character text) are answered 422 / 404 / 413; `errors` counts only well-formed requests that failed."]
+    Path(args.out + ".md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    Path(args.out + ".json").write_text(json.dumps({"machine": machine, "offline_texts_per_s": off_tps, "rows": rows,
+                                                    "summary": summary}, indent=2), encoding="utf-8")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,215 @@
+"""The HTTP server through FastAPI's TestClient: every endpoint, every bad request, auth, the
+micro-batcher under concurrent requests, and the shared renderer."""
+import base64
+import json
+import threading
+
+import pytest
+
+from conftest import DATA, ROOT, read
+
+pytest.importorskip("fastapi")
+pytest.importorskip("httpx")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from gplinker.combine import Pipeline  # noqa: E402
+from gplinker.extractor import Extractor, ModelSettings  # noqa: E402
+from gplinker.server import ServeSettings, create_app  # noqa: E402
+from gplinker.tasks import ner  # noqa: E402
+from gplinker.training import TrainConfig, train  # noqa: E402
+
+TEXTS = ["记者从南京获悉，王芳昨天访问了百度公司。", "张伟在北京的华为公司工作了三年。", "李娜。", "",
+         "王芳在杭州的小米公司工作了三年。" * 20]  # the last one spans several windows
+
+
+@pytest.fixture(scope="module")
+def pipeline(tiny_encoder, tmp_path_factory):
+    """Two NER models trained on the Chinese examples (one overfit, one barely trained)."""
+    docs = read("ner", DATA / "zh_train.jsonl")[:8]
+    models = []
+    for name, epochs in (("ner", 40), ("ner2", 2)):
+        ex = Extractor.build(str(tiny_encoder), ner.NERTask.from_documents(docs), ModelSettings(head_size=16, max_length=32, stride=8),
+                             "cpu", seed=1)
+        out = tmp_path_factory.mktemp(name)
+        train(ex, docs, None, TrainConfig(epochs=epochs, batch_size=4, lr=5e-3, head_lr=1e-2, warmup_ratio=0.0), out)
+        models.append((Extractor.from_pretrained(out / "model", device="cpu"), name))
+    return Pipeline(models)
+
+
+@pytest.fixture
+def client(pipeline):
+    with TestClient(create_app(pipeline, ServeSettings(max_chars=2000, max_texts=8, max_wait_ms=5))) as c:
+        yield c
+
+
+def offline(pipeline, texts, **kw):
+    return pipeline.records([__import__("gplinker.structures").structures.Document(t) for t in texts], **kw)
+
+
+def test_health_and_info(client, pipeline):
+    r = client.get("/health")
+    assert r.status_code == 200 and r.json()["ready"] is True and r.json()["models"] == ["ner", "ner2"]
+    info = client.get("/info").json()
+    assert [m["name"] for m in info["models"]] == ["ner", "ner2"]
+    assert info["models"][0]["task"] == "ner" and info["models"][0]["labels"] == pipeline.models[0][0].task.labels
+    assert info["models"][0]["max_length"] == 32 and info["limits"]["max_chars"] == 2000 and info["version"]
+    assert client.get("/docs").status_code == 200 and "/extract" in client.get("/openapi.json").json()["paths"]
+
+
+def test_extract_equals_the_pipeline_command_single_and_batched(client, pipeline):
+    want = offline(pipeline, TEXTS)
+    assert sum(len(r["entities"]) for r in want) > 0  # the comparison is not of empty records
+    got = client.post("/extract", json={"texts": TEXTS}).json()["records"]
+    assert got == want
+    for text, rec in zip(TEXTS, want):
+        assert client.post("/extract", json={"text": text}).json()["records"] == [rec]
+
+
+def test_threshold_and_model_filter(client, pipeline):
+    full = client.post("/extract", json={"texts": TEXTS[:2]}).json()["records"]
+    only = client.post("/extract", json={"texts": TEXTS[:2], "models": ["ner"]}).json()["records"]
+    assert only == offline(pipeline, TEXTS[:2], models=["ner"])
+    assert {e["model"] for r in only for e in r["entities"]} == {"ner"}
+    high = client.post("/extract", json={"texts": TEXTS[:2], "threshold": 0.95}).json()["records"]
+    assert high == offline(pipeline, TEXTS[:2], threshold=0.95)
+    assert sum(map(len, (r["entities"] for r in high))) <= sum(map(len, (r["entities"] for r in full)))
+
+
+@pytest.mark.parametrize("body,status,says", [
+    (b"{not json", 422, "invalid request"),
+    ({}, 422, 'exactly one of "text"'),
+    ({"text": 5}, 422, "text"),
+    ({"texts": ["a", 3]}, 422, "texts.1"),
+    ({"texts": []}, 422, "empty"),
+    ({"text": "a", "texts": ["b"]}, 422, "exactly one"),
+    ({"text": "a", "threshold": 1.5}, 422, "threshold"),
+    ({"text": "a", "extra": 1}, 422, "extra"),
+    ({"text": "x" * 2001}, 413, "2000"),
+    ({"texts": ["a"] * 9}, 413, "limit of 8"),
+    ({"text": "a", "models": ["nope"]}, 404, "unknown model"),
+])
+def test_bad_requests_get_a_status_and_a_message(client, body, status, says):
+    kw = {"content": body, "headers": {"content-type": "application/json"}} if isinstance(body, bytes) else {"json": body}
+    r = client.post("/extract", **kw)
+    assert r.status_code == status, r.text
+    assert says in r.json()["error"]
+    assert client.get("/health").status_code == 200  # still up
+
+
+def test_body_over_the_limit_is_413(pipeline):
+    with TestClient(create_app(pipeline, ServeSettings(max_body_bytes=1000))) as c:
+        r = c.post("/extract", json={"text": "x" * 2000})
+        assert r.status_code == 413 and "1000 bytes" in r.json()["error"]
+
+
+def test_api_key(pipeline):
+    with TestClient(create_app(pipeline, ServeSettings(api_key="s3cret"))) as c:
+        assert c.get("/health").status_code == 200
+        for path in ("/info", "/docs", "/openapi.json"):
+            assert c.get(path).status_code == 401
+        assert c.post("/extract", json={"text": "王芳"}).status_code == 401
+        assert c.get("/info", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert c.get("/info", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+        r = c.post("/extract", json={"text": "王芳"}, headers={"Authorization": "Bearer s3cret"})
+        assert r.status_code == 200 and r.json()["records"][0]["text"] == "王芳"
+        page = c.get("/")
+        assert page.status_code == 401 and page.headers["www-authenticate"].startswith("Basic")
+        basic = base64.b64encode(b"anyone:s3cret").decode()
+        assert c.get("/", headers={"Authorization": f"Basic {basic}"}).status_code == 200
+
+
+def test_concurrent_requests_each_get_their_own_text(pipeline):
+    texts = [f"第{k}号：王芳在杭州的小米公司工作了{k}年。" for k in range(24)]
+    want = {t: r for t, r in zip(texts, offline(pipeline, texts))}
+    got, errors = {}, []
+    with TestClient(create_app(pipeline, ServeSettings(max_wait_ms=20, max_batch=8))) as c:
+        batcher = c.app.state.batcher
+
+        def call(t):
+            try:
+                got[t] = c.post("/extract", json={"text": t}).json()["records"][0]
+            except Exception as e:  # noqa: BLE001
+                errors.append(e)
+
+        threads = [threading.Thread(target=call, args=(t,)) for t in texts]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(60)
+        assert not errors and got == want
+        assert batcher.texts == len(texts) and batcher.batches < len(texts)  # texts of several requests shared batches
+
+
+def test_a_failing_text_does_not_touch_the_others_of_its_batch(client, pipeline, monkeypatch):
+    real = ner.NERTask.decode
+
+    def decode(self, doc, cells):
+        if "BOOM" in doc.text:
+            raise RuntimeError("decoder exploded")
+        return real(self, doc, cells)
+
+    monkeypatch.setattr(ner.NERTask, "decode", decode)
+    texts = [TEXTS[0], "BOOM", TEXTS[1]]
+    got = client.post("/extract", json={"texts": texts}).json()["records"]
+    want = offline(pipeline, [TEXTS[0], TEXTS[1]])
+    assert got[0] == want[0] and got[2] == want[1]
+    assert "decoder exploded" in got[1]["error"] and got[1]["text"] == "BOOM"
+
+
+def test_page_and_render_escape_everything(client):
+    page = client.get("/")
+    assert page.status_code == 200 and "<textarea" in page.text and "http://" not in page.text and "https://" not in page.text
+    evil = '<script>alert(1)</script> 王芳在杭州的小米公司工作'
+    r = client.post("/render", json={"text": evil}).json()
+    assert "<script>" not in r["html"] and "&lt;script&gt;" in r["html"]
+    assert r["records"][0]["text"] == evil
+
+
+def test_renderer_distinguishes_nested_spans_with_one_label_and_shows_models():
+    from html.parser import HTMLParser
+
+    from gplinker.html import PALETTE, fragment
+
+    text = "Acme acquired Initech"
+    rec = {"text": text, "entities": [{"start": 0, "end": 21, "label": "ORG", "model": "a", "score": 0.9},
+                                      {"start": 0, "end": 4, "label": "ORG", "model": "a", "score": 0.8},
+                                      {"start": 14, "end": 21, "label": "ORG", "model": "a", "score": 0.7},
+                                      {"start": 0, "end": 4, "label": "Peop", "model": "b", "score": 0.6}],
+           "relations": [], "events": []}
+
+    class Boxes(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.stack, self.boxes = [], []
+
+        def handle_starttag(self, tag, attrs):
+            cls = dict(attrs).get("class", "")
+            self.stack.append([cls, ""])
+
+        def handle_endtag(self, tag):
+            cls, txt = self.stack.pop()
+            if cls == "ent":
+                self.boxes.append(txt)
+            if self.stack:
+                self.stack[-1][1] += txt
+
+        def handle_data(self, data):
+            if self.stack:
+                self.stack[-1][1] += data
+
+    p = Boxes()
+    p.feed(fragment([rec]))
+    # the outer ORG box holds the whole phrase (with the inner boxes and their badges inside it)
+    assert any(b.startswith("Acme") and "Initech" in b and b.rstrip().endswith("ORG a") for b in p.boxes), p.boxes
+    assert sum(b.startswith("Acme") for b in p.boxes) == 3 and len(p.boxes) == 4
+    html = fragment([rec])
+    assert 'class="legend"' in html and "<small>b</small>" in html  # two models: badges say which
+    assert html.count(PALETTE[0]) and PALETTE[1] in html  # ORG and Peop get different palette colours
+
+
+def test_palette_never_repeats_a_colour_for_different_labels():
+    from gplinker.html import Colours
+
+    c = Colours()
+    colours = [c(f"L{k}") for k in range(40)] + [c("Lawsuit"), c("Resignation"), c("PER"), c("ORG")]
+    assert len(set(colours)) == len(colours)
