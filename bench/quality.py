@@ -189,6 +189,9 @@ def render(results: list[dict], machine_line: str) -> str:
     lines += ["", "## Commands", ""]
     for r in results:
         lines.append(f"- `{r['name']}`: `{r['command']}`" + (f" ({r['note']})" if r["note"] else ""))
+    extra = ROOT / "docs" / "results_extra.md"  # measurements made outside these rows (kept across regenerations)
+    if extra.is_file():
+        lines += ["", extra.read_text(encoding="utf-8").rstrip()]
     return "\n".join(lines) + "\n"
 
 

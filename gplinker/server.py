@@ -45,7 +45,8 @@ class ServeSettings:
     max_texts: int = 256  # most texts in one request (413 beyond)
     threshold: float = 0.0  # default probability threshold
     api_key: str | None = None  # every endpoint but /health needs it when set
-    batch_size: int = 32  # windows per forward pass
+    batch_size: int = 8  # windows per forward pass: small, length-sorted forwards waste little on padding (CPU)
+    idle_gap_ms: float = 2.0  # stop gathering once no text arrived for this long
     max_body_bytes: int = field(default=0)  # 0: derived from max_chars and max_texts
 
     def __post_init__(self) -> None:
@@ -74,6 +75,7 @@ class MicroBatcher:
         self.task: asyncio.Task | None = None
         self.batches = 0
         self.texts = 0
+        self.busy_s = 0.0  # time the model thread spent on batches
 
     async def start(self) -> None:
         self.queue = asyncio.Queue()
@@ -101,14 +103,17 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         while True:
             batch = [await self.queue.get()]
+            # Gather until max_batch texts, max_wait_ms after the first one, or a pause in arrivals of
+            # idle_gap_ms (a lone client is not kept waiting for company that is not coming).
             deadline = loop.time() + self.settings.max_wait_ms / 1000.0
+            gap = min(self.settings.idle_gap_ms, self.settings.max_wait_ms) / 1000.0
             while len(batch) < self.settings.max_batch:
                 try:
                     batch.append(self.queue.get_nowait())
                     continue
                 except asyncio.QueueEmpty:
                     pass
-                remaining = deadline - loop.time()
+                remaining = min(deadline - loop.time(), gap)
                 if remaining <= 0:
                     break
                 try:
@@ -127,11 +132,14 @@ class MicroBatcher:
 
     def _run(self, batch: list[_Job]) -> list[dict[str, Any]]:
         """One model call per model for the whole batch (the pipeline command's code path)."""
+        t0 = time.perf_counter()
         wanted = sorted({m for j in batch for m in (j.models or self.pipeline.names())})
         predictions = self.pipeline.predict([j.doc for j in batch], self.settings.batch_size, wanted)
+        records = [Pipeline.combine(j.doc, predictions, k, j.threshold, j.models) for k, j in enumerate(batch)]
         self.batches += 1
         self.texts += len(batch)
-        return [Pipeline.combine(j.doc, predictions, k, j.threshold, j.models) for k, j in enumerate(batch)]
+        self.busy_s += time.perf_counter() - t0
+        return records
 
 
 def _authorised(header: str | None, key: str) -> bool:
@@ -238,7 +246,8 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None):
     @app.get("/health", summary="liveness and readiness")
     async def health():
         return {"status": "ok" if state["ready"] else "starting", "ready": state["ready"], "models": pipeline.names(),
-                "uptime_s": round(time.time() - state["started"], 1)}
+                "uptime_s": round(time.time() - state["started"], 1),
+                "batches": batcher.batches, "texts": batcher.texts, "model_busy_s": round(batcher.busy_s, 3)}
 
     @app.get("/info", summary="each model's task, labels, limits and version")
     async def info():
@@ -259,14 +268,14 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None):
         records = await extract_records(req)
         if isinstance(records, JSONResponse):
             return records
-        return {"records": records}
+        return JSONResponse({"records": records})  # plain JSON: no per-field re-encoding of the records
 
     @app.post("/render", summary="like /extract, plus the records rendered as HTML (the page uses it)")
     async def render(req: ExtractRequest):
         records = await extract_records(req)
         if isinstance(records, JSONResponse):
             return records
-        return {"records": records, "html": html_render.fragment(records, numbered=len(records) > 1)}
+        return JSONResponse({"records": records, "html": html_render.fragment(records, numbered=len(records) > 1)})
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page():
@@ -360,5 +369,5 @@ def serve(args) -> int:
                              batch_size=args.batch_size)
     app = create_app(pipeline, settings)
     logger.info("serving %s on http://%s:%d (page at /, API docs at /docs)", ", ".join(pipeline.names()), args.host, args.port)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info", timeout_graceful_shutdown=30)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=args.access_log, timeout_graceful_shutdown=30)
     return 0

@@ -148,27 +148,6 @@ def drop_subsets(events: set[Event]) -> set[Event]:
     return out
 
 
-def drop_subsets(events: set[Event]) -> set[Event]:
-    """Events that are not a strict subset of another event of the same type.
-
-    Candidates are found through an index from each argument to the events holding it, so the
-    cost follows the overlap between events rather than the square of their number."""
-    items = [(e, frozenset(e.arguments)) for e in events]
-    holders: dict[tuple[str, Argument], list[int]] = {}
-    for k, (e, args) in enumerate(items):
-        for a in args:
-            holders.setdefault((e.label, a), []).append(k)
-    out = set()
-    for e, args in items:
-        if not args:
-            out.add(e)
-            continue
-        rarest = min((holders[(e.label, a)] for a in args), key=len)
-        if not any(args < items[k][1] for k in rarest):
-            out.add(e)
-    return out
-
-
 class EventTask(Task):
     """Events as (type, arguments); the trigger is the argument with role ``trigger``."""
 

@@ -117,13 +117,15 @@ def test_pipeline_one_record_per_input_with_bad_input(three_models, tmp_path):
     assert recs[0]["id"] == "a" and {"entities", "relations", "events"} <= set(recs[0])
     assert "empty line" in recs[1]["error"] and "UTF-8" in recs[2]["error"] and "text" in recs[3]["error"]
     assert recs[4]["id"] == "d" and len(recs[4]["text"]) == 20000 and "error" not in recs[4]
-    assert all(0 <= e["start"] < e["end"] <= 20000 for e in recs[4]["entities"])
+    long_ents = recs[4]["entities"]
+    assert len(long_ents) > 100  # the trained NER model finds the repeated names all along the 20,000 characters
+    assert all(0 <= e["start"] < e["end"] <= 20000 and e["text"] == recs[4]["text"][e["start"]:e["end"]] for e in long_ents)
+    assert max(e["start"] for e in long_ents if e["task"] == "ner") > 15000  # found in the last windows too
     assert recs[5]["text"] == "" and recs[5]["entities"] == []
     tasks = {e["task"] for rec in recs for e in rec.get("entities", [])}
-    assert tasks <= {"ner", "relation"}
-    for rec in recs:
-        for e in rec.get("entities", []):
-            assert 0.5 < e["score"] <= 1.0 and e["model"] in ("ner", "relation")
+    assert "ner" in tasks and tasks <= {"ner", "relation"}
+    scores = [(e["score"], e["model"]) for rec in recs for e in rec.get("entities", [])]
+    assert scores and all(0.5 < sc <= 1.0 and m in ("ner", "relation") for sc, m in scores)
     html = (tmp_path / "r.html").read_text(encoding="utf-8")
     p = StrictParser()
     p.feed(html)
