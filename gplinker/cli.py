@@ -8,6 +8,7 @@ mistake a user can make is answered with one line naming the problem and the fix
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import json
 import logging
@@ -186,7 +187,7 @@ def _task_options(args: argparse.Namespace, entry) -> Any:
 
 def _check_train_args(args: argparse.Namespace) -> None:
     """Everything about a training command that can be checked before loading data or models."""
-    train = _existing_file(args.train, "--train")
+    _existing_file(args.train, "--train")
     if args.dev:
         _existing_file(args.dev, "--dev")
     if args.schema:
@@ -195,8 +196,6 @@ def _check_train_args(args: argparse.Namespace) -> None:
     if out.exists() and not out.is_dir():
         raise UsageError(f"--output {args.output}: is a file — training writes a folder (model/, metrics.json, train.log)")
     _check_writable_dir(out, "--output", args.output)
-    if out.resolve() in (train.resolve(), *train.resolve().parents):
-        raise UsageError(f"--output {args.output} holds the training file; choose a new folder")
     if args.stride is None:
         args.stride = min(64, args.max_length // 4)
     if args.max_length < 8:
@@ -220,13 +219,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     options = _task_options(args, entry)
     out = Path(args.output)
     from gplinker.atomic import OutputLock
+    from gplinker.distributed import local_device
 
-    with OutputLock(out):
-        _setup_logging(out / "train.log", args.verbose)
-        return _train(args, entry, options, out)
+    args.device = local_device(args.device)
+    main_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun, rank 0 alone locks, logs to file and prints
+    if args.resume and not (out / "checkpoint" / "state.json").is_file():
+        raise UsageError(f"--resume: {out / 'checkpoint'} holds no checkpoint — train with --save-every N first")
+    with OutputLock(out) if main_rank else contextlib.nullcontext():
+        _setup_logging(out / "train.log" if main_rank else None, args.verbose)
+        if not main_rank:
+            logging.getLogger().setLevel(logging.WARNING)
+        return _train(args, entry, options, out, main_rank)
 
 
-def _train(args: argparse.Namespace, entry, options, out: Path) -> int:
+def _train(args: argparse.Namespace, entry, options, out: Path, main_rank: bool = True) -> int:
     from gplinker.extractor import Extractor, ModelSettings
     from gplinker.io import write_json
     from gplinker.training import TrainConfig, train
@@ -256,10 +262,14 @@ def _train(args: argparse.Namespace, entry, options, out: Path) -> int:
             shutil.rmtree(encoder, ignore_errors=True)
     extractor.info.update(train_file=str(args.train), dev_file=str(args.dev) if args.dev else None, format=args.format)
     config = TrainConfig(epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr,
-                         head_lr=args.head_lr, seed=args.seed, freeze_embeddings=args.freeze_embeddings)
+                         head_lr=args.head_lr, seed=args.seed, freeze_embeddings=args.freeze_embeddings,
+                         precision=args.precision, grad_accum=args.grad_accum, eval_every=args.eval_every,
+                         patience=args.patience, save_every=args.save_every, resume=args.resume)
     if dev_docs:
         _warn_label_overlap(extractor.task, dev_docs, entry)
     summary = train(extractor, train_docs, dev_docs, config, out)
+    if not main_rank:
+        return 0
     best = summary["best"]
     metrics = best["metrics"] or {}
     write_json(out / "metrics.json", metrics)
@@ -586,6 +596,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "multilingual encoders; the saved model keeps the trimmed vocabulary)")
     t.add_argument("--max-train-docs", type=_positive_int, default=None, help="use only the first N training documents")
     t.add_argument("--seed", type=int, default=42, help="random seed (initialisation, batch order)")
+    t.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
+                   help="autocast for the encoder and heads (fp16 with a gradient scaler; the loss is computed in fp32/fp64)")
+    t.add_argument("--grad-accum", type=_positive_int, default=1,
+                   help="batches per optimizer step; the effective batch is batch size x this x processes (torchrun)")
+    t.add_argument("--eval-every", type=_positive_int, default=None, help="evaluate every N steps (default: after each epoch)")
+    t.add_argument("--patience", type=_positive_int, default=None,
+                   help="stop when dev F1 has not improved for this many evaluations (default: never)")
+    t.add_argument("--save-every", type=_positive_int, default=None,
+                   help="write a resumable checkpoint to OUTPUT/checkpoint every N steps (atomically)")
+    t.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint (same command otherwise)")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="score a saved model on a labelled file", formatter_class=_Formatter)

@@ -1,7 +1,10 @@
 """A plain training loop: AdamW (separate head learning rate), warmup + linear decay, clipping,
-dev evaluation after each epoch, best model kept (saved atomically)."""
+gradient accumulation, fp32 / bf16 / fp16 autocast, dev evaluation each epoch or every N steps with
+early stopping, the best model kept (saved atomically), resumable checkpoints, and data-parallel
+training across processes (``torchrun``; see :mod:`gplinker.distributed`)."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import random
@@ -14,7 +17,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from gplinker import checkpoint
 from gplinker.alignment import AlignmentStats, TokenCells, align_targets
+from gplinker.distributed import DistContext
 from gplinker.extractor import Extractor
 from gplinker.io import write_json
 from gplinker.model import collate
@@ -40,6 +45,25 @@ class TrainConfig:
     eval_batch_size: int = 32
     freeze_embeddings: bool = False  # keep the word-embedding matrix fixed (cheaper on CPU)
     factorized_loss: bool = True  # Efficient GlobalPointer: loss without the [B, H, n, n] logits
+    precision: str = "fp32"  # fp32, bf16 or fp16 autocast (fp16 with a gradient scaler)
+    grad_accum: int = 1  # batches per optimizer step: the effective batch is batch_size x grad_accum x processes
+    eval_every: int | None = None  # evaluate every N optimizer steps (None: after each epoch)
+    patience: int | None = None  # stop when dev F1 has not improved for this many evaluations
+    save_every: int | None = None  # write DIR/checkpoint every N steps (resumable)
+    resume: bool = False  # continue from DIR/checkpoint
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
+        for name in ("batch_size", "grad_accum"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        for name in ("eval_every", "patience", "save_every", "max_steps"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def set_seed(seed: int) -> None:
@@ -111,20 +135,43 @@ def build_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.
     return torch.optim.AdamW([g for g in groups if g["params"]])
 
 
-def train_step(extractor: Extractor, windows: Sequence[Window], targets: Sequence[TokenCells], config: TrainConfig,
-               optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler) -> float:
-    """One optimizer step on a batch of windows; returns the loss."""
-    model, device = extractor.model, extractor.device
-    batch = collate(windows, extractor.pad_id, extractor.task.head_specs(), targets)
-    labels = {k: v.to(device) for k, v in batch.pop("labels").items()}
-    loss, _ = model.training_loss(**{k: v.to(device) for k, v in batch.items()}, labels=labels,
-                                  factorized=config.factorized_loss)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-    optimizer.step()
+class _LossModule(torch.nn.Module):
+    """The training loss as a module's forward, so DistributedDataParallel's hooks run as designed."""
+
+    def __init__(self, model: torch.nn.Module, factorized: bool) -> None:
+        super().__init__()
+        self.model, self.factorized = model, factorized
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, span_mask: torch.Tensor,
+                labels: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.model.training_loss(input_ids, attention_mask, span_mask, labels, self.factorized)[0]
+
+
+def train_step(extractor: Extractor, loss_module: torch.nn.Module, group: Sequence[tuple[Sequence[Window], Sequence[TokenCells]]],
+               config: TrainConfig, optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
+               scaler: torch.amp.GradScaler) -> float:
+    """One optimizer step over ``group`` (grad_accum batches of this process's windows); returns
+    the mean loss. Gradients are synchronised across processes on the group's last batch only."""
+    device, specs = extractor.device, extractor.task.head_specs()
+    dtype = PRECISIONS[config.precision]
+    total = 0.0
+    for k, (windows, targets) in enumerate(group):
+        batch = collate(windows, extractor.pad_id, specs, targets)
+        labels = {name: v.to(device) for name, v in batch.pop("labels").items()}
+        last = k == len(group) - 1
+        sync = contextlib.nullcontext() if last or not hasattr(loss_module, "no_sync") else loss_module.no_sync()
+        with sync:
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                loss = loss_module(**{name: v.to(device) for name, v in batch.items()}, labels=labels)
+            scaler.scale(loss / len(group) if len(group) > 1 else loss).backward()
+        total += float(loss.detach()) / len(group)
+    scaler.unscale_(optimizer)
+    torch.nn.utils.clip_grad_norm_(extractor.model.parameters(), config.max_grad_norm)
+    scaler.step(optimizer)
+    scaler.update()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
-    return float(loss.detach())
+    return total
 
 
 def dev_scores(metrics: dict[str, Any]) -> dict[str, dict[str, float]]:
@@ -138,11 +185,13 @@ class _Best:
     def __init__(self) -> None:
         self.f1, self.metrics, self.epoch, self.step = -1.0, None, None, None
         self.state: dict[str, torch.Tensor] | None = None
+        self.since = 0  # evaluations since the last improvement
 
     def offer(self, f1: float, metrics: dict[str, Any], epoch: int, step: int, model: torch.nn.Module) -> bool:
         if f1 <= self.f1:
+            self.since += 1
             return False
-        self.f1, self.metrics, self.epoch, self.step = f1, metrics, epoch, step
+        self.f1, self.metrics, self.epoch, self.step, self.since = f1, metrics, epoch, step, 0
         self.state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
         return True
 
@@ -150,69 +199,141 @@ class _Best:
         return {"f1": self.f1, "metrics": self.metrics, "epoch": self.epoch, "step": self.step}
 
 
+def _step_shares(batch: list[int], accum: int, ctx: DistContext) -> list[list[int]]:
+    """This process's micro-batches of one optimizer step: the step's length-bucketed batch split
+    into ``accum`` contiguous micro-batches, each split into contiguous per-process shares. A
+    micro-batch too small to give every process a share is left out (on every process alike)."""
+    m = math.ceil(len(batch) / accum)
+    out = []
+    for micro in (batch[i * m : (i + 1) * m] for i in range(accum)):
+        if len(micro) < ctx.world:
+            continue
+        size = math.ceil(len(micro) / ctx.world)
+        out.append(micro[ctx.rank * size : (ctx.rank + 1) * size])
+    return out
+
+
 def train(extractor: Extractor, train_docs: Sequence[Document], dev_docs: Sequence[Document] | None,
           config: TrainConfig, output_dir: str | Path | None = None,
           on_epoch: Callable[[int, dict], None] | None = None) -> dict[str, Any]:
     """Train ``extractor`` in place; save the best model (by dev F1) to ``output_dir/model``.
 
-    Returns a summary: best dev metrics, epoch/step of the best, steps, seconds, alignment stats.
+    Under ``torchrun`` every process runs this with the same arguments: each takes its share of
+    every global batch (``batch_size`` per process), gradients are all-reduced, rank 0 alone
+    evaluates, logs and writes, and every process ends on the same best model. Returns a summary:
+    best dev metrics, epoch/step of the best, steps, seconds, alignment statistics.
     """
     set_seed(config.seed)
     task, model = extractor.task, extractor.model
+    ctx = DistContext.from_env(extractor.device)
     windows, targets, stats = training_windows(extractor, train_docs)
-    logger.info("training data: %d documents, %d windows; %s", len(train_docs), len(windows), stats.summary())
-    for ex in stats.examples:
-        logger.info("  e.g. %s", ex)
+    if ctx.is_main:
+        logger.info("training data: %d documents, %d windows; %s", len(train_docs), len(windows), stats.summary())
+        for ex in stats.examples:
+            logger.info("  e.g. %s", ex)
+    out = Path(output_dir) if output_dir is not None else None
+    if (config.resume or config.save_every) and out is None:
+        raise ValueError("checkpoints need an output directory")
 
     optimizer = build_optimizer(model, config)
-    steps_per_epoch = math.ceil(len(windows) / config.batch_size)
+    step_batch = config.batch_size * config.grad_accum * ctx.world  # windows per optimizer step, all processes together
+    steps_per_epoch = max(1, len(windows) // step_batch + (len(windows) % step_batch >= ctx.world))
     total = config.max_steps if config.max_steps is not None else steps_per_epoch * config.epochs  # max_steps wins, as in HF
     scheduler = warmup_linear_decay(optimizer, total, int(total * config.warmup_ratio))
+    scaler = torch.amp.GradScaler(extractor.device.type, enabled=config.precision == "fp16")
+    loss_module: torch.nn.Module = _LossModule(model, config.factorized_loss)
+    if ctx.world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [extractor.device.index] if extractor.device.type == "cuda" else None
+        loss_module = DistributedDataParallel(loss_module, device_ids=ids)
     rng = random.Random(config.seed)
     lengths = [len(w) for w in windows]
-    out = Path(output_dir) if output_dir is not None else None
     extractor.info.update(train_documents=len(train_docs), dev_documents=len(dev_docs or []))
     best, history = _Best(), []
-    step, t0 = 0, time.time()
+    step, start_epoch, position, t0 = 0, 1, 0, time.time()
     epochs = max(1, config.epochs) if config.max_steps is None else math.ceil(total / max(1, steps_per_epoch))
-    for epoch in range(1, epochs + 1):
+    if config.resume:
+        progress, epoch_rng_state, best_state = checkpoint.load(out, model, optimizer, scheduler, scaler)
+        step, start_epoch, position, history = progress["step"], progress["epoch"], progress["position"], progress["history"]
+        best.f1, best.metrics, best.epoch, best.step, best.since = (progress["best"][k] for k in ("f1", "metrics", "epoch", "step", "since"))
+        best.state = best_state
+        rng.setstate(epoch_rng_state)
+        t0 -= progress.get("seconds", 0.0)
+        if ctx.is_main:
+            logger.info("resumed from %s at step %d (epoch %d, batch group %d)", out / checkpoint.CHECKPOINT_DIR, step, start_epoch, position)
+    stop = step >= total
+    for epoch in range(start_epoch, epochs + 1):
+        if stop:
+            break
         model.train()
-        batches = length_bucketed_batches(lengths, config.batch_size, rng)
-        bar = tqdm(batches, desc=f"epoch {epoch}/{epochs}", unit="batch", total=min(len(batches), total - step))
+        epoch_rng_state = rng.getstate()
+        groups = [shares for b in length_bucketed_batches(lengths, step_batch, rng)
+                  if (shares := _step_shares(b, config.grad_accum, ctx))]
+        bar = tqdm(total=min(len(groups), total - step + position) - position, desc=f"epoch {epoch}/{epochs}", unit="step",
+                   disable=not ctx.is_main)
         running = None
-        for idx in bar:
-            value = train_step(extractor, [windows[k] for k in idx], [targets[k] for k in idx], config, optimizer, scheduler)
+        for g in range(position, len(groups)):
+            group = [([windows[k] for k in share], [targets[k] for k in share]) for share in groups[g]]
+            value = train_step(extractor, loss_module, group, config, optimizer, scheduler, scaler)
             step += 1
             running = value if running is None else 0.9 * running + 0.1 * value
+            bar.update(1)
             bar.set_postfix(loss=f"{running:.4f}")
-            if step >= total:
+            epoch_done = g == len(groups) - 1
+            due = step % config.eval_every == 0 if config.eval_every else epoch_done
+            if due or step >= total:
+                stop = _evaluate(extractor, dev_docs, config, ctx, best, history, out, epoch, step, running, t0) or step >= total
+                model.train()
+                if on_epoch is not None and ctx.is_main:
+                    on_epoch(epoch, history[-1])
+            if config.save_every and (step % config.save_every == 0) and ctx.is_main:
+                nxt = (epoch + 1, 0, rng.getstate()) if epoch_done else (epoch, g + 1, epoch_rng_state)
+                progress = {"step": step, "epoch": nxt[0], "position": nxt[1], "history": history, "seconds": time.time() - t0,
+                            "best": {**best.to_json(), "since": best.since}}
+                checkpoint.save(out, model, optimizer, scheduler, scaler, progress, nxt[2], best.state)
+            if stop:
                 break
         bar.close()
+        position = 0
+    if best.state is not None and best.step != step and ctx.is_main:  # leave the extractor at its best evaluation, as saved
+        model.load_state_dict(best.state)
+        logger.info("restored the best model (epoch %s, step %s)", best.epoch, best.step)
+    ctx.broadcast_module(model)  # every process ends on rank 0's (best) model ...
+    best_json, history = ctx.broadcast_object((best.to_json(), history))  # ... and knows what rank 0 measured
+    summary = {"best": best_json, "history": history, "steps": step, "seconds": round(time.time() - t0, 1),
+               "train_windows": len(windows), "alignment": asdict(stats), "config": asdict(config), "processes": ctx.world}
+    if out is not None and ctx.is_main:
+        write_json(out / "train_summary.json", summary)
+    ctx.barrier()
+    return summary
+
+
+def _evaluate(extractor: Extractor, dev_docs: Sequence[Document] | None, config: TrainConfig, ctx: DistContext, best: _Best,
+              history: list, out: Path | None, epoch: int, step: int, running: float | None, t0: float) -> bool:
+    """Rank 0 evaluates, keeps and saves the best model, writes progress; every rank learns whether
+    to stop (patience). Returns the stop decision."""
+    stop = False
+    if ctx.is_main:
         entry: dict[str, Any] = {"epoch": epoch, "step": step, "loss": running, "seconds": round(time.time() - t0, 1)}
         improved = True
         if dev_docs:
-            metrics = task.evaluate(dev_docs, extractor.predict(dev_docs, config.eval_batch_size, progress=True))
+            metrics = extractor.task.evaluate(dev_docs, extractor.predict(dev_docs, config.eval_batch_size, progress=True))
             entry["dev"] = dev_scores(metrics)
             logger.info("epoch %d step %d loss %.4f dev %s", epoch, step, running or 0.0,
                         ", ".join(f"{k} f1={v['f1']:.4f}" for k, v in entry["dev"].items()))
-            improved = best.offer(main_f1(metrics), metrics, epoch, step, model)
+            improved = best.offer(main_f1(metrics), metrics, epoch, step, extractor.model)
             if improved:
                 extractor.info.update(dev_scores=entry["dev"], best_epoch=epoch, best_step=step)
+            stop = bool(config.patience and best.since >= config.patience)
+            if stop:
+                logger.info("no dev improvement for %d evaluations: stopping at step %d", best.since, step)
         if improved and out is not None:
             extractor.save_pretrained(out / "model")
         history.append(entry)
         if out is not None:  # progress so far, readable while training runs
             write_json(out / "train_progress.json", {"best": {k: v for k, v in best.to_json().items() if k != "metrics"},
                                                      "history": history})
-        if on_epoch is not None:
-            on_epoch(epoch, entry)
-        if step >= total:
-            break
-    if best.state is not None and best.step != step:  # leave the extractor at its best epoch, as saved
-        model.load_state_dict(best.state)
-        logger.info("restored the best model (epoch %s, step %s)", best.epoch, best.step)
-    summary = {"best": best.to_json(), "history": history, "steps": step, "seconds": round(time.time() - t0, 1),
-               "train_windows": len(windows), "alignment": asdict(stats), "config": asdict(config)}
-    if out is not None:
-        write_json(out / "train_summary.json", summary)
-    return summary
+    stop = ctx.broadcast_object(stop)
+    ctx.barrier()
+    return stop

@@ -31,7 +31,7 @@ EN_WORDS = ["john", "smith", "mary", "johnson", "paris", "boston", "new", "york"
 EN_PIECES = ["un", "##believ", "##able", "##son", "pet", "##rova", "glob", "##ex"]
 
 
-def build_tiny_encoder(path: Path, texts: list[str] = (), seed: int = 0) -> Path:
+def build_tiny_encoder(path: Path, texts: list[str] = (), seed: int = 0, dropout: float = 0.1) -> Path:
     """Write a 2-layer, hidden-32 random BERT with a vocabulary covering ``texts`` to ``path``."""
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
@@ -44,7 +44,8 @@ def build_tiny_encoder(path: Path, texts: list[str] = (), seed: int = 0) -> Path
     tokenizer = BertTokenizerFast.from_pretrained(str(path))
     torch.manual_seed(seed)
     config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=512)
+                        intermediate_size=64, max_position_embeddings=512, hidden_dropout_prob=dropout,
+                        attention_probs_dropout_prob=dropout)
     BertModel(config, add_pooling_layer=False).save_pretrained(str(path))
     tokenizer.save_pretrained(str(path))
     return path

@@ -1,0 +1,100 @@
+"""Resumable training checkpoints, as data: safetensors for tensors, JSON for everything else.
+
+``DIR/checkpoint/`` holds the model weights, the optimizer's state tensors and its parameter
+groups, the scheduler and gradient-scaler states, every random number generator's state (Python,
+NumPy, torch, and the generator of the batch order as it was at the start of the epoch), the
+step, and the position in the epoch's batch order. It is written atomically
+(:func:`gplinker.atomic.atomic_directory`), so a crash leaves the previous complete checkpoint.
+Nothing in it is pickled.
+"""
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from gplinker.atomic import atomic_directory
+
+CHECKPOINT_DIR = "checkpoint"
+
+
+def _random_state_to_json(state: tuple) -> list:
+    version, internal, gauss = state
+    return [version, list(internal), gauss]
+
+
+def _random_state_from_json(obj: list) -> tuple:
+    return (obj[0], tuple(obj[1]), obj[2])
+
+
+def _numpy_state_to_json() -> dict[str, Any]:
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {"name": name, "keys": keys.tolist(), "pos": int(pos), "has_gauss": int(has_gauss), "gauss": float(gauss)}
+
+
+def _numpy_state_from_json(obj: dict[str, Any]) -> None:
+    np.random.set_state((obj["name"], np.array(obj["keys"], dtype=np.uint32), obj["pos"], obj["has_gauss"], obj["gauss"]))
+
+
+def _optimizer_to_data(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    state = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for pid, entry in state["state"].items():
+        for key, value in entry.items():
+            if torch.is_tensor(value):
+                tensors[f"{pid}.{key}"] = value.detach().cpu().contiguous()
+            else:
+                scalars[f"{pid}.{key}"] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def _optimizer_from_data(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in list(tensors.items()) + list(meta["scalars"].items()):
+        pid, _, key = name.partition(".")
+        state.setdefault(int(pid), {})[key] = value
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def save(out_dir: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any,
+         progress: dict[str, Any], epoch_rng_state: tuple, best_state: dict[str, torch.Tensor] | None) -> Path:
+    """Write ``out_dir/checkpoint`` atomically; ``progress`` is the loop's JSON-able position."""
+    path = Path(out_dir) / CHECKPOINT_DIR
+    with atomic_directory(path) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
+        opt_tensors, opt_meta = _optimizer_to_data(optimizer)
+        save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
+        if best_state is not None:
+            save_file({k: v.contiguous() for k, v in best_state.items()}, str(tmp / "best.safetensors"))
+        save_file({"torch": torch.get_rng_state()}, str(tmp / "rng.safetensors"))
+        meta = {"progress": progress, "optimizer": opt_meta, "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
+                "python_random": _random_state_to_json(random.getstate()), "numpy_random": _numpy_state_to_json(),
+                "epoch_batch_rng": _random_state_to_json(epoch_rng_state)}
+        (tmp / "state.json").write_text(json.dumps(meta), encoding="utf-8")
+    return path
+
+
+def load(out_dir: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+         scaler: Any) -> tuple[dict[str, Any], tuple, dict[str, torch.Tensor] | None]:
+    """Restore a checkpoint written by :func:`save`; returns (progress, the batch-order generator's
+    state at the start of its epoch, the best weights so far or None). Random states are restored."""
+    path = Path(out_dir) / CHECKPOINT_DIR
+    if not (path / "state.json").is_file():
+        raise ValueError(f"{path}: no checkpoint to resume from — train with --save-every N first, or drop --resume")
+    meta = json.loads((path / "state.json").read_text(encoding="utf-8"))
+    model.load_state_dict(load_file(str(path / "model.safetensors")))
+    _optimizer_from_data(optimizer, load_file(str(path / "optimizer.safetensors")), meta["optimizer"])
+    scheduler.load_state_dict(meta["scheduler"])
+    if scaler is not None and meta.get("scaler"):
+        scaler.load_state_dict(meta["scaler"])
+    best = load_file(str(path / "best.safetensors")) if (path / "best.safetensors").is_file() else None
+    random.setstate(_random_state_from_json(meta["python_random"]))
+    _numpy_state_from_json(meta["numpy_random"])
+    torch.set_rng_state(load_file(str(path / "rng.safetensors"))["torch"])
+    return meta["progress"], _random_state_from_json(meta["epoch_batch_rng"]), best
