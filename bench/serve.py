@@ -162,31 +162,32 @@ async def drive(url: str, texts: list[str], concurrency: int, malformed: float =
                 else:
                     errors += 1
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     await asyncio.gather(*(client() for _ in range(concurrency)))
-    seconds = time.perf_counter() - t0
+    seconds, client_cpu = time.perf_counter() - t0, time.process_time() - c0
     lat = sorted(latencies)
     q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] * 1000 if lat else float("nan")  # noqa: E731
     return {"requests": len(work), "seconds": seconds, "requests_per_s": len(work) / seconds,
             "texts_per_s": len(latencies) / seconds, "p50_ms": q(0.50), "p95_ms": q(0.95), "p99_ms": q(0.99),
-            "errors": errors, "status": status, "answers": answers}
+            "errors": errors, "status": status, "answers": answers, "client_cpu_share": client_cpu / seconds / (os.cpu_count() or 1)}
 
 
-def _rounded(x, places: int = 4):
-    if isinstance(x, float):
-        return round(x, places)
-    if isinstance(x, dict):
-        return {k: _rounded(v, places) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_rounded(v, places) for v in x]
-    return x
+def same_record(a, b, tol: float = 1e-4) -> bool:
+    """Equal records, floats (scores) compared within ``tol``."""
+    if isinstance(a, float) and isinstance(b, float):
+        return abs(a - b) <= tol
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_record(a[k], b[k], tol) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same_record(x, y, tol) for x, y in zip(a, b))
+    return a == b
 
 
 def agreement(answers: dict[str, dict], want: dict[str, dict]) -> tuple[int, int, int]:
     """(byte-identical records, records identical but for score noise below 1e-4, texts)."""
     texts = set(want)
     exact = sum(answers.get(t) == want[t] for t in texts)
-    close = sum(t in answers and _rounded(answers[t]) == _rounded(want[t]) for t in texts)
+    close = sum(t in answers and same_record(answers[t], want[t]) for t in texts)
     return exact, close, len(texts)
 
 
@@ -259,14 +260,20 @@ def main() -> int:
              f"Offline prediction of the same texts through the pipeline code path, in one process: **{off_tps:.1f} texts/s** "
              f"with `predict`'s default batch of 32 windows, {best_tps:.1f} texts/s with 16 (the best on this CPU). The server "
              "runs each gathered batch as length-sorted forwards of 8 windows (`serve --batch-size`).", "",
-             "| configuration | clients | requests/s | texts/s | p50 ms | p95 ms | p99 ms | errors | 5xx | identical to offline |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "| configuration | clients | requests/s | texts/s | p50 ms | p95 ms | p99 ms | errors | 5xx | identical to offline | client CPU |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
     for r in rows:
         lines.append(f"| {r['config']} | {r['clients']} | {r['requests_per_s']:.1f} | {r['texts_per_s']:.1f} | {r['p50_ms']:.0f} | "
-                     f"{r['p95_ms']:.0f} | {r['p99_ms']:.0f} | {r['errors']} | {r.get('5xx', 0)} | {r['identical_to_offline']} |")
+                     f"{r['p95_ms']:.0f} | {r['p99_ms']:.0f} | {r['errors']} | {r.get('5xx', 0)} | {r['identical_to_offline']} | "
+                     f"{100 * r['client_cpu_share']:.0f}% |")
     lines += ["", f"With {top} clients, micro-batching gives **{summary['batching_speedup']:.2f}x** the throughput of batching off, "
                   f"**{100 * summary['fraction_of_offline']:.0f}%** of offline `predict` texts/s at its default batch size and "
                   f"{100 * summary['fraction_of_offline_best']:.0f}% of offline at its best batch size.", "",
+              "Where the time goes, at 32 clients: the server's model thread is busy about 94% of the wall time (`/health` "
+              "reports `model_busy_s`), so batches leave it almost no idle gap; each batch is slower than offline because the "
+              "2 cores are shared by the model's two threads, the server's event loop and the load generator ('client CPU': "
+              "its share of the machine). Batch composition (random arrivals instead of one global length sort) costs about "
+              "5% (187 vs 196 texts/s in-process). The 80% target is not reached on this 2-core machine.", "",
               "'exact' counts records byte-identical to offline ones; the others differ only in a score's sixth decimal: a "
               "batch padded to other lengths sums in another order (float32), so a probability can move by ~1e-6 and round "
               "differently. Items (offsets, labels) are identical in every row.", "",

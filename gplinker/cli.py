@@ -357,9 +357,14 @@ def _check_io_args(args: argparse.Namespace) -> Path:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """One canonical record per input line, streamed in chunks; failures are recorded per line."""
+    if args.engine == "ray":
+        return _predict_ray(args)
+    if len(args.input) != 1:
+        raise UsageError(f"--input names {len(args.input)} paths; the local engine reads one file (--engine ray reads many)")
+    args.input = args.input[0]
     src = _check_io_args(args)
     _setup_logging(None, args.verbose)
-    from gplinker.combine import above, input_fields, predict_robust
+    from gplinker.combine import predict_records
     from gplinker.io import input_format, iter_inputs, write_jsonl
 
     extractor = _load_extractor(args.model, args)
@@ -371,21 +376,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     def records():
         for chunk in _chunks(iter_inputs(src, fmt), args.chunk_size):
-            ok = [r for r in chunk if r.doc is not None]
-            preds = iter(predict_robust(extractor, [r.doc for r in ok], args.batch_size))
-            for r in chunk:
+            for rec in predict_records(extractor, chunk, str(src), args.threshold or 0.0, args.batch_size):
                 counts["records"] += 1
-                pred = next(preds) if r.doc is not None else r.error
-                if isinstance(pred, str):
+                if "error" in rec:
                     counts["failed"] += 1
-                    msg = pred if r.doc is None else f"{src}, line {r.line}: {pred}"
-                    failures.append(msg)
-                    yield {"line": r.line, **({"id": r.doc.id} if r.doc is not None and r.doc.id else {}), "error": msg}
-                    continue
-                counts["predicted"] += 1
-                pred = above(pred, args.threshold or 0.0)
-                rec = {"line": r.line, **pred.with_annotations(meta={}).to_json()}  # gplinker's own fields
-                yield {**rec, **input_fields(r.doc)}
+                    failures.append(rec["error"])
+                else:
+                    counts["predicted"] += 1
+                yield rec
 
     write_jsonl(args.output, records())
     print(f"{counts['records']} records written to {args.output} ({counts['predicted']} predicted in "
@@ -394,6 +392,31 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print(f"  {msg}", file=sys.stderr)
     if len(failures) > 20:
         print(f"  ... and {len(failures) - 20} more (each has an error record in {args.output})", file=sys.stderr)
+    return 1 if counts["records"] and not counts["predicted"] else 0
+
+
+def _predict_ray(args: argparse.Namespace) -> int:
+    """predict --engine ray: Ray Data actors, one output JSONL per input file in the --output folder."""
+    from gplinker import ray_engine
+
+    try:
+        files = ray_engine.input_files(args.input)
+    except ValueError as e:
+        raise UsageError(f"--input {e}") from None
+    out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--output {args.output}: is a file; the Ray engine writes a folder (one JSONL per input file)")
+    _check_writable_dir(out, "--output", args.output)
+    if any(out.resolve() == f.resolve().parent for f in files):
+        raise UsageError(f"--output {args.output} is a folder of input files; outputs could overwrite inputs — choose another")
+    _model_dir(args.model)
+    _setup_logging(None, args.verbose)
+    t0 = time.time()
+    counts = ray_engine.run(str(_model_dir(args.model)), [str(f) for f in files], out, actors=args.actors,
+                            gpus_per_actor=args.gpus_per_actor, address=args.ray_address, input_format_name=args.input_format,
+                            threshold=args.threshold or 0.0, threads=args.threads_per_actor)
+    print(f"{counts['records']} records from {len(files)} file(s) written to {out}/ ({counts['predicted']} predicted, "
+          f"{counts['failed']} failed) in {time.time() - t0:.1f}s on Ray with {args.actors} actor(s)")
     return 1 if counts["records"] and not counts["predicted"] else 0
 
 
@@ -619,8 +642,17 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("predict", help="extract from plain text (one per line) or JSONL with a text field",
                        formatter_class=_Formatter)
     r.add_argument("--model", required=True, help="a model directory (DIR/model from train)")
-    r.add_argument("--input", required=True, help="plain text (one text a line) or JSONL with a \"text\" field")
-    r.add_argument("--output", required=True, help="JSONL, one record per input line, in input order")
+    r.add_argument("--input", required=True, nargs="+",
+                   help="plain text (one text a line) or JSONL with a \"text\" field; with --engine ray also several "
+                        "files, folders, and Parquet files with a text column")
+    r.add_argument("--output", required=True,
+                   help="JSONL, one record per input line, in input order (--engine ray: a folder, one JSONL per input file)")
+    r.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="local: this process, streamed in chunks; ray: Ray Data actors, locally or on a cluster (ray extra)")
+    r.add_argument("--actors", type=_positive_int, default=1, help="ray: model replicas (each loads the model once)")
+    r.add_argument("--gpus-per-actor", type=float, default=0.0, help="ray: GPUs for each actor (0: CPU)")
+    r.add_argument("--threads-per-actor", type=_positive_int, default=None, help="ray: torch threads (and CPUs) per actor")
+    r.add_argument("--ray-address", default=None, help="ray: an existing cluster's address (default: start Ray locally)")
     r.add_argument("--batch-size", type=_positive_int, default=32, help="windows per forward pass")
     r.add_argument("--chunk-size", type=_positive_int, default=1000, help="input lines read, predicted and written at a time")
     r.set_defaults(func=cmd_predict)

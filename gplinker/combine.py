@@ -48,6 +48,27 @@ def input_fields(doc: Document) -> dict[str, Any]:
     return {(f"input.{k}" if k in OWN_FIELDS else k): v for k, v in doc.meta.items()}
 
 
+def predict_records(extractor: Extractor, inputs: Sequence, source: str, threshold: float = 0.0,
+                    batch_size: int = 32) -> list[dict[str, Any]]:
+    """The ``predict`` command's output records for :class:`gplinker.io.InputRecord` inputs, one per
+    input in order: the line, the canonical prediction and the input's own fields, or the line and
+    an ``error`` naming ``source`` and the line. Shared by ``predict`` and the Ray engine."""
+    ok = [r for r in inputs if r.doc is not None]
+    preds = iter(predict_robust(extractor, [r.doc for r in ok], batch_size))
+    out = []
+    for r in inputs:
+        if r.doc is None:
+            out.append({"line": r.line, "error": r.error})
+            continue
+        pred = next(preds)
+        if isinstance(pred, str):
+            out.append({"line": r.line, **({"id": r.doc.id} if r.doc.id else {}), "error": f"{source}, line {r.line}: {pred}"})
+            continue
+        pred = above(pred, threshold)
+        out.append({"line": r.line, **pred.with_annotations(meta={}).to_json(), **input_fields(r.doc)})  # gplinker's fields first
+    return out
+
+
 def combine_record(doc: Document, predictions: Sequence[tuple[str, str, Document | str]], threshold: float = 0.0,
                    line: int | None = None) -> dict[str, Any]:
     """One output record: the input line, id and extra fields, its text, and every model's entities,

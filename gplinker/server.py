@@ -196,18 +196,31 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None):
     def problem(status: int, message: str, **extra: Any) -> JSONResponse:
         return JSONResponse({"error": message, **extra}, status_code=status)
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next):
-        if settings.api_key and request.url.path != "/health":
-            if not _authorised(request.headers.get("authorization"), settings.api_key):
-                page = request.url.path == "/" and request.method == "GET"
-                return JSONResponse({"error": "missing or wrong API key; send 'Authorization: Bearer KEY'"}, status_code=401,
-                                    headers={"WWW-Authenticate": 'Basic realm="gplinker"' if page else "Bearer"})
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > settings.max_body_bytes:
-            return problem(413, f"request body of {int(length)} bytes is over the limit of {settings.max_body_bytes} bytes; "
-                                "send fewer or shorter texts per request")
-        return await call_next(request)
+    class Guard:
+        """API key and body-size checks before anything else, as a plain ASGI middleware (Starlette's
+        BaseHTTPMiddleware costs a task and a stream per request)."""
+
+        def __init__(self, inner) -> None:
+            self.inner = inner
+
+        async def __call__(self, scope, receive, send) -> None:
+            if scope["type"] != "http":
+                return await self.inner(scope, receive, send)
+            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+            path = scope.get("path", "")
+            if settings.api_key and path != "/health" and not _authorised(headers.get("authorization"), settings.api_key):
+                page = path == "/" and scope.get("method") == "GET"
+                response = JSONResponse({"error": "missing or wrong API key; send 'Authorization: Bearer KEY'"}, status_code=401,
+                                        headers={"WWW-Authenticate": 'Basic realm="gplinker"' if page else "Bearer"})
+                return await response(scope, receive, send)
+            length = headers.get("content-length", "")
+            if length.isdigit() and int(length) > settings.max_body_bytes:
+                response = problem(413, f"request body of {int(length)} bytes is over the limit of {settings.max_body_bytes} "
+                                        "bytes; send fewer or shorter texts per request")
+                return await response(scope, receive, send)
+            await self.inner(scope, receive, send)
+
+    app.add_middleware(Guard)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):

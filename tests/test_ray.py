@@ -1,0 +1,86 @@
+"""predict --engine ray on a local 2-CPU Ray: the same records as single-process predict, one per
+input line, in order, errors per record; folders and Parquet inputs."""
+import json
+import os
+
+import pytest
+
+from conftest import DATA, read
+
+ray = pytest.importorskip("ray")
+pytest.importorskip("ray.data")
+
+from gplinker import cli  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def model(tiny_encoder, tmp_path_factory):
+    from gplinker.extractor import Extractor, ModelSettings
+    from gplinker.tasks import ner
+    from gplinker.training import TrainConfig, train
+
+    docs = read("ner", DATA / "zh_train.jsonl")[:8]
+    ex = Extractor.build(str(tiny_encoder), ner.NERTask.from_documents(docs), ModelSettings(head_size=16, max_length=32, stride=8),
+                         "cpu", seed=1)
+    out = tmp_path_factory.mktemp("raymodel")
+    train(ex, docs, None, TrainConfig(epochs=30, batch_size=4, lr=5e-3, head_lr=1e-2, warmup_ratio=0.0), out)
+    return out / "model"
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+def _lines(path):
+    return [json.loads(x) for x in path.read_text(encoding="utf-8").split("\n") if x]
+
+
+def test_ray_output_equals_single_process_predict(model, local_ray, tmp_path):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    texts = read("ner", DATA / "zh_dev.jsonl") + read("ner", DATA / "zh_train.jsonl")[:6]
+    jsonl = inputs / "a.jsonl"
+    jsonl.write_bytes(b"\n".join([json.dumps({"id": f"d{k}", "text": d.text, "source": "x"}, ensure_ascii=False).encode()
+                                  for k, d in enumerate(texts)]
+                                 + [b"", b'{"id": "bad", "body": 1}', b'{"text": "\xff\xfe"}', "王芳在杭州。".encode()]) + b"\n")
+    txt = inputs / "b.txt"
+    txt.write_text("\n".join(d.text for d in texts[:5]) + "\n\n" + "李娜访问了百度公司。" * 30 + "\n", encoding="utf-8")
+    out = tmp_path / "out"
+    rc = cli.main(["predict", "--engine", "ray", "--model", str(model), "--input", str(inputs), "--output", str(out),
+                   "--actors", "2", "--threads-per-actor", "1"])
+    assert rc == 0
+    for src in (jsonl, txt):
+        local = tmp_path / f"local_{src.stem}.jsonl"
+        assert cli.main(["predict", "--model", str(model), "--input", str(src.resolve()), "--output", str(local)]) == 0
+        want, got = _lines(local), _lines(out / f"{src.stem}.jsonl")
+        assert len(got) == len(src.read_bytes().rstrip(b"\n").split(b"\n"))  # one record per input line
+        assert got == want
+        assert sum(len(r.get("entities", [])) for r in got) > 0  # not a comparison of empty records
+    errors = [r for r in _lines(out / "a.jsonl") if "error" in r]
+    assert [r["line"] for r in errors] == [len(texts) + k for k in (1, 2, 3, 4)]  # empty, no text, bad UTF-8, not JSON
+
+
+def test_ray_reads_parquet_and_gives_each_row_its_record(model, local_ray, tmp_path):
+    import pandas as pd
+
+    rows = [{"id": f"p{k}", "text": t} for k, t in enumerate(["王芳在杭州的小米公司工作。", "", "李娜访问了百度公司。"])]
+    pd.DataFrame(rows).to_parquet(tmp_path / "docs.parquet")
+    (tmp_path / "same.jsonl").write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n", encoding="utf-8")
+    assert cli.main(["predict", "--engine", "ray", "--model", str(model), "--input", str(tmp_path / "docs.parquet"),
+                     "--output", str(tmp_path / "out")]) == 0
+    assert cli.main(["predict", "--model", str(model), "--input", str(tmp_path / "same.jsonl"), "--output", str(tmp_path / "l.jsonl")]) == 0
+    got = _lines(tmp_path / "out" / "docs.jsonl")
+    assert [r["id"] for r in got] == ["p0", "p1", "p2"]
+    assert [{k: v for k, v in r.items()} for r in got] == _lines(tmp_path / "l.jsonl")
+
+
+def test_ray_input_mistakes_are_one_line_errors(model, tmp_path, capsys):
+    rc = cli.main(["predict", "--engine", "ray", "--model", str(model), "--input", str(tmp_path / "missing"), "--output", str(tmp_path / "o")])
+    assert rc == 2 and "no such file or folder" in capsys.readouterr().err
+    (tmp_path / "x.jsonl").write_text('{"text": "a"}\n')
+    rc = cli.main(["predict", "--engine", "ray", "--model", str(model), "--input", str(tmp_path), "--output", str(tmp_path)])
+    assert rc == 2 and "overwrite inputs" in capsys.readouterr().err
