@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import difflib
 import json
 import logging
 import os
@@ -266,7 +265,7 @@ def _train(args: argparse.Namespace, entry, options, out: Path, main_rank: bool 
                          precision=args.precision, grad_accum=args.grad_accum, eval_every=args.eval_every,
                          patience=args.patience, save_every=args.save_every, resume=args.resume)
     if dev_docs:
-        _warn_label_overlap(extractor.task, dev_docs, entry)
+        _warn_label_overlap(extractor.task, dev_docs)
     summary = train(extractor, train_docs, dev_docs, config, out)
     if not main_rank:
         return 0
@@ -280,7 +279,7 @@ def _train(args: argparse.Namespace, entry, options, out: Path, main_rank: bool 
     return 0
 
 
-def _warn_label_overlap(task, docs, entry) -> None:
+def _warn_label_overlap(task, docs) -> None:
     """Say so when the model's labels and the data's labels have nothing in common (F1 is then 0)."""
     known = set(task.labels_summary().get("labels", []) or task.labels_summary().get("entity_labels", []))
     if task.name == "ner":
@@ -333,7 +332,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     _apply_decode_options(extractor, args)
     entry = _registry()[extractor.task.name]
     gold = entry.read(data, args.format)
-    _warn_label_overlap(extractor.task, gold, entry)
+    _warn_label_overlap(extractor.task, gold)
     t0 = time.time()
     pred = extractor.predict(gold, args.batch_size, progress=True)
     metrics = extractor.task.evaluate(gold, pred)
@@ -749,8 +748,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: internal error ({type(e).__name__}: {e}); rerun with --debug for the traceback and please report it",
               file=sys.stderr)
         return 1
-
-
-def suggest(name: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(name, choices, n=1)
-    return f" (did you mean {close[0]}?)" if close else ""

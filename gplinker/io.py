@@ -218,13 +218,14 @@ def iter_inputs(path: str | Path, fmt: str = "auto") -> Iterator[InputRecord]:
             pending = parts.pop()
             for raw in parts:
                 no += 1
-                yield _input_record(path, no, raw, fmt)
+                yield input_record(path, no, raw, fmt)
         if pending:
             no += 1
-            yield _input_record(path, no, pending, fmt)
+            yield input_record(path, no, pending, fmt)
 
 
-def _input_record(path: str | Path, no: int, raw: bytes, fmt: str) -> InputRecord:
+def input_record(path: str | Path, no: int, raw: bytes, fmt: str) -> InputRecord:
+    """Line ``no`` of a prediction input (its raw bytes, ``fmt`` text or jsonl) as an InputRecord."""
     raw = raw[:-1] if raw.endswith(b"\r") else raw
     if no == 1 and raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]

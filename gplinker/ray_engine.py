@@ -17,7 +17,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from gplinker.io import _input_record, input_format
+from gplinker.io import input_record, input_format
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class Predictor:
 
         records = []
         sources = [str(s) for s in batch["source"]]
-        inputs = [_input_record(src, int(line), raw if isinstance(raw, bytes) else bytes(raw), str(fmt))
+        inputs = [input_record(src, int(line), raw if isinstance(raw, bytes) else bytes(raw), str(fmt))
                   for src, line, raw, fmt in zip(sources, batch["line"], batch["raw"], batch["format"])]
         for src in dict.fromkeys(sources):  # one source at a time, so error messages name their file
             mine = [r for s, r in zip(sources, inputs) if s == src]

@@ -96,6 +96,16 @@ def test_default_stride_follows_max_length(tiny_encoder, capsys, tmp_path):
     assert (cfg["max_length"], cfg["stride"]) == (24, 6)
 
 
+def test_labels_with_nothing_in_common_are_warned_about(model, capsys):
+    rc, out, err = run_cli(capsys, "evaluate", "--model", model, "--data", DATA / "zh_dev.jsonl")
+    assert rc == 0 and "none of the labels in the data" in err and "every score will be 0" in err
+
+
+def test_prediction_flags_of_another_task_are_refused(model, capsys, tmp_path):
+    user_error(capsys, "predict", "--model", model, "--input", PREDICT, "--output", tmp_path / "o.jsonl", "--drop-triggerless",
+               says="--drop-triggerless is for event models")
+
+
 def test_debug_shows_the_traceback(capsys, tmp_path):
     rc, _, err = run_cli(capsys, "info", tmp_path / "nope", "--debug")
     assert rc == 2 and "Traceback" in err and "does not exist" in err
