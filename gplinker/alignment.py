@@ -156,3 +156,24 @@ def merge_windows(specs: Sequence[HeadSpec], windows: Sequence[Window], cells: S
         first[1:] = (r[1:] != r[:-1]).any(axis=1)  # one copy of a cell seen by several windows
         heads[spec.name] = HeadCells(r[first], lg[first])
     return DocumentCells(heads, windows=len(windows))
+
+
+def gold_cells(specs: Sequence[HeadSpec], targets: Targets, logit: float = 10.0) -> DocumentCells:
+    """The character-level cells a perfect model would produce for ``targets`` (every cell at
+    ``logit``): decoding them gives back the gold, and mixing them with predicted cells head by
+    head measures what each part of the model costs (the oracle assembly diagnosis)."""
+    heads: dict[str, HeadCells] = {}
+    for spec in specs:
+        rows = set()
+        for t in targets.get(spec.name, ()):
+            if spec.axes == "span":
+                rows.add((t[0], t[1], t[2]))
+                continue
+            (sa, ea), (sb, eb) = t[1], t[2]
+            if (sa, ea) == (sb, eb):
+                continue
+            x, y = (sa, sb) if spec.axes == "starts" else (ea, eb)
+            rows.add((t[0], min(x, y), max(x, y)) if spec.tril_mask else (t[0], x, y))
+        r = np.array(sorted(rows), dtype=np.int64).reshape(-1, 3)  # (N, 3)
+        heads[spec.name] = HeadCells(r, np.full(len(r), logit, dtype=np.float32))
+    return DocumentCells(heads)

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from gplinker import __version__, model_dir
 from gplinker.alignment import merge_windows
 from gplinker.atomic import atomic_directory
-from gplinker.cells import HeadCells
+from gplinker.cells import DocumentCells, HeadCells
 from gplinker.model import GPLinkerModel, collate
 from gplinker.offsets import ALIGN_POLICIES, Featurizer, Window
 from gplinker.structures import Document
@@ -186,20 +186,21 @@ class Extractor:
         self.model.train(was_training)
         return out
 
-    def predict(self, inputs: Sequence[str | Document], batch_size: int = 32, progress: bool = False) -> list[Document]:
-        """One predicted :class:`Document` per input text (ids and extra fields of documents kept)."""
-        docs = [d if isinstance(d, Document) else Document(text=d) for d in inputs]
-        windows = self.featurizer.windows([d.text for d in docs])
+    def document_cells(self, texts: Sequence[str], batch_size: int = 32, progress: bool = False) -> list[DocumentCells]:
+        """Each text's positive cells in characters, its windows merged: what the task decodes."""
+        windows = self.featurizer.windows(list(texts))
         cells = self.window_cells(windows, batch_size, progress)
-        by_doc: list[list[int]] = [[] for _ in docs]
+        by_doc: list[list[int]] = [[] for _ in texts]
         for k, w in enumerate(windows):
             by_doc[w.doc_index].append(k)
         specs = self.task.head_specs()
-        out = []
-        for d, ks in zip(docs, by_doc):
-            bare = Document(text=d.text, id=d.id, meta=dict(d.meta))
-            out.append(self.task.decode(bare, merge_windows(specs, [windows[k] for k in ks], [cells[k] for k in ks])))
-        return out
+        return [merge_windows(specs, [windows[k] for k in ks], [cells[k] for k in ks]) for ks in by_doc]
+
+    def predict(self, inputs: Sequence[str | Document], batch_size: int = 32, progress: bool = False) -> list[Document]:
+        """One predicted :class:`Document` per input text (ids and extra fields of documents kept)."""
+        docs = [d if isinstance(d, Document) else Document(text=d) for d in inputs]
+        cells = self.document_cells([d.text for d in docs], batch_size, progress)
+        return [self.task.decode(Document(text=d.text, id=d.id, meta=dict(d.meta)), c) for d, c in zip(docs, cells)]
 
     def __call__(self, texts: Sequence[str], batch_size: int = 32) -> list[Document]:
         return self.predict(texts, batch_size)

@@ -57,3 +57,45 @@ def score(gold: Iterable[set], pred: Iterable[set], label_of: Callable[[tuple], 
     if label_of is not None:
         out["per_label"] = {str(k): per[k].to_json() for k in sorted(per, key=str)}
     return out
+
+
+def macro(level: dict) -> dict:
+    """Macro precision / recall / F1: the mean over the labels of ``level["per_label"]`` (labels
+    seen in gold or predictions), as SpERT reports relations beside micro scores."""
+    per = level.get("per_label") or {}
+    if not per:
+        return {"precision": 0.0, "recall": 0.0, "f1": 0.0}
+    return {k: sum(v[k] for v in per.values()) / len(per) for k in ("precision", "recall", "f1")}
+
+
+def char_f1(pred: str, gold: str) -> float:
+    """Character-level F1 of two strings (bag of characters), DuEE's argument matching score."""
+    from collections import Counter
+
+    same = sum((Counter(pred) & Counter(gold)).values())
+    if not same:
+        return 0.0
+    p, r = same / len(pred), same / len(gold)
+    return 2 * p * r / (p + r)
+
+
+def soft_score(gold: Iterable[dict], pred: Iterable[dict]) -> dict:
+    """DuEE's official argument score: per document and (event type, role), each predicted
+    argument string is matched to the unmatched gold string of that key with the highest
+    character-level F1 and scores that F1; precision = sum / predicted, recall = sum / gold.
+    ``gold``/``pred``: one dict per document, {(event type, role): [argument strings]}."""
+    total, n_pred, n_gold = 0.0, 0, 0
+    for g, p in zip(list(gold), list(pred)):
+        n_pred += sum(len(v) for v in p.values())
+        n_gold += sum(len(v) for v in g.values())
+        for key, strings in p.items():
+            left = list(g.get(key, []))
+            for s in strings:
+                if not left:
+                    break
+                best = max(range(len(left)), key=lambda k: char_f1(s, left[k]))
+                total += char_f1(s, left.pop(best))
+    precision = total / n_pred if n_pred else 0.0
+    recall = total / n_gold if n_gold else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1, "matched": total, "n_pred": n_pred, "n_gold": n_gold}

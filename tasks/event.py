@@ -25,7 +25,7 @@ import networkx as nx
 import numpy as np
 
 from gplinker.cells import DocumentCells
-from gplinker.metrics import score
+from gplinker.metrics import score, soft_score
 from gplinker.structures import Argument, Document, Event
 from gplinker.task import HeadSpec, Targets, Task
 
@@ -229,11 +229,31 @@ class EventTask(Task):
         def events(d: Document) -> set:
             return {(e.label, e.arguments) for e in d.events}
 
+        # CasEE (Sheng et al., 2021) on FewFC: trigger / argument identification and classification
+        def ti(d: Document) -> set:
+            return {(a.start, a.end) for e in d.events for a in e.arguments if a.role == TRIGGER}
+
+        def ai(d: Document) -> set:
+            return {(e.label, a.start, a.end) for e in d.events for a in e.arguments if a.role != TRIGGER}
+
+        def duee(d: Document) -> dict:  # DuEE's official argument score compares strings per (type, role)
+            out: dict = {}
+            for e in d.events:
+                for a in e.arguments:
+                    if a.role != TRIGGER:
+                        out.setdefault((e.label, a.role), []).append(d.text[a.start : a.end])
+            return {k: sorted(set(v)) for k, v in out.items()}
+
         first = lambda t: t[0]  # noqa: E731
         return {
             "events": score(map(events, gold), map(events, pred), label_of=first),
             "arguments": score(map(arguments, gold), map(arguments, pred), label_of=lambda t: f"{t[0]}/{t[1]}"),
             "triggers": score(map(triggers, gold), map(triggers, pred), label_of=first),
+            "trigger_identification": score(map(ti, gold), map(ti, pred)),
+            "trigger_classification": score(map(triggers, gold), map(triggers, pred)),
+            "argument_identification": score(map(ai, gold), map(ai, pred)),
+            "argument_classification": score(map(arguments, gold), map(arguments, pred)),
+            "arguments_duee": soft_score(map(duee, gold), map(duee, pred)),
         }
 
     def config(self) -> dict[str, Any]:

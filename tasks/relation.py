@@ -15,7 +15,7 @@ from typing import Any, Literal, Sequence
 import numpy as np
 
 from gplinker.cells import DocumentCells
-from gplinker.metrics import score
+from gplinker.metrics import macro, score
 from gplinker.structures import Document, Relation, Span
 from gplinker.task import HeadSpec, Targets, Task
 
@@ -34,6 +34,11 @@ class RelationOptions:
     channels), or ``auto`` (typed when the data gives entity types)."""
 
     entity_mode: Literal["auto", "typed", "subject-object"] = "auto"
+
+
+def _last_word(text: str) -> str:
+    words = text.split()
+    return words[-1] if words else text
 
 
 def _min_known(values: list[float | None]) -> float | None:
@@ -188,13 +193,20 @@ class RelationTask(Task):
         def text(d: Document) -> set:
             return {(r.label, r.head.text_in(d.text), r.tail.text_in(d.text)) for r in d.relations}
 
+        def partial(d: Document) -> set:  # WebNLG / NYT partial match: the last word of each entity
+            return {(r.label, _last_word(r.head.text_in(d.text)), _last_word(r.tail.text_in(d.text))) for r in d.relations}
+
         first = lambda t: t[0]  # noqa: E731
-        return {
+        out = {
             "triples": score(map(strict, gold), map(strict, pred), label_of=first),
-            "triples_boundary": score(map(boundary, gold), map(boundary, pred)),
+            "triples_boundary": score(map(boundary, gold), map(boundary, pred), label_of=first),
             "triples_text": score(map(text, gold), map(text, pred)),
+            "triples_partial": score(map(partial, gold), map(partial, pred)),
             "entities": score(map(ents, gold), map(ents, pred), label_of=first),
         }
+        for level in ("triples", "triples_boundary"):  # SpERT reports micro and macro (mean over relation types)
+            out[level]["macro"] = macro(out[level])
+        return out
 
     def config(self) -> dict[str, Any]:
         return {"entity_labels": self.entity_labels, "predicates": self.predicates, "typed": self.typed}
