@@ -263,7 +263,8 @@ def _train(args: argparse.Namespace, entry, options, out: Path, main_rank: bool 
     config = TrainConfig(epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr,
                          head_lr=args.head_lr, seed=args.seed, freeze_embeddings=args.freeze_embeddings,
                          precision=args.precision, grad_accum=args.grad_accum, eval_every=args.eval_every,
-                         patience=args.patience, save_every=args.save_every, resume=args.resume)
+                         patience=args.patience, save_every=args.save_every, resume=args.resume,
+                         tune_link_threshold=args.tune_link_threshold)
     if dev_docs:
         _warn_label_overlap(extractor.task, dev_docs)
     summary = train(extractor, train_docs, dev_docs, config, out)
@@ -488,6 +489,7 @@ def cmd_info(args: argparse.Namespace) -> int:
               **{k: v for k, v in task.config().items() if not isinstance(v, list)},
               "encoder": info.get("encoder"), "max_length": config.get("max_length"), "stride": config.get("stride"),
               "head_type": config.get("head_type"), "head_size": config.get("head_size"),
+              "link_threshold": config.get("link_threshold") if task.name != "ner" else None,
               "train_file": info.get("train_file"), "train_documents": info.get("train_documents"),
               "dev_file": info.get("dev_file"), "dev_scores": info.get("dev_scores"),
               "best_epoch": info.get("best_epoch"), "best_step": info.get("best_step"),
@@ -628,6 +630,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--save-every", type=_positive_int, default=None,
                    help="write a resumable checkpoint to OUTPUT/checkpoint every N steps (atomically)")
     t.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint (same command otherwise)")
+    t.add_argument("--no-tune-link-threshold", dest="tune_link_threshold", action="store_false",
+                   help="relation, event: keep the link heads' threshold at 0 instead of choosing it on --dev after training")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="score a saved model on a labelled file", formatter_class=_Formatter)

@@ -41,6 +41,7 @@ class ModelSettings:
     max_length: int = 256
     stride: int = 64
     align: str = "expand"
+    link_threshold: float = 0.0  # logit above which a link head's cell fires (chosen on dev by train --tune-link-threshold)
 
     def __post_init__(self) -> None:
         if self.head_type not in ("efficient", "standard"):
@@ -169,12 +170,13 @@ class Extractor:
         was_training = self.model.training
         self.model.eval()
         order = sorted(range(len(windows)), key=lambda k: len(windows[k])) if sort else list(range(len(windows)))
+        thresholds = {s.name: self.settings.link_threshold for s in self.task.head_specs() if s.axes != "span"}
         out: list[dict[str, HeadCells]] = [{} for _ in windows]
         bar = tqdm(total=len(windows), desc="predict", unit="win", disable=not progress, leave=False)
         for b0 in range(0, len(order), batch_size):
             idx = order[b0 : b0 + batch_size]
             batch = collate([windows[k] for k in idx], self.pad_id)
-            per_head = self.model.positive_cells(**{k: v.to(self.device) for k, v in batch.items()})
+            per_head = self.model.positive_cells(**{k: v.to(self.device) for k, v in batch.items()}, thresholds=thresholds)
             for name, (found, values) in per_head.items():  # (N, 4) rows (b, h, i, j), (N,) logits
                 values = values.float().cpu().numpy()
                 cells = found.cpu().numpy()

@@ -90,16 +90,16 @@ def _materialized_loss(scores, start_bias, end_bias, mask, indices, tril):
 
 
 def factorized_positive_cells(scores: torch.Tensor, start_bias: torch.Tensor, end_bias: torch.Tensor,
-                              mask: torch.Tensor, tril: bool = True, channel_chunk: int = 16
+                              mask: torch.Tensor, tril: bool = True, channel_chunk: int = 16, threshold: float = 0.0
                               ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Positive cells ``(b, h, i, j)`` and their logits, testing ``channel_chunk`` channels at a
-    time so at most B·chunk·n² logits exist at once. -> ((N, 4) long, (N,) float)."""
+    """Cells ``(b, h, i, j)`` with logit > ``threshold`` and their logits, testing ``channel_chunk``
+    channels at a time so at most B·chunk·n² logits exist at once. -> ((N, 4) long, (N,) float)."""
     allowed = span_mask(mask, tril)  # (B, 1, n, n)
     h = start_bias.shape[1]
     found, values = [], []
     for c0 in range(0, h, channel_chunk):
         logits = scores[:, None] + start_bias[:, c0 : c0 + channel_chunk, :, None] + end_bias[:, c0 : c0 + channel_chunk, None, :]
-        hit = (logits > 0) & allowed  # (B, c, n, n)
+        hit = (logits > threshold) & allowed  # (B, c, n, n)
         idx = hit.nonzero()
         values.append(logits[hit])
         idx[:, 1] += c0

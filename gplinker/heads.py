@@ -65,10 +65,11 @@ class GlobalPointer(nn.Module):
             self.dense.weight[new * w : (new + 1) * w] = src.dense.weight[old * w : (old + 1) * w]
             self.dense.bias[new * w : (new + 1) * w] = src.dense.bias[old * w : (old + 1) * w]
 
-    def positive_cells(self, hidden: torch.Tensor, mask: torch.Tensor, channel_chunk: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
-        """((N, 4) cells (b, h, i, j) with logit > 0, (N,) their logits)."""
+    def positive_cells(self, hidden: torch.Tensor, mask: torch.Tensor, channel_chunk: int = 16,
+                       threshold: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """((N, 4) cells (b, h, i, j) with logit > ``threshold``, (N,) their logits)."""
         logits = self(hidden, mask)  # (B, H, n, n)
-        cells = positive_cells(logits)
+        cells = positive_cells(logits, threshold)
         return cells, logits[cells[:, 0], cells[:, 1], cells[:, 2], cells[:, 3]]
 
 
@@ -125,9 +126,10 @@ class EfficientGlobalPointer(nn.Module):
             self.q_dense.weight[2 * new : 2 * new + 2] = src.q_dense.weight[2 * old : 2 * old + 2]
             self.q_dense.bias[2 * new : 2 * new + 2] = src.q_dense.bias[2 * old : 2 * old + 2]
 
-    def positive_cells(self, hidden: torch.Tensor, mask: torch.Tensor, channel_chunk: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
-        """((N, 4) cells (b, h, i, j) with logit > 0, (N,) their logits), a few channels at a time."""
-        return factorized_positive_cells(*self.factors(hidden), mask, self.tril_mask, channel_chunk)
+    def positive_cells(self, hidden: torch.Tensor, mask: torch.Tensor, channel_chunk: int = 16,
+                       threshold: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """((N, 4) cells (b, h, i, j) with logit > ``threshold``, (N,) their logits), a few channels at a time."""
+        return factorized_positive_cells(*self.factors(hidden), mask, self.tril_mask, channel_chunk, threshold)
 
 
 HEADS = {"standard": GlobalPointer, "efficient": EfficientGlobalPointer}

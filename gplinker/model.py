@@ -49,10 +49,12 @@ class GPLinkerModel(nn.Module):
 
     @torch.no_grad()
     def positive_cells(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, span_mask: torch.Tensor,
-                       channel_chunk: int = 16) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        """{head: ((N, 4) cells (b, h, i, j) with logit > 0, (N,) their logits)}."""
+                       channel_chunk: int = 16, thresholds: dict[str, float] | None = None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """{head: ((N, 4) cells (b, h, i, j) with logit > the head's threshold (default 0), (N,) their logits)}."""
         hidden = self.encode(input_ids, attention_mask)  # (B, n, D)
-        return {name: head.positive_cells(hidden, span_mask, channel_chunk) for name, head in self.heads.items()}
+        thresholds = thresholds or {}
+        return {name: head.positive_cells(hidden, span_mask, channel_chunk, thresholds.get(name, 0.0))
+                for name, head in self.heads.items()}
 
 
 def collate(windows: Sequence[Window], pad_id: int, specs: Sequence[HeadSpec] = (),

@@ -51,6 +51,7 @@ class TrainConfig:
     patience: int | None = None  # stop when dev F1 has not improved for this many evaluations
     save_every: int | None = None  # write DIR/checkpoint every N steps (resumable)
     resume: bool = False  # continue from DIR/checkpoint
+    tune_link_threshold: bool = True  # choose the link heads' threshold on dev after training (relations, events)
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -64,6 +65,31 @@ class TrainConfig:
 
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+LINK_THRESHOLDS = (0.0, -0.5, -1.0, -1.5, -2.0, -3.0)  # logits tried for the link heads
+
+
+def tune_link_threshold(extractor: Extractor, dev_docs: Sequence[Document], batch_size: int = 32,
+                        candidates: Sequence[float] = LINK_THRESHOLDS) -> tuple[float, dict[float, dict[str, Any]]]:
+    """The link heads' decision threshold (a logit) with the best main dev F1, and every
+    candidate's metrics. Missing links split one event into several cliques (and lose triples);
+    a lower link threshold trades link precision for recall, so it is chosen on dev. The model runs
+    once: cells are extracted at the lowest candidate and filtered for the others. Ties go to the
+    candidate nearest 0 (the multilabel loss's own threshold). Sets ``extractor.settings``."""
+    from gplinker.cells import DocumentCells
+
+    task = extractor.task
+    links = {s.name for s in task.head_specs() if s.axes != "span"}
+    extractor.settings.link_threshold = min(candidates)
+    cells = extractor.document_cells([d.text for d in dev_docs], batch_size)
+    results: dict[float, dict[str, Any]] = {}
+    for t in candidates:
+        pred = [task.decode(Document(d.text, id=d.id),
+                            DocumentCells({name: hc.select(hc.logits > t) if name in links else hc for name, hc in c.heads.items()},
+                                          c.windows)) for d, c in zip(dev_docs, cells)]
+        results[t] = task.evaluate(dev_docs, pred)
+    chosen = max(candidates, key=lambda t: (main_f1(results[t]), t))
+    extractor.settings.link_threshold = chosen
+    return chosen, results
 
 
 def set_seed(seed: int) -> None:
@@ -299,10 +325,23 @@ def train(extractor: Extractor, train_docs: Sequence[Document], dev_docs: Sequen
     if best.state is not None and best.step != step and ctx.is_main:  # leave the extractor at its best evaluation, as saved
         model.load_state_dict(best.state)
         logger.info("restored the best model (epoch %s, step %s)", best.epoch, best.step)
+    tuned = None
+    if ctx.is_main and dev_docs and config.tune_link_threshold and any(s.axes != "span" for s in task.head_specs()):
+        chosen, by_threshold = tune_link_threshold(extractor, dev_docs, config.eval_batch_size)
+        tuned = {"chosen": chosen, "dev_f1": {str(t): main_f1(m) for t, m in by_threshold.items()}}
+        logger.info("link threshold chosen on dev: %+.1f (%s)", chosen,
+                    ", ".join(f"{t}: {f:.4f}" for t, f in tuned["dev_f1"].items()))
+        if best.metrics is not None:
+            best.metrics = by_threshold[chosen]
+        extractor.info.update(dev_scores=dev_scores(by_threshold[chosen]), link_threshold_dev_f1=tuned["dev_f1"])
+        if out is not None:
+            extractor.save_pretrained(out / "model")
     ctx.broadcast_module(model)  # every process ends on rank 0's (best) model ...
     best_json, history = ctx.broadcast_object((best.to_json(), history))  # ... and knows what rank 0 measured
+    tuned = ctx.broadcast_object(tuned)
     summary = {"best": best_json, "history": history, "steps": step, "seconds": round(time.time() - t0, 1),
-               "train_windows": len(windows), "alignment": asdict(stats), "config": asdict(config), "processes": ctx.world}
+               "train_windows": len(windows), "alignment": asdict(stats), "config": asdict(config), "processes": ctx.world,
+               "link_threshold": tuned}
     if out is not None and ctx.is_main:
         write_json(out / "train_summary.json", summary)
     ctx.barrier()

@@ -186,3 +186,24 @@ def test_early_training_explosion_is_capped_not_hung(caplog):
     cells = np.column_stack([i, j])  # every link fires
     events = events_from_graph(args, cells, cells, {a: 0.6 for a in args})
     assert 0 < len(events) <= event.MAX_EVENTS_PER_TYPE and "capped" in caplog.text
+
+
+def test_link_threshold_is_chosen_on_dev_saved_and_reproduced(tiny_encoder, tmp_path):
+    import json
+
+    from gplinker.extractor import Extractor, ModelSettings
+    from gplinker.training import LINK_THRESHOLDS, TrainConfig, main_f1, train
+
+    docs = read("event", EV / "zh_train.jsonl")
+    ex = Extractor.build(str(tiny_encoder), EventTask.from_documents(docs), ModelSettings(head_size=16, max_length=40, stride=8),
+                         "cpu", seed=3)
+    summary = train(ex, docs, docs[:6], TrainConfig(epochs=12, batch_size=6, lr=5e-3, head_lr=1e-2), tmp_path)  # links half learnt
+    tuned = summary["link_threshold"]
+    scores = {float(t): f for t, f in tuned["dev_f1"].items()}
+    assert set(scores) == set(LINK_THRESHOLDS)
+    assert tuned["chosen"] == max(scores, key=lambda t: (scores[t], t))  # the best dev F1; ties nearest 0
+    saved = json.loads((tmp_path / "model" / "gplinker.json").read_text())
+    assert saved["link_threshold"] == tuned["chosen"]
+    loaded = Extractor.from_pretrained(tmp_path / "model", device="cpu")
+    assert main_f1(loaded.task.evaluate(docs[:6], loaded.predict(docs[:6]))) == pytest.approx(scores[tuned["chosen"]])
+    assert summary["best"]["metrics"]["events"]["f1"] == pytest.approx(scores[tuned["chosen"]])
