@@ -695,7 +695,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="auto: by extension (.jsonl/.json, .txt), else JSONL when the first line is a JSON object")
     for x in (r, pl, s):
         x.add_argument("--threshold", type=_probability, default=None,
-                       help="keep only items whose probability is at least this, in (0, 1] (decoded items have p > 0.5)")
+                       help="keep only items whose score is at least this, in (0, 1] (decoded spans score > 0.5)")
     for x in (e, r, pl, s):
         x.add_argument("--decode", choices=["flat", "nested"], default=None, help="ner: override the model's saved decoding")
         x.add_argument("--drop-triggerless", action="store_true", help="event: drop predicted events without a trigger")
