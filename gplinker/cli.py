@@ -490,6 +490,7 @@ def cmd_info(args: argparse.Namespace) -> int:
               "encoder": info.get("encoder"), "max_length": config.get("max_length"), "stride": config.get("stride"),
               "head_type": config.get("head_type"), "head_size": config.get("head_size"),
               "link_threshold": config.get("link_threshold") if task.name != "ner" else None,
+              "temperature": config.get("temperature"),
               "train_file": info.get("train_file"), "train_documents": info.get("train_documents"),
               "dev_file": info.get("dev_file"), "dev_scores": info.get("dev_scores"),
               "best_epoch": info.get("best_epoch"), "best_step": info.get("best_step"),
@@ -509,6 +510,57 @@ def cmd_info(args: argparse.Namespace) -> int:
             print(f"{k}: {shown if len(shown) < 400 else shown[:400] + ' ...'}")
         else:
             print(f"{k}: {v}")
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    """Reliability of the model's scores on labelled data; a temperature fitted there, saved with --apply."""
+    data = _existing_file(args.data, "--data")
+    path = _model_dir(args.model)
+    for option in ("plot", "output"):
+        if getattr(args, option):
+            _writable_file(getattr(args, option), f"--{option}", (data,))
+    _check_device(args.device)
+    _setup_logging(None, args.verbose)
+    from gplinker import calibration, model_dir
+    from gplinker.atomic import write_text
+    from gplinker.extractor import Extractor
+    from gplinker.io import write_json
+
+    ex = Extractor.from_pretrained(path, args.device)
+    gold = _registry()[ex.task.name].read(data, args.format)
+    # T is fitted on one half of the documents and judged on the other; --apply saves T fitted on all
+    fit_half = calibration.cell_outcomes(ex, gold[0::2], args.floor, args.batch_size)
+    held_out = calibration.cell_outcomes(ex, gold[1::2], args.floor, args.batch_size)
+    t = calibration.fit_temperature(fit_half)
+    t_all = calibration.fit_temperature(fit_half + held_out)
+    report = {"temperature_fitted_on_half": t, "temperature": t_all, "saved_temperature": ex.settings.temperature,
+              "floor": args.floor, "heads": {}}
+    print(f"cells with logit > {args.floor} per head, scored σ(2·logit / T). T fitted on half of the documents: {t:.3f}; "
+          f"judged on the other half below. T fitted on all: {t_all:.3f} (saved with the model: {ex.settings.temperature:.3f})")
+    print(f"{'head':<12} {'cells':>7} {'right':>7} {'gold':>7} {'ECE T=1':>9} {'ECE T=fit':>10}   (held-out half)")
+    curves = {}
+    for o in held_out:
+        p1, pt = calibration.probabilities(o.logits), calibration.probabilities(o.logits, t)
+        e1, et = calibration.ece(p1, o.correct), calibration.ece(pt, o.correct)
+        report["heads"][o.head] = {"cells": int(len(o.logits)), "right": int(o.correct.sum()), "gold": o.n_gold,
+                                   "ece": e1, "ece_fitted": et, "reliability": calibration.reliability(p1, o.correct),
+                                   "reliability_fitted": calibration.reliability(pt, o.correct)}
+        print(f"{o.head:<12} {len(o.logits):>7} {int(o.correct.sum()):>7} {o.n_gold:>7} {e1:>9.4f} {et:>10.4f}")
+        if len(o.logits):
+            curves[f"{o.head}, T=1"] = (p1, o.correct)
+            curves[f"{o.head}, T={t:.2f}"] = (pt, o.correct)
+    if args.plot:
+        calibration.plot(args.plot, curves, f"{_model_name(str(path))}: {Path(args.data).name}, held-out half")
+        print(f"reliability diagram: {args.plot}")
+    if args.output:
+        write_json(args.output, report)
+    if args.apply:
+        cfg_file = path / model_dir.CONFIG_NAME
+        config = json.loads(cfg_file.read_text(encoding="utf-8"))
+        config["temperature"] = t_all
+        write_text(cfg_file, json.dumps(config, ensure_ascii=False, indent=2))
+        print(f"temperature {t_all:.3f} saved in {cfg_file}: scores are now σ(2·logit / {t_all:.3f})")
     return 0
 
 
@@ -700,6 +752,18 @@ def build_parser() -> argparse.ArgumentParser:
         x.add_argument("--decode", choices=["flat", "nested"], default=None, help="ner: override the model's saved decoding")
         x.add_argument("--drop-triggerless", action="store_true", help="event: drop predicted events without a trigger")
 
+    c = sub.add_parser("calibrate", help="measure how well scores match accuracy on labelled data; fit a temperature",
+                       formatter_class=_Formatter)
+    c.add_argument("--model", required=True, help="a model directory")
+    c.add_argument("--data", required=True, help="a labelled dev file (not the test set)")
+    c.add_argument("--format", default="auto", help="dataset format, auto detects")
+    c.add_argument("--floor", type=float, default=-3.0, help="cells down to this logit are measured (near-misses included)")
+    c.add_argument("--plot", help="write a reliability diagram (PNG; needs matplotlib) here")
+    c.add_argument("--output", help="write the measurements as JSON here")
+    c.add_argument("--apply", action="store_true", help="save the fitted temperature with the model")
+    c.add_argument("--batch-size", type=_positive_int, default=32, help="windows per forward pass")
+    c.set_defaults(func=cmd_calibrate)
+
     i = sub.add_parser("info", help="what a saved model is: task, labels, encoder, training data, dev scores",
                        formatter_class=_Formatter)
     i.add_argument("model", help="a model directory")
@@ -713,9 +777,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--retrain", action="store_true", help="train the demo models again")
     q.set_defaults(func=cmd_quickstart)
 
-    for x in (t, e, r, pl, s, q):
+    for x in (t, e, r, pl, s, q, c):
         x.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    for x in (t, e, r, pl, s, i, q):
+    for x in (t, e, r, pl, s, i, q, c):
         x.add_argument("--verbose", action="store_true", help="debug logging")
         x.add_argument("--debug", action="store_true", help="show the traceback of an error")
     return p

@@ -42,6 +42,7 @@ class ModelSettings:
     stride: int = 64
     align: str = "expand"
     link_threshold: float = 0.0  # logit above which a link head's cell fires (chosen on dev by train --tune-link-threshold)
+    temperature: float = 1.0  # scores are σ(2·logit / temperature); fitted on dev by `gplinker calibrate`
 
     def __post_init__(self) -> None:
         if self.head_type not in ("efficient", "standard"):
@@ -164,13 +165,16 @@ class Extractor:
     # ---- prediction --------------------------------------------------------------------------
     @torch.no_grad()
     def window_cells(self, windows: Sequence[Window], batch_size: int = 32, progress: bool = False,
-                     sort: bool = True) -> list[dict[str, HeadCells]]:
+                     sort: bool = True, thresholds: dict[str, float] | None = None) -> list[dict[str, HeadCells]]:
         """Positive cells (token positions) of every window; batches are formed from
-        length-sorted windows (less padding) unless ``sort`` is False."""
+        length-sorted windows (less padding) unless ``sort`` is False. ``thresholds``: per-head
+        logits to use instead of the model's (0 for spans, the link threshold for links). The
+        logits returned are divided by the model's temperature (decisions are made before)."""
         was_training = self.model.training
         self.model.eval()
         order = sorted(range(len(windows)), key=lambda k: len(windows[k])) if sort else list(range(len(windows)))
-        thresholds = {s.name: self.settings.link_threshold for s in self.task.head_specs() if s.axes != "span"}
+        if thresholds is None:
+            thresholds = {s.name: self.settings.link_threshold for s in self.task.head_specs() if s.axes != "span"}
         out: list[dict[str, HeadCells]] = [{} for _ in windows]
         bar = tqdm(total=len(windows), desc="predict", unit="win", disable=not progress, leave=False)
         for b0 in range(0, len(order), batch_size):
@@ -178,7 +182,7 @@ class Extractor:
             batch = collate([windows[k] for k in idx], self.pad_id)
             per_head = self.model.positive_cells(**{k: v.to(self.device) for k, v in batch.items()}, thresholds=thresholds)
             for name, (found, values) in per_head.items():  # (N, 4) rows (b, h, i, j), (N,) logits
-                values = values.float().cpu().numpy()
+                values = values.float().cpu().numpy() / self.settings.temperature
                 cells = found.cpu().numpy()
                 bounds = np.searchsorted(cells[:, 0], np.arange(len(idx) + 1))  # rows come sorted by batch row
                 for r, k in enumerate(idx):
@@ -188,10 +192,11 @@ class Extractor:
         self.model.train(was_training)
         return out
 
-    def document_cells(self, texts: Sequence[str], batch_size: int = 32, progress: bool = False) -> list[DocumentCells]:
+    def document_cells(self, texts: Sequence[str], batch_size: int = 32, progress: bool = False,
+                       thresholds: dict[str, float] | None = None) -> list[DocumentCells]:
         """Each text's positive cells in characters, its windows merged: what the task decodes."""
         windows = self.featurizer.windows(list(texts))
-        cells = self.window_cells(windows, batch_size, progress)
+        cells = self.window_cells(windows, batch_size, progress, thresholds=thresholds)
         by_doc: list[list[int]] = [[] for _ in texts]
         for k, w in enumerate(windows):
             by_doc[w.doc_index].append(k)

@@ -202,3 +202,31 @@ def test_installed_command_and_module_run_outside_the_repository(model, tmp_path
     r = subprocess.run([exe, "predict", "--model", str(model), "--input", "missing.txt", "--output", "o.jsonl"],
                        capture_output=True, text=True, cwd=tmp_path, env=OUTSIDE)
     assert r.returncode == 2 and "no such file" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_calibrate_measures_fits_and_applies_a_temperature(tiny_encoder, capsys, tmp_path):
+    import math
+
+    from gplinker.extractor import Extractor
+
+    copy = tmp_path / "run"
+    assert cli.main(["train", "ner", "--train", str(DATA / "zh_train.jsonl"), "--encoder", str(tiny_encoder), "--output", str(copy),
+                     "--epochs", "40", "--batch-size", "4", "--lr", "5e-3", "--head-lr", "1e-2", "--max-length", "32",
+                     "--head-size", "16", "--max-train-docs", "8", "--device", "cpu"]) == 0
+    copy = copy / "model"
+    texts = [d.text for d in read("ner", DATA / "zh_train.jsonl")[:8]]
+    before = Extractor.from_pretrained(copy, device="cpu").predict(texts)
+    assert sum(len(d.entities) for d in before) > 0
+    rc, out, err = run_cli(capsys, "calibrate", "--model", copy, "--data", DATA / "zh_dev.jsonl", "--output", tmp_path / "c.json",
+                           "--plot", tmp_path / "c.png", "--apply", "--floor", "-10", "--device", "cpu")
+    assert rc == 0, err
+    report = json.loads((tmp_path / "c.json").read_text())
+    t = report["temperature"]
+    assert report["heads"]["entities"]["cells"] > 0 and (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+    assert json.loads((copy / "gplinker.json").read_text())["temperature"] == t
+    after = Extractor.from_pretrained(copy, device="cpu").predict(texts)
+    assert [{(s.start, s.end, s.label) for s in d.entities} for d in after] == [{(s.start, s.end, s.label) for s in d.entities} for d in before]
+    for d0, d1 in zip(before, after):
+        for s0, s1 in zip(sorted(d0.entities), sorted(d1.entities)):
+            logit = math.log(s0.score / (1 - s0.score)) / 2  # s0.score = σ(2s)
+            assert s1.score == pytest.approx(1 / (1 + math.exp(-2 * logit / t)), abs=1e-5)

@@ -73,3 +73,22 @@ def test_gold_cells_decode_back_to_the_gold_exactly():
         for d in docs:
             got = task.decode(Document(d.text), gold_cells(task.head_specs(), task.targets(d)))
             assert got.relations == d.relations and got.events == d.events, d.text
+
+
+def test_temperature_fit_recovers_a_known_miscalibration_and_ece_sees_it():
+    import numpy as np
+
+    from gplinker.calibration import ece, fit_temperature, probabilities, reliability, Outcomes
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0.0, 3.0, 20000)
+    for true_t in (0.5, 1.0, 2.5):
+        correct = rng.random(len(logits)) < probabilities(logits, true_t)  # right as often as σ(2s/T) says
+        t = fit_temperature([Outcomes("h", logits, correct, 0)])
+        assert abs(np.log(t / true_t)) < 0.08, (t, true_t)
+        calibrated = ece(probabilities(logits, true_t), correct)
+        assert calibrated < 0.02  # calibrated at the true T ...
+        if true_t != 1.0:
+            assert ece(probabilities(logits, 1.0), correct) > 3 * calibrated  # ... and visibly not at T = 1
+    pts = reliability(np.array([0.05, 0.15, 0.95, 0.95]), np.array([False, True, True, False]))
+    assert pts == [(0.05, 0.0, 1), (0.15, 1.0, 1), (0.95, 0.5, 2)]
