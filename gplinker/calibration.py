@@ -13,6 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from gplinker.alignment import gold_cells
+from gplinker.cells import probability
 from gplinker.structures import Document
 
 BINS = 10
@@ -51,8 +52,7 @@ def cell_outcomes(extractor, docs: Sequence[Document], floor: float = -3.0, batc
     return out
 
 
-def probabilities(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-2.0 * np.asarray(logits, dtype=np.float64) / temperature))
+probabilities = probability  # σ(2·logit / T), defined once in gplinker.cells
 
 
 def reliability(probs: np.ndarray, correct: np.ndarray, bins: int = BINS) -> list[tuple[float, float, int]]:

@@ -10,10 +10,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
-def probability(logits: np.ndarray) -> np.ndarray:
-    """Calibrated probability of a cell with logit ``s`` under the multilabel loss: σ(2s)
-    (kexue.fm 9064). The decision threshold s = 0 is probability 0.5."""
-    return 1.0 / (1.0 + np.exp(-2.0 * np.asarray(logits, dtype=np.float64)))
+def probability(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """The score of a cell with logit ``s`` under the multilabel loss: σ(2s / T) (kexue.fm 9064;
+    T = 1 unless a temperature was fitted, see :mod:`gplinker.calibration`). The decision threshold
+    s = 0 is score 0.5 whatever T."""
+    return 1.0 / (1.0 + np.exp(-2.0 * np.asarray(logits, dtype=np.float64) / temperature))
 
 
 @dataclass(frozen=True)
