@@ -282,9 +282,8 @@ def _train(args: argparse.Namespace, entry, options, out: Path, main_rank: bool 
 
 def _warn_label_overlap(task, docs) -> None:
     """Say so when the model's labels and the data's labels have nothing in common (F1 is then 0)."""
-    known = set(task.labels_summary().get("labels", []) or task.labels_summary().get("entity_labels", []))
     if task.name == "ner":
-        data = {s.label for d in docs for s in d.entities}
+        known, data = set(task.labels), {s.label for d in docs for s in d.entities}
     elif task.name == "relation":
         known, data = set(task.predicates), {r.label for d in docs for r in d.relations}
     else:
@@ -409,10 +408,10 @@ def _predict_ray(args: argparse.Namespace) -> int:
     _check_writable_dir(out, "--output", args.output)
     if any(out.resolve() == f.resolve().parent for f in files):
         raise UsageError(f"--output {args.output} is a folder of input files; outputs could overwrite inputs — choose another")
-    _model_dir(args.model)
+    model = _model_dir(args.model)
     _setup_logging(None, args.verbose)
     t0 = time.time()
-    counts = ray_engine.run(str(_model_dir(args.model)), [str(f) for f in files], out, actors=args.actors,
+    counts = ray_engine.run(str(model), [str(f) for f in files], out, actors=args.actors,
                             gpus_per_actor=args.gpus_per_actor, address=args.ray_address, input_format_name=args.input_format,
                             threshold=args.threshold or 0.0, threads=args.threads_per_actor)
     print(f"{counts['records']} records from {len(files)} file(s) written to {out}/ ({counts['predicted']} predicted, "

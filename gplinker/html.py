@@ -47,11 +47,6 @@ class Colours:
         return self.assigned[label]
 
 
-def _key(item: dict[str, Any]) -> str:
-    """The legend key of an item: its label, and its model when several models are shown."""
-    return str(item["label"])
-
-
 def _badge(item: dict[str, Any], colour: str, show_model: bool) -> str:
     model = f" <small>{escape(str(item['model']))}</small>" if show_model and item.get("model") else ""
     return f'<span class="lab" style="--c:{colour}">{escape(str(item["label"]))}{model}</span>'
@@ -93,7 +88,7 @@ def highlight(text: str, entities: Sequence[dict[str, Any]], colours: Colours, s
         out, pos = [], start
         for n in nodes:
             out.append(escape(text[pos : n["start"]]))
-            c = colours(_key(n))
+            c = colours(str(n['label']))
             inner = render(n["_kids"], n["start"], n["end"])
             out.append(f'<span class="ent" style="--c:{c}" title="{_title(n)}">{inner}{_badge(n, c, show_model)}</span>')
             pos = n["end"]
@@ -102,7 +97,8 @@ def highlight(text: str, entities: Sequence[dict[str, Any]], colours: Colours, s
 
     html = render(roots, 0, len(text))
     if crossing:
-        items = ", ".join(f"{escape(text[e['start']:e['end']])} {_badge(e, colours(_key(e)), show_model)}" for e in crossing)
+        items = ", ".join(f"{escape(text[e['start']:e['end']])} {_badge(e, colours(str(e['label'])), show_model)}"
+                          for e in crossing)
         html += f'</div><div class="cross">overlapping spans: {items}'
     return html
 
@@ -149,7 +145,8 @@ def render_record(rec: dict[str, Any], colours: Colours, show_model: bool = Fals
         parts.append("</table>")
     for ev in events:
         model = f' <span class="score">{escape(str(ev["model"]))}</span>' if show_model and ev.get("model") else ""
-        parts.append(f'<div class="frame" style="--c:{colours(_key(ev))}"><b>{escape(ev["label"])}{_score(ev)}{model}</b>')
+        colour = colours(str(ev["label"]))
+        parts.append(f'<div class="frame" style="--c:{colour}"><b>{escape(ev["label"])}{_score(ev)}{model}</b>')
         for a in ev["arguments"]:
             parts.append(f"{escape(a['role'])}: {escape(a['text'])}<br>")
         parts.append("</div>")

@@ -7,11 +7,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from gplinker.alignment import TokenCells
 from gplinker.heads import build_head
 from gplinker.offsets import Window
 from gplinker.task import HeadSpec
-
-TokenCells = dict[str, np.ndarray]  # head name -> (N, 3) rows (channel, i, j) of one window
 
 
 class GPLinkerModel(nn.Module):

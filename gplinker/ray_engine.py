@@ -68,13 +68,15 @@ class Predictor:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from gplinker.combine import predict_records
 
-        records = []
         sources = [str(s) for s in batch["source"]]
         inputs = [input_record(src, int(line), raw if isinstance(raw, bytes) else bytes(raw), str(fmt))
                   for src, line, raw, fmt in zip(sources, batch["line"], batch["raw"], batch["format"])]
+        records: list = [None] * len(inputs)
         for src in dict.fromkeys(sources):  # one source at a time, so error messages name their file
-            mine = [r for s, r in zip(sources, inputs) if s == src]
-            records += predict_records(self.extractor, mine, src, self.threshold, self.batch_size)
+            rows = [k for k, s in enumerate(sources) if s == src]
+            for k, rec in zip(rows, predict_records(self.extractor, [inputs[k] for k in rows], src, self.threshold,
+                                                    self.batch_size)):
+                records[k] = rec
         out = {k: batch[k] for k in ("source", "line")}
         out["record"] = np.array([json.dumps(r, ensure_ascii=False) for r in records], dtype=object)
         return out
