@@ -152,17 +152,20 @@ def _load_extractor(path: str, args: argparse.Namespace):
     return extractor
 
 
-def _apply_decode_options(extractor, args: argparse.Namespace) -> None:
-    """Prediction-time overrides of the saved decoding: --decode (NER), --drop-triggerless (events)."""
-    task = extractor.task
-    if getattr(args, "decode", None):
-        if task.name != "ner":
-            raise UsageError(f"--decode is for NER models; {args.model} is a {task.name} model")
-        task.decoding = args.decode
-    if getattr(args, "drop_triggerless", False):
-        if task.name != "event":
-            raise UsageError(f"--drop-triggerless is for event models; this is a {task.name} model")
-        task.keep_triggerless = False
+def _apply_decode_options(extractors, args: argparse.Namespace) -> None:
+    """Prediction-time overrides of the saved decoding: --decode for the NER models and
+    --drop-triggerless for the event models among ``extractors``; an option none fits is a mistake."""
+    options = [("--decode", "ner", "NER", getattr(args, "decode", None), lambda t: setattr(t, "decoding", args.decode)),
+               ("--drop-triggerless", "event", "event", getattr(args, "drop_triggerless", False),
+                lambda t: setattr(t, "keep_triggerless", False))]
+    for flag, task_name, shown, given, apply in options:
+        if not given:
+            continue
+        fits = [ex.task for ex in extractors if ex.task.name == task_name]
+        if not fits:
+            raise UsageError(f"{flag} is for {shown} models; none of the models given is one")
+        for task in fits:
+            apply(task)
 
 
 # ---- train ---------------------------------------------------------------------------------------
@@ -329,7 +332,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from gplinker.io import write_json
 
     extractor = _load_extractor(args.model, args)
-    _apply_decode_options(extractor, args)
+    _apply_decode_options([extractor], args)
     entry = _registry()[extractor.task.name]
     gold = entry.read(data, args.format)
     _warn_label_overlap(extractor.task, gold)
@@ -367,7 +370,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from gplinker.io import input_format, iter_inputs, write_jsonl
 
     extractor = _load_extractor(args.model, args)
-    _apply_decode_options(extractor, args)
+    _apply_decode_options([extractor], args)
     fmt = input_format(src, args.input_format)
     counts = {"records": 0, "predicted": 0, "failed": 0}
     failures: list[str] = []
@@ -445,8 +448,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     from gplinker.combine import Pipeline
 
     pipeline = Pipeline([(_load_extractor(m, args), _model_name(m)) for m in args.model])
-    for ex, _ in pipeline.models:
-        _apply_decode_options(ex, args)
+    _apply_decode_options([ex for ex, _ in pipeline.models], args)
     fmt = input_format(src, args.input_format)
     t0 = time.time()
     out: list[dict[str, Any]] = []

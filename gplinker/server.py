@@ -366,17 +366,13 @@ def serve(args) -> int:
     _require()
     import uvicorn
 
-    from gplinker.cli import _load_extractor, _model_name
+    from gplinker.cli import _apply_decode_options, _load_extractor, _model_name
 
     api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
     if args.host not in ("127.0.0.1", "localhost", "::1") and not api_key:
         logger.warning("serving on %s without an API key: anyone who can reach this address can use the models", args.host)
     pipeline = Pipeline([(_load_extractor(m, args), _model_name(m)) for m in args.model])
-    for ex, _ in pipeline.models:
-        if args.decode and ex.task.name == "ner":
-            ex.task.decoding = args.decode
-        if args.drop_triggerless and ex.task.name == "event":
-            ex.task.keep_triggerless = False
+    _apply_decode_options([ex for ex, _ in pipeline.models], args)
     settings = ServeSettings(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_chars=args.max_chars,
                              max_texts=args.max_texts, threshold=args.threshold or 0.0, api_key=api_key,
                              batch_size=args.batch_size)

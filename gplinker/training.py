@@ -252,6 +252,10 @@ def train(extractor: Extractor, train_docs: Sequence[Document], dev_docs: Sequen
     set_seed(config.seed)
     task, model = extractor.task, extractor.model
     ctx = DistContext.from_env(extractor.device)
+    if extractor.settings.temperature != 1.0:  # fitted on other weights (--init-from a calibrated model): no longer true
+        logger.info("temperature %.3f reset to 1: it was fitted on the weights this training changes; run calibrate again",
+                    extractor.settings.temperature)
+        extractor.settings.temperature = 1.0
     windows, targets, stats = training_windows(extractor, train_docs)
     if ctx.is_main:
         logger.info("training data: %d documents, %d windows; %s", len(train_docs), len(windows), stats.summary())

@@ -142,3 +142,19 @@ def test_html_stays_small_when_a_model_fires_everywhere():
     html = report.render([{"text": text, "entities": ents, "relations": [], "events": []}])
     assert f"{len(ents) - report.MAX_ITEMS} more entities" in html
     assert html.count('class="lab"') == report.MAX_ITEMS + 1  # and one in the legend
+
+
+def test_prediction_options_apply_to_the_models_they_fit(three_models, tmp_path):
+    """--decode reaches the NER model and --drop-triggerless the event model of one pipeline."""
+    src = tmp_path / "in.txt"
+    src.write_text("张伟在北京的华为公司工作了三年。\n" + "李娜起诉了华为公司。\n", encoding="utf-8")
+    args = [a for m in three_models for a in ("--model", m)]
+    r = run("pipeline", *args, "--input", src, "--output", tmp_path / "out.jsonl", "--decode", "flat", "--drop-triggerless")
+    assert r.returncode == 0, r.stderr[-3000:]
+    recs = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()]
+    for rec in recs:
+        ner = sorted((e["start"], e["end"]) for e in rec["entities"] if e["task"] == "ner")
+        assert all(b[0] >= a[1] for a, b in zip(ner, ner[1:]))
+        assert all(any(a["role"] == "trigger" for a in ev["arguments"]) for ev in rec["events"])
+    r = run("pipeline", "--model", three_models[1], "--input", src, "--output", tmp_path / "o2.jsonl", "--decode", "flat")
+    assert r.returncode == 2 and "--decode is for NER models" in r.stderr

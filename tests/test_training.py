@@ -90,3 +90,14 @@ def test_max_steps_overrides_epochs(tiny_encoder, max_steps):
     summary = train(ex, docs, docs[:2], TrainConfig(epochs=1, max_steps=max_steps, batch_size=4))
     assert summary["steps"] == max_steps
     assert [h["step"] for h in summary["history"]] == list(range(2, max_steps, 2)) + [max_steps]
+
+
+def test_training_resets_a_temperature_fitted_on_other_weights(tiny_encoder, tmp_path):
+    import json
+
+    docs = read("ner", DATA / "en_train.jsonl")[:8]
+    ex = Extractor.build(str(tiny_encoder), ner.NERTask.from_documents(docs), ModelSettings(max_length=64, stride=16), "cpu")
+    ex.settings.temperature = 2.5  # as a calibrated model given to --init-from carries
+    train(ex, docs, None, TrainConfig(max_steps=2, batch_size=4), tmp_path)
+    assert ex.settings.temperature == 1.0
+    assert json.loads((tmp_path / "model" / "gplinker.json").read_text())["temperature"] == 1.0
