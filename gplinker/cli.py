@@ -199,7 +199,9 @@ def _check_train_args(args: argparse.Namespace) -> None:
         raise UsageError(f"--output {args.output}: is a file — training writes a folder (model/, metrics.json, train.log)")
     _check_writable_dir(out, "--output", args.output)
     if args.stride is None:
-        args.stride = min(64, args.max_length // 4)
+        from gplinker.offsets import default_stride
+
+        args.stride = default_stride(args.max_length)
     if args.max_length < 8:
         raise UsageError(f"--max-length {args.max_length} is too short: windows need room for special tokens and text (use >= 8)")
     if not 0 <= args.stride <= args.max_length - 4:

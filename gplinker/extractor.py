@@ -22,7 +22,7 @@ from gplinker.alignment import merge_windows
 from gplinker.atomic import atomic_directory
 from gplinker.cells import DocumentCells, HeadCells
 from gplinker.model import GPLinkerModel, collate
-from gplinker.offsets import ALIGN_POLICIES, Featurizer, Window
+from gplinker.offsets import ALIGN_POLICIES, Featurizer, Window, default_stride
 from gplinker.structures import Document
 from gplinker.task import Task
 
@@ -39,12 +39,14 @@ class ModelSettings:
     head_type: str = "efficient"
     head_size: int = 64
     max_length: int = 256
-    stride: int = 64
+    stride: int | None = None  # tokens consecutive windows share; None: max_length / 4, at most 64
     align: str = "expand"
     link_threshold: float = 0.0  # logit above which a link head's cell fires (chosen on dev by train --tune-link-threshold)
     temperature: float = 1.0  # scores are σ(2·logit / temperature); fitted on dev by `gplinker calibrate`
 
     def __post_init__(self) -> None:
+        if self.stride is None:
+            self.stride = default_stride(self.max_length)
         if self.head_type not in ("efficient", "standard"):
             raise ValueError(f"unknown head type {self.head_type!r}; choose efficient or standard")
         if not (isinstance(self.head_size, int) and self.head_size > 0 and self.head_size % 2 == 0):

@@ -75,6 +75,11 @@ def _content_positions(offsets: Sequence[Sequence[int]], special: Sequence[int],
     return starts, ends
 
 
+def default_stride(max_length: int) -> int:
+    """Tokens consecutive windows share when none is given: a quarter of the window, at most 64."""
+    return min(64, max_length // 4)
+
+
 class Featurizer:
     """Tokenizes texts into windows of at most ``max_length`` tokens overlapping by ``stride``.
 

@@ -101,3 +101,13 @@ def test_training_resets_a_temperature_fitted_on_other_weights(tiny_encoder, tmp
     train(ex, docs, None, TrainConfig(max_steps=2, batch_size=4), tmp_path)
     assert ex.settings.temperature == 1.0
     assert json.loads((tmp_path / "model" / "gplinker.json").read_text())["temperature"] == 1.0
+
+
+@pytest.mark.parametrize("max_length, stride", [(32, 8), (128, 32), (256, 64), (512, 64)])
+def test_default_stride_follows_the_window(tiny_encoder, max_length, stride):
+    """A short window builds without naming a stride (the default was a fixed 64, longer than a
+    32-token window, so ModelSettings(max_length=32) could not build an extractor)."""
+    settings = ModelSettings(max_length=max_length)
+    assert settings.stride == stride
+    ex = Extractor.build(str(tiny_encoder), ner.NERTask.from_documents(read("ner", DATA / "en_train.jsonl")[:2]), settings, "cpu")
+    assert ex.settings.stride == stride and ModelSettings(max_length=max_length, stride=0).stride == 0
