@@ -5,12 +5,15 @@ groups, the scheduler and gradient-scaler states, every random number generator'
 NumPy, torch, and the generator of the batch order as it was at the start of the epoch), the
 step, and the position in the epoch's batch order. It is written atomically
 (:func:`gplinker.atomic.atomic_directory`), so a crash leaves the previous complete checkpoint.
-Nothing in it is pickled.
+Nothing in it is pickled. Training takes a :func:`snapshot` (host copies) at the step and a
+:class:`BackgroundWriter` writes it while the next steps run.
 """
 from __future__ import annotations
 
 import json
 import random
+import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +50,7 @@ def _optimizer_to_data(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torc
     for pid, entry in state["state"].items():
         for key, value in entry.items():
             if torch.is_tensor(value):
-                tensors[f"{pid}.{key}"] = value.detach().cpu().contiguous()
+                tensors[f"{pid}.{key}"] = value.detach().to("cpu", copy=True).contiguous()  # a copy, also on the CPU
             else:
                 scalars[f"{pid}.{key}"] = value
     return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
@@ -61,23 +64,88 @@ def _optimizer_from_data(optimizer: torch.optim.Optimizer, tensors: dict[str, to
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
-def save(out_dir: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any,
-         progress: dict[str, Any], epoch_rng_state: tuple, best_state: dict[str, torch.Tensor] | None) -> Path:
-    """Write ``out_dir/checkpoint`` atomically; ``progress`` is the loop's JSON-able position."""
+@dataclass
+class Snapshot:
+    """A checkpoint in memory: host copies of every tensor and the JSON state, taken at a step
+    boundary, so that writing it can overlap the next training steps."""
+
+    tensors: dict[str, dict[str, torch.Tensor]]  # file stem -> tensors
+    meta: dict[str, Any]
+
+
+def snapshot(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any,
+             progress: dict[str, Any], epoch_rng_state: tuple, best_state: dict[str, torch.Tensor] | None) -> Snapshot:
+    """Copy everything a checkpoint holds, now (tensors to the host, random states, positions)."""
+    tensors = {"model": {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}}
+    opt_tensors, opt_meta = _optimizer_to_data(optimizer)
+    tensors["optimizer"] = opt_tensors
+    if best_state is not None:  # already a host copy that training never modifies (a new dict per improvement)
+        tensors["best"] = {k: v.contiguous() for k, v in best_state.items()}
+    tensors["rng"] = {"torch": torch.get_rng_state()}
+    meta = {"progress": progress, "optimizer": opt_meta, "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
+            "python_random": _random_state_to_json(random.getstate()), "numpy_random": _numpy_state_to_json(),
+            "epoch_batch_rng": _random_state_to_json(epoch_rng_state)}
+    return Snapshot(tensors, json.loads(json.dumps(meta)))  # a deep copy: later steps cannot change it
+
+
+def write(out_dir: str | Path, snap: Snapshot) -> Path:
+    """Write a snapshot to ``out_dir/checkpoint`` atomically (the previous checkpoint stays whole
+    until the new one is complete)."""
     path = Path(out_dir) / CHECKPOINT_DIR
     with atomic_directory(path) as tmp:
-        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
-        opt_tensors, opt_meta = _optimizer_to_data(optimizer)
-        save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
-        if best_state is not None:
-            save_file({k: v.contiguous() for k, v in best_state.items()}, str(tmp / "best.safetensors"))
-        save_file({"torch": torch.get_rng_state()}, str(tmp / "rng.safetensors"))
-        meta = {"progress": progress, "optimizer": opt_meta, "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
-                "python_random": _random_state_to_json(random.getstate()), "numpy_random": _numpy_state_to_json(),
-                "epoch_batch_rng": _random_state_to_json(epoch_rng_state)}
-        (tmp / "state.json").write_text(json.dumps(meta), encoding="utf-8")
+        for stem, tensors in snap.tensors.items():
+            save_file(tensors, str(tmp / f"{stem}.safetensors"))
+        (tmp / "state.json").write_text(json.dumps(snap.meta), encoding="utf-8")
     return path
+
+
+def save(out_dir: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any,
+         progress: dict[str, Any], epoch_rng_state: tuple, best_state: dict[str, torch.Tensor] | None) -> Path:
+    """Write ``out_dir/checkpoint`` atomically, now; ``progress`` is the loop's JSON-able position."""
+    return write(out_dir, snapshot(model, optimizer, scheduler, scaler, progress, epoch_rng_state, best_state))
+
+
+class BackgroundWriter:
+    """Writes checkpoints on a background thread while training goes on: :meth:`submit` takes a
+    snapshot's copies on the caller's thread, waits for the previous write to finish (at most one
+    write in flight, at most one extra copy in memory) and starts the next. :meth:`close` waits for
+    the last write and re-raises its error, if any. Use it as a context manager."""
+
+    def __init__(self) -> None:
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def submit(self, out_dir: str | Path, snap: Snapshot) -> None:
+        self.wait()
+        self._thread = threading.Thread(target=self._run, args=(out_dir, snap), name="gplinker-checkpoint", daemon=False)
+        self._thread.start()
+
+    def _run(self, out_dir: str | Path, snap: Snapshot) -> None:
+        try:
+            write(out_dir, snap)
+        except BaseException as e:  # surfaced on the training thread by wait()
+            self._error = e
+
+    def wait(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise RuntimeError(f"writing the checkpoint failed: {error}") from error
+
+    close = wait
+
+    def __enter__(self) -> "BackgroundWriter":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if exc[0] is None:
+            self.wait()
+        elif self._thread is not None:  # training failed: still finish the checkpoint in flight, keep the first error
+            self._thread.join()
+            self._thread = None
 
 
 def load(out_dir: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,

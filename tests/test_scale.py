@@ -2,6 +2,7 @@
 evaluation every N steps with early stopping, resumable checkpoints."""
 import json
 import os
+import random
 import socket
 
 import pytest
@@ -113,7 +114,8 @@ def test_loss_under_bf16_autocast_is_close_to_fp32(still_encoder):
     with torch.autocast("cpu", dtype=torch.bfloat16):
         half, _ = ex.model.training_loss(**batch, labels=labels)
     assert torch.isfinite(half) and half.dtype == torch.float32  # the factorised loss is computed in float64
-    assert abs(float(half) - float(full)) / float(full) < 0.02, (float(half), float(full))
+    half, full = float(half.detach()), float(full.detach())
+    assert abs(half - full) / full < 0.02, (half, full)
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
@@ -186,3 +188,39 @@ def test_resume_without_a_checkpoint_is_a_clear_error(tiny_encoder, tmp_path, ca
     rc = cli.main(["train", "ner", "--train", str(DATA / "en_train.jsonl"), "--encoder", str(tiny_encoder),
                    "--output", str(tmp_path / "o"), "--resume", "--device", "cpu"])
     assert rc == 2 and "holds no checkpoint" in capsys.readouterr().err
+
+
+def test_background_checkpoint_equals_a_direct_save_and_reports_errors(tiny_encoder, tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    from gplinker import checkpoint
+    from gplinker.training import build_optimizer, warmup_linear_decay
+
+    docs = read("ner", DATA / "zh_train.jsonl")[:4]
+    ex = _build(tiny_encoder, docs)
+    opt = build_optimizer(ex.model, TrainConfig(lr=1e-3))
+    for p in ex.model.parameters():  # give the optimizer some state
+        p.grad = torch.ones_like(p)
+    opt.step()
+    sched = warmup_linear_decay(opt, 10, 1)
+    args = (ex.model, opt, sched, None, {"step": 1}, random.Random(3).getstate(), None)
+    checkpoint.save(tmp_path / "direct", *args)
+    with checkpoint.BackgroundWriter() as writer:
+        writer.submit(tmp_path / "background", checkpoint.snapshot(*args))
+        with torch.no_grad():  # training goes on while the write runs: the snapshot must not see it
+            for p in ex.model.parameters():
+                p.add_(1.0)
+    for name in ("model", "optimizer"):
+        a = load_file(str(tmp_path / "direct" / "checkpoint" / f"{name}.safetensors"))
+        b = load_file(str(tmp_path / "background" / "checkpoint" / f"{name}.safetensors"))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+    def broken(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(checkpoint, "save_file", broken)
+    writer = checkpoint.BackgroundWriter()
+    writer.submit(tmp_path / "full", checkpoint.snapshot(*args))
+    with pytest.raises(RuntimeError, match="disk full"):
+        writer.close()
+    assert not (tmp_path / "full" / "checkpoint").exists()
