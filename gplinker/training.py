@@ -65,7 +65,7 @@ class TrainConfig:
 
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-LINK_THRESHOLDS = (0.0, -0.5, -1.0, -1.5, -2.0, -3.0)  # logits tried for the link heads
+LINK_THRESHOLDS = (0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -5.0)  # logits tried for the link heads (both full-budget event runs chose -3, the old grid's edge)
 
 
 def tune_link_threshold(extractor: Extractor, dev_docs: Sequence[Document], batch_size: int = 32,
