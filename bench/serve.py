@@ -276,9 +276,13 @@ def main() -> int:
                   f"{100 * summary['fraction_of_offline_best']:.0f}% of offline at its best batch size.", "",
               f"Where the time goes, at {top} clients: the server's model thread is busy {100 * on['model_busy_share']:.0f}% of "
               f"the wall time (from `/health`'s `model_busy_s`) with {on['texts_per_batch']:.1f} texts per gathered batch, so "
-              "batches leave it little idle time; each batch is slower than offline because the 2 cores are shared by the "
-              "model's two threads, the server's event loop (HTTP parsing, JSON) and the load generator ('client CPU': its "
-              "share of the machine). The 80% target is not reached on this 2-core machine.", "",
+              "batches leave it little idle time. A gathered batch is slower per text than offline prediction: its texts "
+              "arrive in random order, so its forwards pad more than offline's over one global length sort (in one process, "
+              "without HTTP, random batches of 32 run at about 80% of offline's speed), and the server's event loop (HTTP "
+              "parsing, JSON) and the load generator ('client CPU': its share of the machine) share the 2 cores with the "
+              "model. The model thread loads the models as well as running them: with loading in the main thread, OpenMP "
+              "kept two thread teams and stopped spin-waiting, and the server ran about 20% slower. The 80% target is not "
+              "reached on this 2-core machine.", "",
               "'exact' counts records byte-identical to offline ones; the others differ only in a score's sixth decimal: a "
               "batch padded to other lengths sums in another order (float32), so a probability can move by ~1e-6 and round "
               "differently. Items (offsets, labels) are identical in every row.", "",

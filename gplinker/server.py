@@ -62,16 +62,25 @@ class _Job:
     future: asyncio.Future
 
 
+def model_thread() -> ThreadPoolExecutor:
+    """The one thread that runs the models. Load them in it too (``model_thread().submit(load)``):
+    OpenMP keeps a thread team per thread that runs parallel torch code, and with two teams on a
+    machine with as many cores as one team has threads, libgomp stops spin-waiting between the many
+    small parallel regions of a forward pass; on 2 cores that cost about 20% of the server's
+    throughput (docs/serving.md)."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="gplinker-model")
+
+
 class MicroBatcher:
     """Gathers the texts of concurrent requests for up to ``max_wait_ms`` or ``max_batch`` texts and
     runs them as one batch (length-sorted inside the extractor), one model call at a time, in a
     worker thread so the event loop keeps accepting requests. Each text gets its own record; a
     text that fails gets an ``error`` without touching the others of its batch."""
 
-    def __init__(self, pipeline: Pipeline, settings: ServeSettings) -> None:
+    def __init__(self, pipeline: Pipeline, settings: ServeSettings, executor: ThreadPoolExecutor | None = None) -> None:
         self.pipeline, self.settings = pipeline, settings
         self.queue: asyncio.Queue[_Job] | None = None
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gplinker-model")
+        self.executor = executor or model_thread()
         self.task: asyncio.Task | None = None
         self.batches = 0
         self.texts = 0
@@ -159,8 +168,9 @@ def _authorised(header: str | None, key: str) -> bool:
     return False
 
 
-def create_app(pipeline: Pipeline, settings: ServeSettings | None = None):
-    """The FastAPI app serving ``pipeline``."""
+def create_app(pipeline: Pipeline, settings: ServeSettings | None = None, executor: ThreadPoolExecutor | None = None):
+    """The FastAPI app serving ``pipeline``; ``executor``: the :func:`model_thread` that loaded it
+    (default: a new one)."""
     _require()
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
@@ -170,7 +180,7 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None):
     from gplinker import html as html_render
 
     settings = settings or ServeSettings()
-    batcher = MicroBatcher(pipeline, settings)
+    batcher = MicroBatcher(pipeline, settings, executor)
     state = {"ready": False, "started": time.time()}
 
     @asynccontextmanager
@@ -371,12 +381,22 @@ def serve(args) -> int:
     api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
     if args.host not in ("127.0.0.1", "localhost", "::1") and not api_key:
         logger.warning("serving on %s without an API key: anyone who can reach this address can use the models", args.host)
-    pipeline = Pipeline([(_load_extractor(m, args), _model_name(m)) for m in args.model])
-    _apply_decode_options([ex for ex, _ in pipeline.models], args)
+    executor = model_thread()  # every torch call of this process runs in it, loading included
+
+    def load() -> Pipeline:
+        pipeline = Pipeline([(_load_extractor(m, args), _model_name(m)) for m in args.model])
+        _apply_decode_options([ex for ex, _ in pipeline.models], args)
+        return pipeline
+
+    try:
+        pipeline = executor.submit(load).result()
+    except BaseException:
+        executor.shutdown(wait=False)
+        raise
     settings = ServeSettings(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_chars=args.max_chars,
                              max_texts=args.max_texts, threshold=args.threshold or 0.0, api_key=api_key,
                              batch_size=args.batch_size)
-    app = create_app(pipeline, settings)
+    app = create_app(pipeline, settings, executor)
     logger.info("serving %s on http://%s:%d (page at /, API docs at /docs)", ", ".join(pipeline.names()), args.host, args.port)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=args.access_log, timeout_graceful_shutdown=30)
     return 0

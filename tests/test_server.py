@@ -213,3 +213,35 @@ def test_palette_never_repeats_a_colour_for_different_labels():
     c = Colours()
     colours = [c(f"L{k}") for k in range(40)] + [c("Lawsuit"), c("Resignation"), c("PER"), c("ORG")]
     assert len(set(colours)) == len(colours)
+
+
+def test_serve_loads_and_runs_the_models_in_one_thread(tiny_encoder, tmp_path, monkeypatch):
+    """Loading and every batch run in the same model thread, never in the event loop's: two threads
+    running parallel torch code cost about 20% of throughput on 2 cores (OpenMP teams)."""
+    import uvicorn
+
+    from gplinker import cli, server
+
+    docs = read("ner", DATA / "zh_train.jsonl")[:4]
+    ex = Extractor.build(str(tiny_encoder), ner.NERTask.from_documents(docs), ModelSettings(head_size=16, max_length=32), "cpu", seed=1)
+    ex.save_pretrained(tmp_path / "m")
+    seen: dict[str, set] = {"load": set(), "batch": set()}
+    real_load, real_run = cli._load_extractor, server.MicroBatcher._run
+
+    def load(*a, **k):
+        seen["load"].add(threading.get_ident())
+        return real_load(*a, **k)
+
+    def run(self, batch):
+        seen["batch"].add(threading.get_ident())
+        return real_run(self, batch)
+
+    apps = []
+    monkeypatch.setattr(cli, "_load_extractor", load)
+    monkeypatch.setattr(server.MicroBatcher, "_run", run)
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: apps.append(app))
+    assert cli.main(["serve", "--model", str(tmp_path / "m"), "--device", "cpu"]) == 0
+    with TestClient(apps[0]) as c:
+        assert c.post("/extract", json={"texts": ["王芳在北京。", "李娜。"]}).status_code == 200
+    assert len(seen["load"]) == 1 and seen["load"] == seen["batch"]
+    assert threading.get_ident() not in seen["load"]
