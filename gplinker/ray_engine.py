@@ -56,16 +56,28 @@ class Predictor:
 
     def __init__(self, model: str, threshold: float = 0.0, batch_size: int = 32, device: str | None = None,
                  threads: int | None = None) -> None:
+        from gplinker.model_thread import model_thread
+
+        # Ray Data calls __init__ on the actor's main thread and __call__ from a thread pool: both run
+        # their torch work in this one thread instead (see gplinker.model_thread).
+        self.thread = model_thread()
+        self.extractor = self.thread.submit(self._load, model, device, threads).result()
+        self.threshold, self.batch_size = threshold, batch_size
+
+    @staticmethod
+    def _load(model: str, device: str | None, threads: int | None):
         import torch
 
         from gplinker.extractor import Extractor
 
         if threads:
             torch.set_num_threads(threads)
-        self.extractor = Extractor.from_pretrained(model, device)
-        self.threshold, self.batch_size = threshold, batch_size
+        return Extractor.from_pretrained(model, device)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self.thread.submit(self._predict, batch).result()
+
+    def _predict(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from gplinker.combine import predict_records
 
         sources = [str(s) for s in batch["source"]]

@@ -20,6 +20,7 @@ from typing import Any, Sequence
 
 from gplinker import __version__
 from gplinker.combine import Pipeline
+from gplinker.model_thread import model_thread
 from gplinker.structures import Document
 
 logger = logging.getLogger(__name__)
@@ -60,15 +61,6 @@ class _Job:
     threshold: float
     models: tuple[str, ...] | None
     future: asyncio.Future
-
-
-def model_thread() -> ThreadPoolExecutor:
-    """The one thread that runs the models. Load them in it too (``model_thread().submit(load)``):
-    OpenMP keeps a thread team per thread that runs parallel torch code, and with two teams on a
-    machine with as many cores as one team has threads, libgomp stops spin-waiting between the many
-    small parallel regions of a forward pass; on 2 cores that cost about 20% of the server's
-    throughput (docs/serving.md)."""
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="gplinker-model")
 
 
 class MicroBatcher:
