@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from gplinker import __version__, model_dir
 from gplinker.alignment import merge_windows
 from gplinker.atomic import atomic_directory
+from gplinker.batching import forward_batches
 from gplinker.cells import DocumentCells, HeadCells
 from gplinker.model import GPLinkerModel, collate
 from gplinker.offsets import ALIGN_POLICIES, Featurizer, Window, default_stride
@@ -168,19 +169,23 @@ class Extractor:
     @torch.no_grad()
     def window_cells(self, windows: Sequence[Window], batch_size: int = 32, progress: bool = False,
                      sort: bool = True, thresholds: dict[str, float] | None = None) -> list[dict[str, HeadCells]]:
-        """Positive cells (token positions) of every window; batches are formed from
-        length-sorted windows (less padding) unless ``sort`` is False. ``thresholds``: per-head
+        """Positive cells (token positions) of every window. Windows are sorted by length and cut
+        into forward batches of at most ``batch_size`` where padding would cost more than another
+        call (:func:`gplinker.batching.forward_batches`); with ``sort`` False, fixed batches in input
+        order. ``thresholds``: per-head
         logits to use instead of the model's (0 for spans, the link threshold for links). The
         logits returned are divided by the model's temperature (decisions are made before)."""
         was_training = self.model.training
         self.model.eval()
         order = sorted(range(len(windows)), key=lambda k: len(windows[k])) if sort else list(range(len(windows)))
+        ranges = (forward_batches([len(windows[k]) for k in order], batch_size) if sort
+                  else [(b, min(b + batch_size, len(order))) for b in range(0, len(order), batch_size)])
         if thresholds is None:
             thresholds = {s.name: self.settings.link_threshold for s in self.task.head_specs() if s.axes != "span"}
         out: list[dict[str, HeadCells]] = [{} for _ in windows]
         bar = tqdm(total=len(windows), desc="predict", unit="win", disable=not progress, leave=False)
-        for b0 in range(0, len(order), batch_size):
-            idx = order[b0 : b0 + batch_size]
+        for b0, b1 in ranges:
+            idx = order[b0:b1]
             batch = collate([windows[k] for k in idx], self.pad_id)
             per_head = self.model.positive_cells(**{k: v.to(self.device) for k, v in batch.items()}, thresholds=thresholds)
             for name, (found, values) in per_head.items():  # (N, 4) rows (b, h, i, j), (N,) logits
