@@ -263,8 +263,8 @@ def main() -> int:
              "(CoNLL04 dev sentences); the server is a separate process on 127.0.0.1, the clients lean asyncio HTTP/1.1 keep-alive "
              "clients in the benchmark process.", "",
              f"Offline prediction of the same texts through the pipeline code path, in one process: **{off_tps:.1f} texts/s** "
-             f"with `predict`'s default batch of 32 windows, {best_tps:.1f} texts/s with 16 (the best on this CPU). The server "
-             "runs each gathered batch as length-sorted forwards of 8 windows (`serve --batch-size`).", "",
+             f"with `predict`'s default batch of at most 32 windows, {best_tps:.1f} texts/s with at most 16. The server "
+             "runs each gathered batch as length-sorted forwards of at most 8 windows (`serve --batch-size`), cut where padding would cost more than another call.", "",
              "| configuration | clients | requests/s | texts/s | p50 ms | p95 ms | p99 ms | errors | 5xx | identical to offline | client CPU |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
     for r in rows:

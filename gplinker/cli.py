@@ -694,7 +694,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data", required=True, help="a labelled file")
     e.add_argument("--format", default="auto", help=f"dataset format, auto detects ({formats})")
     e.add_argument("--output", help="write the metrics as JSON here")
-    e.add_argument("--batch-size", type=_positive_int, default=32, help="windows per forward pass")
+    e.add_argument("--batch-size", type=_positive_int, default=32, help="most windows per forward pass (length-sorted windows are cut where padding would cost more than another call)")
     e.set_defaults(func=cmd_evaluate)
 
     r = sub.add_parser("predict", help="extract from plain text (one per line) or JSONL with a text field",
@@ -711,7 +711,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--gpus-per-actor", type=float, default=0.0, help="ray: GPUs for each actor (0: CPU)")
     r.add_argument("--threads-per-actor", type=_positive_int, default=None, help="ray: torch threads (and CPUs) per actor")
     r.add_argument("--ray-address", default=None, help="ray: an existing cluster's address (default: start Ray locally)")
-    r.add_argument("--batch-size", type=_positive_int, default=32, help="windows per forward pass")
+    r.add_argument("--batch-size", type=_positive_int, default=32, help="most windows per forward pass (length-sorted windows are cut where padding would cost more than another call)")
     r.add_argument("--chunk-size", type=_positive_int, default=1000, help="input lines read, predicted and written at a time")
     r.set_defaults(func=cmd_predict)
 
@@ -721,7 +721,7 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--input", required=True, help="plain text (one text a line) or JSONL with a \"text\" field")
     pl.add_argument("--output", required=True, help="JSONL, one combined record per input line")
     pl.add_argument("--html", help="also write a self-contained HTML report here")
-    pl.add_argument("--batch-size", type=_positive_int, default=32, help="windows per forward pass")
+    pl.add_argument("--batch-size", type=_positive_int, default=32, help="most windows per forward pass (length-sorted windows are cut where padding would cost more than another call)")
     pl.add_argument("--chunk-size", type=_positive_int, default=1000, help="input lines read and predicted at a time")
     pl.set_defaults(func=cmd_pipeline)
 
@@ -738,8 +738,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "none when unset)")
     s.add_argument("--access-log", action="store_true", help="log one line per request (costs CPU under load)")
     s.add_argument("--batch-size", type=_positive_int, default=8,
-                   help="windows per forward pass; a gathered batch runs as length-sorted forwards of this size "
-                        "(small forwards waste little on padding on a CPU; raise it on a GPU)")
+                   help="most windows per forward pass; a gathered batch runs as length-sorted forwards of at most "
+                        "this size, cut where padding would cost more than another call (raise it on a GPU)")
     s.set_defaults(func=cmd_serve)
 
     for x in (e, r, pl, s):
@@ -764,7 +764,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--plot", help="write a reliability diagram (PNG; needs matplotlib) here")
     c.add_argument("--output", help="write the measurements as JSON here")
     c.add_argument("--apply", action="store_true", help="save the fitted temperature with the model")
-    c.add_argument("--batch-size", type=_positive_int, default=32, help="windows per forward pass")
+    c.add_argument("--batch-size", type=_positive_int, default=32, help="most windows per forward pass (length-sorted windows are cut where padding would cost more than another call)")
     c.set_defaults(func=cmd_calibrate)
 
     i = sub.add_parser("info", help="what a saved model is: task, labels, encoder, training data, dev scores",
