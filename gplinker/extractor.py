@@ -172,9 +172,9 @@ class Extractor:
         """Positive cells (token positions) of every window. Windows are sorted by length and cut
         into forward batches of at most ``batch_size`` where padding would cost more than another
         call (:func:`gplinker.batching.forward_batches`); with ``sort`` False, fixed batches in input
-        order. ``thresholds``: per-head
-        logits to use instead of the model's (0 for spans, the link threshold for links). The
-        logits returned are divided by the model's temperature (decisions are made before)."""
+        order. ``thresholds``: per-head logits to use instead of the model's (0 for spans, the link
+        threshold for links). The logits returned are divided by the model's temperature (decisions
+        are made before)."""
         was_training = self.model.training
         self.model.eval()
         order = sorted(range(len(windows)), key=lambda k: len(windows[k])) if sort else list(range(len(windows)))
