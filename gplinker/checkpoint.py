@@ -10,10 +10,12 @@ Nothing in it is pickled. Training takes a :func:`snapshot` (host copies) at the
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import random
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ from safetensors.torch import load_file, save_file
 from gplinker.atomic import atomic_directory
 
 CHECKPOINT_DIR = "checkpoint"
+FROZEN_FILE = "frozen.safetensors"  # parameters that do not train, kept apart so an unchanged file can be shared
 
 
 def _random_state_to_json(state: tuple) -> list:
@@ -66,36 +69,71 @@ def _optimizer_from_data(optimizer: torch.optim.Optimizer, tensors: dict[str, to
 
 @dataclass
 class Snapshot:
-    """A checkpoint in memory: host copies of every tensor and the JSON state, taken at a step
-    boundary, so that writing it can overlap the next training steps."""
+    """A checkpoint in memory, taken at a step boundary so that writing it can overlap the next
+    training steps: host copies of every trained tensor and the JSON state. Frozen parameters (the
+    word embeddings with ``--freeze-embeddings``: most of a multilingual encoder) never change, so
+    they are referenced, not copied, and identified by ``frozen_key``: when the previous checkpoint
+    holds the same ones, its file is hard-linked instead of written again."""
 
     tensors: dict[str, dict[str, torch.Tensor]]  # file stem -> tensors
     meta: dict[str, Any]
+    frozen: dict[str, torch.Tensor] = field(default_factory=dict)
+    frozen_key: str = ""
+
+
+def _frozen_key(frozen: dict[str, torch.Tensor]) -> str:
+    """Identity of the frozen tensors: names, storage, shape and in-place version counters."""
+    parts = [(k, v.data_ptr(), v._version, tuple(v.shape), str(v.dtype), str(v.device)) for k, v in sorted(frozen.items())]
+    return hashlib.sha256(repr(parts).encode()).hexdigest()
 
 
 def snapshot(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any,
              progress: dict[str, Any], epoch_rng_state: tuple, best_state: dict[str, torch.Tensor] | None) -> Snapshot:
     """Copy everything a checkpoint holds, now (tensors to the host, random states, positions)."""
-    tensors = {"model": {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}}
+    frozen_names = {n for n, p in model.named_parameters() if not p.requires_grad}
+    state = model.state_dict()
+    frozen = {k: v.detach() for k, v in state.items() if k in frozen_names}
+    tensors = {"model": {k: v.detach().to("cpu", copy=True).contiguous() for k, v in state.items() if k not in frozen_names}}
     opt_tensors, opt_meta = _optimizer_to_data(optimizer)
     tensors["optimizer"] = opt_tensors
     if best_state is not None:  # already a host copy that training never modifies (a new dict per improvement)
-        tensors["best"] = {k: v.contiguous() for k, v in best_state.items()}
+        tensors["best"] = {k: v.contiguous() for k, v in best_state.items() if k not in frozen_names}  # frozen: as above
     tensors["rng"] = {"torch": torch.get_rng_state()}
+    key = _frozen_key(frozen) if frozen else ""
     meta = {"progress": progress, "optimizer": opt_meta, "scheduler": scheduler.state_dict(),
             "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
             "python_random": _random_state_to_json(random.getstate()), "numpy_random": _numpy_state_to_json(),
-            "epoch_batch_rng": _random_state_to_json(epoch_rng_state)}
-    return Snapshot(tensors, json.loads(json.dumps(meta)))  # a deep copy: later steps cannot change it
+            "epoch_batch_rng": _random_state_to_json(epoch_rng_state), "frozen_key": key}
+    return Snapshot(tensors, json.loads(json.dumps(meta)), frozen, key)  # meta deep-copied: later steps cannot change it
+
+
+def _previous_frozen(path: Path, key: str) -> Path | None:
+    """The previous checkpoint's frozen-tensor file when it holds the same frozen tensors."""
+    try:
+        same = json.loads((path / "state.json").read_text(encoding="utf-8")).get("frozen_key") == key
+    except (OSError, ValueError):
+        return None
+    return path / FROZEN_FILE if same and (path / FROZEN_FILE).is_file() else None
 
 
 def write(out_dir: str | Path, snap: Snapshot) -> Path:
     """Write a snapshot to ``out_dir/checkpoint`` atomically (the previous checkpoint stays whole
     until the new one is complete)."""
     path = Path(out_dir) / CHECKPOINT_DIR
+    previous = _previous_frozen(path, snap.frozen_key) if snap.frozen else None
     with atomic_directory(path) as tmp:
         for stem, tensors in snap.tensors.items():
             save_file(tensors, str(tmp / f"{stem}.safetensors"))
+        if snap.frozen:
+            try:
+                if previous is None:
+                    raise OSError("no previous file to link")
+                os.link(previous, tmp / FROZEN_FILE)  # unchanged since the last checkpoint: share its file
+            except OSError:
+                copies = {k: v.to("cpu", copy=True).contiguous() for k, v in snap.frozen.items()}
+                if _frozen_key(snap.frozen) != snap.frozen_key:
+                    raise RuntimeError("a frozen parameter changed while its checkpoint was written") from None
+                save_file(copies, str(tmp / FROZEN_FILE))
         (tmp / "state.json").write_text(json.dumps(snap.meta), encoding="utf-8")
     return path
 
@@ -156,12 +194,13 @@ def load(out_dir: str | Path, model: torch.nn.Module, optimizer: torch.optim.Opt
     if not (path / "state.json").is_file():
         raise ValueError(f"{path}: no checkpoint to resume from — train with --save-every N first, or drop --resume")
     meta = json.loads((path / "state.json").read_text(encoding="utf-8"))
-    model.load_state_dict(load_file(str(path / "model.safetensors")))
+    frozen = load_file(str(path / FROZEN_FILE)) if (path / FROZEN_FILE).is_file() else {}
+    model.load_state_dict({**load_file(str(path / "model.safetensors")), **frozen})
     _optimizer_from_data(optimizer, load_file(str(path / "optimizer.safetensors")), meta["optimizer"])
     scheduler.load_state_dict(meta["scheduler"])
     if scaler is not None and meta.get("scaler"):
         scaler.load_state_dict(meta["scaler"])
-    best = load_file(str(path / "best.safetensors")) if (path / "best.safetensors").is_file() else None
+    best = {**load_file(str(path / "best.safetensors")), **frozen} if (path / "best.safetensors").is_file() else None
     random.setstate(_random_state_from_json(meta["python_random"]))
     _numpy_state_from_json(meta["numpy_random"])
     torch.set_rng_state(load_file(str(path / "rng.safetensors"))["torch"])

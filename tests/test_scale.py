@@ -152,11 +152,13 @@ def test_eval_every_and_patience(still_encoder):
 
 # ---- resume: a crash after step k, then --resume, ends where an uninterrupted run ends ---------------
 
-def test_resume_after_a_crash_equals_an_uninterrupted_run(tiny_encoder, tmp_path, monkeypatch):
+@pytest.mark.parametrize("freeze", [False, True])  # frozen word embeddings: kept in their own, shared file
+def test_resume_after_a_crash_equals_an_uninterrupted_run(tiny_encoder, tmp_path, monkeypatch, freeze):
     import gplinker.training as training
 
     docs = read("ner", DATA / "zh_train.jsonl")[:12]
-    config = dict(epochs=3, batch_size=4, lr=5e-3, head_lr=1e-2, save_every=2)  # dropout on: its random state must resume too
+    config = dict(epochs=3, batch_size=4, lr=5e-3, head_lr=1e-2, save_every=2,  # dropout on: its random state must resume too
+                  freeze_embeddings=freeze)
     whole = _build(tiny_encoder, docs)
     want = train(whole, docs, docs[:4], TrainConfig(**config), tmp_path / "whole")
 
@@ -224,3 +226,28 @@ def test_background_checkpoint_equals_a_direct_save_and_reports_errors(tiny_enco
     with pytest.raises(RuntimeError, match="disk full"):
         writer.close()
     assert not (tmp_path / "full" / "checkpoint").exists()
+
+
+def test_unchanged_frozen_weights_are_linked_not_written_again(tiny_encoder, tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    from gplinker import checkpoint
+    from gplinker.training import build_optimizer, warmup_linear_decay
+
+    docs = read("ner", DATA / "zh_train.jsonl")[:4]
+    ex = _build(tiny_encoder, docs)
+    opt = build_optimizer(ex.model, TrainConfig(lr=1e-3, freeze_embeddings=True))
+    args = (ex.model, opt, warmup_linear_decay(opt, 10, 1), None, {"step": 1}, random.Random(3).getstate(), None)
+    written, real_save = [], checkpoint.save_file
+    monkeypatch.setattr(checkpoint, "save_file", lambda tensors, name: (written.append(os.path.basename(name)), real_save(tensors, name)))
+    emb = ex.model.encoder.get_input_embeddings().weight
+    for k in range(3):
+        if k == 2:
+            with torch.no_grad():
+                emb.add_(1.0)  # a frozen tensor changed (in place): its file must be written again
+        written.clear()
+        checkpoint.save(tmp_path, *args)
+        assert ("frozen.safetensors" in written) == (k != 1), (k, written)
+        frozen = load_file(str(tmp_path / "checkpoint" / "frozen.safetensors"))
+        assert torch.equal(frozen["encoder.embeddings.word_embeddings.weight"], emb.detach())
+        assert "encoder.embeddings.word_embeddings.weight" not in load_file(str(tmp_path / "checkpoint" / "model.safetensors"))
