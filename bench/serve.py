@@ -278,7 +278,7 @@ def main() -> int:
               f"the wall time (from `/health`'s `model_busy_s`) with {on['texts_per_batch']:.1f} texts per gathered batch, so "
               "batches leave it little idle time. A gathered batch is slower per text than offline prediction: its texts "
               "arrive in random order, so its forwards pad more than offline's over one global length sort (in one process, "
-              "without HTTP, random batches of 32 run at about 80% of offline's speed), and the server's event loop (HTTP "
+              "without HTTP, random batches of 32 run at about 75% of offline's speed), and the server's event loop (HTTP "
               "parsing, JSON) and the load generator ('client CPU': its share of the machine) share the 2 cores with the "
               "model. The model thread loads the models as well as running them: with loading in the main thread, OpenMP "
               "kept two thread teams and stopped spin-waiting, and the server ran about 20% slower. The 80% target is not "
