@@ -72,7 +72,7 @@ def gplinker_rows(encoder: Path, docs, args) -> list[dict]:
 
     from gplinker.extractor import Extractor, ModelSettings
     from gplinker.tasks import NEROptions, NERTask
-    from gplinker.training import (PRECISIONS, TrainConfig, _LossModule, build_optimizer, length_bucketed_batches,
+    from gplinker.training import (TrainConfig, _LossModule, build_optimizer, length_bucketed_batches,
                                    train_step, training_windows, warmup_linear_decay)
 
     rows = []
@@ -117,7 +117,7 @@ def hf_rows(encoder: Path, docs, args) -> list[dict]:
     import torch
     from transformers import AutoModelForTokenClassification, AutoTokenizer
 
-    from bench.token_baseline import bio_labels, collate, window_tags
+    from bench.token_baseline import bio_labels, collate, train_step, window_tags
     from gplinker.offsets import Featurizer
     from gplinker.training import PRECISIONS, length_bucketed_batches, warmup_linear_decay
 
@@ -137,14 +137,7 @@ def hf_rows(encoder: Path, docs, args) -> list[dict]:
 
         def step(idx):
             batch = {k: v.to(args.device) for k, v in collate([windows[k] for k in idx], tokenizer.pad_token_id, [tags[k] for k in idx]).items()}
-            with torch.autocast(torch.device(args.device).type, dtype=dtype, enabled=dtype is not None):
-                loss = model(**batch).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            float(loss.detach())  # the loop reads its loss each step, as gplinker's does
+            float(train_step(model, batch, optimizer, scheduler, dtype))  # the loop reads its loss each step, as gplinker's does
 
         sps, mem = _timed(step, batches, args.device)
         rows.append({"run": f"HF AutoModelForTokenClassification loop, {precision}", "steps_per_s": sps,

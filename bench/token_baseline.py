@@ -105,6 +105,20 @@ def collate(windows: Sequence[Window], pad_id: int, tags: Sequence[list[int]] | 
 
 
 @torch.no_grad()
+def train_step(model, batch: dict[str, torch.Tensor], optimizer, scheduler, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """One step of the plain Hugging Face loop (forward, backward, clipping at 1, AdamW, scheduler),
+    under autocast to ``dtype`` when given; returns the loss."""
+    device_type = next(model.parameters()).device.type
+    with torch.autocast(device_type, dtype=dtype, enabled=dtype is not None):
+        loss = model(**batch).loss
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss.detach()
+
+
 def predict(model, featurizer: Featurizer, pad_id: int, docs: Sequence[Document], names: list[str], batch_size: int = 32) -> list[Document]:
     model.eval()
     windows = featurizer.windows([d.text for d in docs])
@@ -194,15 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     for epoch in range(1, math.ceil(total / steps_per_epoch) + 1):
         bar = tqdm(length_bucketed_batches(lengths, args.batch_size, rng), desc=f"epoch {epoch}", unit="batch")
         for idx in bar:
-            batch = collate([windows[k] for k in idx], pad_id, [tags[k] for k in idx])
-            loss = model(**batch).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            loss = train_step(model, collate([windows[k] for k in idx], pad_id, [tags[k] for k in idx]), optimizer, scheduler)
             step += 1
-            bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
+            bar.set_postfix(loss=f"{float(loss):.4f}")
             if step >= total:
                 break
         bar.close()

@@ -22,7 +22,7 @@ def forward_batches(sorted_lengths: Sequence[int], max_batch: int, call_cost: in
     if max_batch < 1:
         raise ValueError(f"max_batch must be at least 1, got {max_batch}")
     n = len(sorted_lengths)
-    best = [0] + [0] * n  # best[j]: least cost of covering the first j windows
+    best = [0] * (n + 1)  # best[j]: least cost of covering the first j windows
     cut = [0] * (n + 1)
     for j in range(1, n + 1):
         longest = sorted_lengths[j - 1]

@@ -116,6 +116,16 @@ def _previous_frozen(path: Path, key: str) -> Path | None:
     return path / FROZEN_FILE if same and (path / FROZEN_FILE).is_file() else None
 
 
+def _link(src: Path, dst: Path) -> bool:
+    """Hard-link ``src`` as ``dst`` (unchanged since the last checkpoint: share its file); False
+    where the file system cannot."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        return False
+    return True
+
+
 def write(out_dir: str | Path, snap: Snapshot) -> Path:
     """Write a snapshot to ``out_dir/checkpoint`` atomically (the previous checkpoint stays whole
     until the new one is complete)."""
@@ -124,16 +134,11 @@ def write(out_dir: str | Path, snap: Snapshot) -> Path:
     with atomic_directory(path) as tmp:
         for stem, tensors in snap.tensors.items():
             save_file(tensors, str(tmp / f"{stem}.safetensors"))
-        if snap.frozen:
-            try:
-                if previous is None:
-                    raise OSError("no previous file to link")
-                os.link(previous, tmp / FROZEN_FILE)  # unchanged since the last checkpoint: share its file
-            except OSError:
-                copies = {k: v.to("cpu", copy=True).contiguous() for k, v in snap.frozen.items()}
-                if _frozen_key(snap.frozen) != snap.frozen_key:
-                    raise RuntimeError("a frozen parameter changed while its checkpoint was written") from None
-                save_file(copies, str(tmp / FROZEN_FILE))
+        if snap.frozen and not (previous is not None and _link(previous, tmp / FROZEN_FILE)):
+            copies = {k: v.to("cpu", copy=True).contiguous() for k, v in snap.frozen.items()}
+            if _frozen_key(snap.frozen) != snap.frozen_key:
+                raise RuntimeError("a frozen parameter changed while its checkpoint was written")
+            save_file(copies, str(tmp / FROZEN_FILE))
         (tmp / "state.json").write_text(json.dumps(snap.meta), encoding="utf-8")
     return path
 

@@ -131,7 +131,6 @@ def trim_vocabulary(name_or_path: str, texts: Iterable[str], out_dir: str | Path
     Unigram (SentencePiece) and WordPiece tokenizers. ``dtype="float16"`` halves the file.
     """
     import torch
-    from transformers import AutoModel
 
     path = resolve_encoder(name_or_path)
     encoder, tokenizer = load_encoder(path)

@@ -15,16 +15,15 @@ from types import SimpleNamespace
 import torch
 from torch import nn
 
+from gplinker.extras import require
+
 logger = logging.getLogger(__name__)
 
 ONNX_NAME = "encoder.onnx"
 
 
 def _require():
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError as e:
-        raise ValueError("ONNX inference needs onnxruntime, onnx and onnxscript: pip install -e \".[onnx]\"") from e
+    require(["onnxruntime"], "ONNX inference needs onnxruntime, onnx and onnxscript", "onnx")
 
 
 class _HiddenStates(nn.Module):

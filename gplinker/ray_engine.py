@@ -17,6 +17,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from gplinker.extras import require
 from gplinker.io import input_record, input_format
 
 logger = logging.getLogger(__name__)
@@ -26,11 +27,7 @@ LIGHT = 0.25  # logical CPUs asked by the reading and splitting tasks
 
 
 def _require():
-    try:
-        import ray  # noqa: F401
-        import ray.data  # noqa: F401
-    except ImportError as e:
-        raise ValueError('the Ray engine needs Ray Data: pip install -e ".[ray]"') from e
+    require(["ray", "ray.data"], "the Ray engine needs Ray Data", "ray")
 
 
 def input_files(inputs: Iterable[str | Path]) -> list[Path]:

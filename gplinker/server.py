@@ -20,6 +20,7 @@ from typing import Any, Sequence
 
 from gplinker import __version__
 from gplinker.combine import Pipeline
+from gplinker.extras import require
 from gplinker.model_thread import model_thread
 from gplinker.structures import Document
 
@@ -29,11 +30,7 @@ API_KEY_ENV = "GPLINKER_API_KEY"
 
 
 def _require():
-    try:
-        import fastapi  # noqa: F401
-        import uvicorn  # noqa: F401
-    except ImportError as e:
-        raise ValueError('serving needs FastAPI and uvicorn: pip install -e ".[serve]"') from e
+    require(["fastapi", "uvicorn"], "serving needs FastAPI and uvicorn", "serve")
 
 
 @dataclass

@@ -1,7 +1,6 @@
 """Shared fixtures: a tiny random BERT and its WordPiece tokenizer, built in-process, offline."""
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -67,6 +66,21 @@ def tokenizer(tiny_encoder):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(str(tiny_encoder))
+
+
+@pytest.fixture
+def exploding_decoder(monkeypatch):
+    """The NER decoder raises on any text containing "BOOM" (a model failing on one text)."""
+    from gplinker.tasks import ner
+
+    real = ner.NERTask.decode
+
+    def decode(self, doc, cells):
+        if "BOOM" in doc.text:
+            raise RuntimeError("decoder exploded")
+        return real(self, doc, cells)
+
+    monkeypatch.setattr(ner.NERTask, "decode", decode)
 
 
 def oracle_predict(task, tokenizer, docs, max_length=64, stride=16, policy="expand"):

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import DATA, ROOT, read
+from conftest import DATA, read
 from gplinker import cli
 
 PREDICT = DATA / "predict_en.txt"

@@ -49,7 +49,6 @@ def test_text_longer_than_one_window(tokenizer):
 def test_truncated_span_at_a_cut_is_dropped_when_another_window_holds_it(tokenizer):
     """The library merges windows: a span cut at a window's right edge is dropped because the
     next window holds that stretch away from its edges, and the task sees characters only."""
-    import numpy as np
 
     from gplinker.alignment import merge_windows
     from gplinker.cells import HeadCells

@@ -5,7 +5,6 @@ import pytest
 
 from conftest import DATA, REGISTRY, read
 from gplinker.io import DataError
-from gplinker.tasks import ner
 
 
 @pytest.mark.parametrize("name,fmt", [("zh_train.jsonl", "jsonl"), ("cluener_sample.json", "cluener"),

@@ -1,5 +1,4 @@
 """Relation triples: oracle round trips per reader and hard cases, the set decoder, readers, training."""
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -7,7 +6,6 @@ import pytest
 from conftest import ROOT, oracle_predict, read
 from gplinker.io import DataError
 from gplinker.structures import Document, Relation, Span
-from gplinker.tasks.readers import relation as relation_readers
 from gplinker.tasks.readers.relation import LocateStats, place_triple
 from gplinker.tasks.relation import RelationOptions, RelationTask, link_pairs
 

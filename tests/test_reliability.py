@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import DATA, ROOT, read
+from conftest import DATA, read
 from gplinker import cli, model_dir
 from gplinker.extractor import Extractor, ModelSettings
 from gplinker.io import DataError
@@ -247,17 +247,9 @@ def test_jsonl_with_a_bom_is_jsonl_and_text_starting_with_a_brace_is_text(saved,
     assert recs[0]["text"].startswith('{"id": "a"')  # the BOM stripped, the line taken as text
 
 
-def test_predict_isolates_failing_records_and_fails_when_none_succeed(saved, tmp_path, monkeypatch, capsys):
+def test_predict_isolates_failing_records_and_fails_when_none_succeed(saved, tmp_path, exploding_decoder, capsys):
     src = tmp_path / "in.txt"
     src.write_text("王芳在杭州。\nBOOM here\n李娜。\n", encoding="utf-8")
-    real = ner.NERTask.decode
-
-    def decode(self, doc, cells):
-        if "BOOM" in doc.text:
-            raise RuntimeError("decoder exploded")
-        return real(self, doc, cells)
-
-    monkeypatch.setattr(ner.NERTask, "decode", decode)
     out = tmp_path / "o.jsonl"
     assert cli.main(["predict", "--model", str(saved[0]), "--input", str(src), "--output", str(out)]) == 0
     recs = [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines()]

@@ -1,12 +1,11 @@
 """The HTTP server through FastAPI's TestClient: every endpoint, every bad request, auth, the
 micro-batcher under concurrent requests, and the shared renderer."""
 import base64
-import json
 import threading
 
 import pytest
 
-from conftest import DATA, ROOT, read
+from conftest import DATA, read
 
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
@@ -140,15 +139,7 @@ def test_concurrent_requests_each_get_their_own_text(pipeline):
         assert batcher.texts == len(texts) and batcher.batches < len(texts)  # texts of several requests shared batches
 
 
-def test_a_failing_text_does_not_touch_the_others_of_its_batch(client, pipeline, monkeypatch):
-    real = ner.NERTask.decode
-
-    def decode(self, doc, cells):
-        if "BOOM" in doc.text:
-            raise RuntimeError("decoder exploded")
-        return real(self, doc, cells)
-
-    monkeypatch.setattr(ner.NERTask, "decode", decode)
+def test_a_failing_text_does_not_touch_the_others_of_its_batch(client, pipeline, exploding_decoder):
     texts = [TEXTS[0], "BOOM", TEXTS[1]]
     got = client.post("/extract", json={"texts": texts}).json()["records"]
     want = offline(pipeline, [TEXTS[0], TEXTS[1]])
