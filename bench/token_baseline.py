@@ -104,7 +104,6 @@ def collate(windows: Sequence[Window], pad_id: int, tags: Sequence[list[int]] | 
     return out
 
 
-@torch.no_grad()
 def train_step(model, batch: dict[str, torch.Tensor], optimizer, scheduler, dtype: torch.dtype | None = None) -> torch.Tensor:
     """One step of the plain Hugging Face loop (forward, backward, clipping at 1, AdamW, scheduler),
     under autocast to ``dtype`` when given; returns the loss."""
@@ -119,6 +118,7 @@ def train_step(model, batch: dict[str, torch.Tensor], optimizer, scheduler, dtyp
     return loss.detach()
 
 
+@torch.no_grad()
 def predict(model, featurizer: Featurizer, pad_id: int, docs: Sequence[Document], names: list[str], batch_size: int = 32) -> list[Document]:
     model.eval()
     windows = featurizer.windows([d.text for d in docs])
