@@ -257,7 +257,7 @@ def _train(args: argparse.Namespace, entry, options, out: Path, main_rank: bool 
         if args.trim_vocab != "none":
             encoder = _trim_encoder(args, train_docs, dev_docs, out)
         settings = ModelSettings(head_type=args.head, head_size=args.head_size, max_length=args.max_length,
-                                 stride=args.stride, align=args.align)
+                                 stride=args.stride, align=args.align, label_sharing=args.label_sharing)
         extractor = Extractor.build(encoder, task, settings, args.device, seed=args.seed)
         extractor.info["encoder"] = args.encoder
         if encoder != args.encoder:  # the trimmed copy is in memory now and will be saved with the model
@@ -661,6 +661,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--head", choices=["efficient", "standard"], default="efficient",
                    help="Efficient GlobalPointer (shared projection, factorised loss) or the original GlobalPointer")
     t.add_argument("--head-size", type=_positive_int, default=64, help="dimension of the heads' queries and keys")
+    t.add_argument("--no-label-sharing", dest="label_sharing", action="store_false",
+                   help="give every label its own bias only (default: event argument labels also share one with "
+                        "their event type's labels and one with their role's labels)")
     t.add_argument("--align", choices=["expand", "strict", "contract"], default="expand",
                    help="how gold spans off token boundaries are placed on tokens (they are counted in the log)")
     t.add_argument("--decode", choices=["auto", "flat", "nested"], default=None,

@@ -24,6 +24,7 @@ from gplinker.batching import forward_batches
 from gplinker.cells import DocumentCells, HeadCells
 from gplinker.model import GPLinkerModel, collate
 from gplinker.offsets import ALIGN_POLICIES, Featurizer, Window, default_stride
+from gplinker.packing import ROW_TOKENS, collate_packed, pack_rows, packing_works, position_offset, should_pack
 from gplinker.structures import Document
 from gplinker.task import Task
 
@@ -44,6 +45,7 @@ class ModelSettings:
     align: str = "expand"
     link_threshold: float = 0.0  # logit above which a link head's cell fires (chosen on dev by train --tune-link-threshold)
     temperature: float = 1.0  # scores are σ(2·logit / temperature); fitted on dev by `gplinker calibrate`
+    label_sharing: bool = True  # labels of a group (an event type, a role) share a learned bias; False in older models
 
     def __post_init__(self) -> None:
         if self.stride is None:
@@ -88,6 +90,16 @@ class Extractor:
         self.model.to(self.device)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.info: dict[str, Any] = dict(info or {})  # training data, dev scores, encoder: shown by `gplinker info`
+        self._packs: dict[int, bool] = {}  # id(encoder) -> whether it computes packed rows right (checked once)
+
+    def can_pack(self) -> bool:
+        """Whether this extractor's encoder gives packed windows the states each gets alone
+        (checked once per encoder: an ONNX session or an encoder without 4D masks cannot)."""
+        key = id(self.model.encoder)
+        if key not in self._packs:
+            vocab = int(getattr(self.model.encoder.config, "vocab_size", 100) or 100)
+            self._packs[key] = packing_works(self.model.encoder, self.pad_id, vocab, self.device)
+        return self._packs[key]
 
     @classmethod
     def build(cls, encoder_name: str, task: Task, settings: ModelSettings, device: str | torch.device | None = None,
@@ -99,7 +111,7 @@ class Extractor:
         encoder, tokenizer = load_encoder(encoder_name)
         if seed is not None:
             torch.manual_seed(seed)
-        ex = cls(GPLinkerModel(encoder, task.head_specs(), settings.head_type, settings.head_size), tokenizer, task, settings, device)
+        ex = cls(GPLinkerModel(encoder, task.head_specs(), settings.head_type, settings.head_size, settings.label_sharing), tokenizer, task, settings, device)
         ex.info["encoder"] = encoder_name
         return ex
 
@@ -134,6 +146,8 @@ class Extractor:
         try:
             task = registry.task_from_config(config["task"], config["task_config"])
             settings = ModelSettings(**{f.name: config[f.name] for f in fields(ModelSettings) if f.name in config})
+            if "label_sharing" not in config:  # saved before labels shared biases: its heads have none
+                settings.label_sharing = False
         except (KeyError, TypeError, ValueError) as e:
             raise model_dir.ModelDirError(f"{cfg_file}: bad task or model settings ({type(e).__name__}: {e}) — the file is "
                                           "damaged; save or copy the model again") from e
@@ -147,7 +161,8 @@ class Extractor:
         except (OSError, ValueError, SafetensorError, json.JSONDecodeError) as e:
             raise model_dir.ModelDirError(f"{enc_dir}: the encoder checkpoint cannot be loaded ({type(e).__name__}: "
                                           f"{str(e).splitlines()[0] if str(e) else ''}) — copy or train the model again") from e
-        model = GPLinkerModel(encoder.float(), task.head_specs(), settings.head_type, settings.head_size)
+        model = GPLinkerModel(encoder.float(), task.head_specs(), settings.head_type, settings.head_size,
+                              settings.label_sharing)
         heads_file = path / model_dir.HEADS_NAME
         try:
             state = load_file(str(heads_file))
@@ -168,36 +183,84 @@ class Extractor:
     # ---- prediction --------------------------------------------------------------------------
     @torch.no_grad()
     def window_cells(self, windows: Sequence[Window], batch_size: int = 32, progress: bool = False,
-                     sort: bool = True, thresholds: dict[str, float] | None = None) -> list[dict[str, HeadCells]]:
-        """Positive cells (token positions) of every window. Windows are sorted by length and cut
-        into forward batches of at most ``batch_size`` where padding would cost more than another
-        call (:func:`gplinker.batching.forward_batches`); with ``sort`` False, fixed batches in input
-        order. ``thresholds``: per-head logits to use instead of the model's (0 for spans, the link
-        threshold for links). The logits returned are divided by the model's temperature (decisions
-        are made before)."""
+                     sort: bool = True, thresholds: dict[str, float] | None = None,
+                     pack: bool | None = None) -> list[dict[str, HeadCells]]:
+        """Positive cells (token positions) of every window.
+
+        Windows are sorted by length and cut into forward batches of at most ``batch_size`` where
+        padding would cost more than another call (:func:`gplinker.batching.forward_batches`); with
+        ``pack`` short windows are first packed into rows of up to 128 tokens (a longer window is a
+        row alone) when the encoder allows it, and the rows are batched so; by default (None) only
+        where the packed plan is estimated to cost less (:mod:`gplinker.packing`).
+        With ``sort`` False, fixed batches in input order, unpacked. ``thresholds``: per-head
+        logits to use instead of the model's (0 for spans, the link threshold for links). The
+        logits returned are divided by the model's temperature (decisions are made before)."""
         was_training = self.model.training
         self.model.eval()
-        order = sorted(range(len(windows)), key=lambda k: len(windows[k])) if sort else list(range(len(windows)))
-        ranges = (forward_batches([len(windows[k]) for k in order], batch_size) if sort
-                  else [(b, min(b + batch_size, len(order))) for b in range(0, len(order), batch_size)])
         if thresholds is None:
             thresholds = {s.name: self.settings.link_threshold for s in self.task.head_specs() if s.axes != "span"}
+        lengths = [len(w) for w in windows]
+        packable = sort and pack is not False and len(windows) > 1 and self.can_pack()
+        rows = pack_rows(lengths, min(ROW_TOKENS, self.settings.max_length)) if packable else []
+        if pack is None and packable:  # by default only where the packed plan is estimated cheaper
+            packable = should_pack(lengths, rows, batch_size, self.model.encoder.config.hidden_size)
+        pack = packable and len(rows) < len(windows)
+        if not pack:
+            rows = [[k] for k in range(len(windows))]
+        sizes = [sum(lengths[k] for k in r) for r in rows]
+        order = sorted(range(len(rows)), key=sizes.__getitem__) if sort else list(range(len(rows)))
+        ranges = (forward_batches([sizes[r] for r in order], batch_size) if sort
+                  else [(b, min(b + batch_size, len(order))) for b in range(0, len(order), batch_size)])
         out: list[dict[str, HeadCells]] = [{} for _ in windows]
         bar = tqdm(total=len(windows), desc="predict", unit="win", disable=not progress, leave=False)
         for b0, b1 in ranges:
-            idx = order[b0:b1]
-            batch = collate([windows[k] for k in idx], self.pad_id)
-            per_head = self.model.positive_cells(**{k: v.to(self.device) for k, v in batch.items()}, thresholds=thresholds)
-            for name, (found, values) in per_head.items():  # (N, 4) rows (b, h, i, j), (N,) logits
-                values = values.float().cpu().numpy() / self.settings.temperature
-                cells = found.cpu().numpy()
-                bounds = np.searchsorted(cells[:, 0], np.arange(len(idx) + 1))  # rows come sorted by batch row
-                for r, k in enumerate(idx):
-                    out[k][name] = HeadCells(cells[bounds[r] : bounds[r + 1], 1:], values[bounds[r] : bounds[r + 1]])
-            bar.update(len(idx))
+            batch_rows = [rows[r] for r in order[b0:b1]]
+            if pack:
+                self._packed_cells(windows, batch_rows, thresholds, out)
+            else:
+                self._padded_cells(windows, [r[0] for r in batch_rows], thresholds, out)
+            bar.update(sum(len(r) for r in batch_rows))
         bar.close()
         self.model.train(was_training)
         return out
+
+    def _padded_cells(self, windows: Sequence[Window], idx: list[int], thresholds: dict[str, float],
+                      out: list[dict[str, HeadCells]]) -> None:
+        """One forward call over windows ``idx``, one padded row each; fills ``out[k]``."""
+        batch = collate([windows[k] for k in idx], self.pad_id)
+        per_head = self.model.positive_cells(**{k: v.to(self.device) for k, v in batch.items()}, thresholds=thresholds)
+        for name, (found, values) in per_head.items():  # (N, 4) rows (b, h, i, j), (N,) logits
+            values = values.float().cpu().numpy() / self.settings.temperature
+            cells = found.cpu().numpy()
+            bounds = np.searchsorted(cells[:, 0], np.arange(len(idx) + 1))  # rows come sorted by batch row
+            for r, k in enumerate(idx):
+                out[k][name] = HeadCells(cells[bounds[r] : bounds[r + 1], 1:], values[bounds[r] : bounds[r + 1]])
+
+    def _packed_cells(self, windows: Sequence[Window], rows: list[list[int]], thresholds: dict[str, float],
+                      out: list[dict[str, HeadCells]]) -> None:
+        """One forward call over packed ``rows`` (lists of window indices); fills ``out[k]`` with
+        each window's cells in its own token positions."""
+        members = [k for r in rows for k in r]
+        local = {k: x for x, k in enumerate(members)}
+        packed = collate_packed([windows[k] for k in members], [[local[k] for k in r] for r in rows], self.pad_id,
+                                position_offset(self.model.encoder))
+        tensors = {k: v.to(self.device) for k, v in packed.tensors.items()}
+        per_head = self.model.positive_cells(tensors["input_ids"], tensors["attention_mask"], tensors["span_mask"],
+                                             thresholds=thresholds, position_ids=tensors["position_ids"])
+        segments = packed.tensors["span_mask"].numpy()  # (B, n) segment id of each text position
+        window_of = np.zeros((len(rows), 1 + int(packed.segment.max())), dtype=np.int64)  # (B, S+1) -> local window
+        window_of[packed.row, packed.segment] = np.arange(len(members))
+        for name, (found, values) in per_head.items():  # (N, 4) rows (b, h, i, j), (N,) logits
+            values = values.float().cpu().numpy() / self.settings.temperature
+            cells = found.cpu().numpy()
+            win = window_of[cells[:, 0], segments[cells[:, 0], cells[:, 2]]]  # (N,) local window of each cell
+            shift = packed.offset[win]
+            rel = np.stack([cells[:, 1], cells[:, 2] - shift, cells[:, 3] - shift], axis=1)  # (N, 3) in window positions
+            by = np.argsort(win, kind="stable")  # keeps (h, i, j) order within a window
+            bounds = np.searchsorted(win[by], np.arange(len(members) + 1))
+            for x, k in enumerate(members):
+                sel = by[bounds[x] : bounds[x + 1]]
+                out[k][name] = HeadCells(rel[sel], values[sel])
 
     def document_cells(self, texts: Sequence[str], batch_size: int = 32, progress: bool = False,
                        thresholds: dict[str, float] | None = None) -> list[DocumentCells]:

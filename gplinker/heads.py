@@ -4,6 +4,8 @@ from __future__ import annotations
 import math
 
 import torch
+from typing import Sequence
+
 from torch import nn
 
 from gplinker.decoding import positive_cells
@@ -33,14 +35,57 @@ def rope(x: torch.Tensor, base: float = 10000.0) -> torch.Tensor:
     return (xf * cos + rotated * sin).to(x.dtype)
 
 
+class SharedLabelBias(nn.Module):
+    """Start and end biases shared by groups of labels, added to each member label's own.
+
+    ``groups[h]`` names the groups label ``h`` belongs to (an event argument label (type, role)
+    is in the group of its type and the group of its role): a rare label starts from what its
+    role learned under every event type and what its type learned from every role, instead of
+    from its own few examples. Its bias starts at zero (its weights as any linear layer's), so
+    the prior of the initial logits stays where the head puts it.
+    """
+
+    def __init__(self, in_size: int, groups: Sequence[Sequence[str]]) -> None:
+        super().__init__()
+        self.names = sorted({g for gs in groups for g in gs})
+        index = {g: k for k, g in enumerate(self.names)}
+        self.dense = nn.Linear(in_size, 2 * len(self.names))
+        with torch.no_grad():
+            self.dense.bias.zero_()
+        member = torch.zeros(len(groups), len(self.names))  # (H, G) 1 where label h is in group g
+        for h, gs in enumerate(groups):
+            for g in gs:
+                member[h, index[g]] = 1.0
+        self.register_buffer("membership", member, persistent=False)  # rebuilt from the labels, never saved
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x``: (B, n, in) -> (B, n, H, 2) per label: (end bias, start bias), interleaved as q_dense's channels."""
+        b, n, _ = x.shape
+        g = self.dense(x).view(b, n, len(self.names), 2)  # (B, n, G, 2)
+        return torch.einsum("bngt,hg->bnht", g, self.membership.to(g.dtype))  # (B, n, H, 2)
+
+    @torch.no_grad()
+    def copy_groups(self, src: "SharedLabelBias | None") -> None:
+        """Take the rows of every group ``src`` also has (fine-tuning with new labels)."""
+        if src is None:
+            return
+        old = {g: k for k, g in enumerate(src.names)}
+        for k, g in enumerate(self.names):
+            if g in old:
+                self.dense.weight[2 * k : 2 * k + 2] = src.dense.weight[2 * old[g] : 2 * old[g] + 2]
+                self.dense.bias[2 * k : 2 * k + 2] = src.dense.bias[2 * old[g] : 2 * old[g] + 2]
+
+
 class GlobalPointer(nn.Module):
     """Per label h: ``s_h(i, j) = q_{h,i} · k_{h,j} / sqrt(d)`` with separate projections."""
 
-    def __init__(self, hidden_size: int, heads: int, head_size: int = 64, use_rope: bool = True, tril_mask: bool = True) -> None:
+    def __init__(self, hidden_size: int, heads: int, head_size: int = 64, use_rope: bool = True, tril_mask: bool = True,
+                 groups: Sequence[Sequence[str]] = ()) -> None:
         super().__init__()
         self.heads, self.head_size = heads, head_size
         self.use_rope, self.tril_mask = use_rope, tril_mask
         self.dense = nn.Linear(hidden_size, heads * head_size * 2)
+        self.shared = SharedLabelBias(hidden_size, groups) if any(groups) else None
 
     def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``hidden``: (B, n, D), ``mask``: (B, n) -> logits (B, H, n, n), masked cells very negative."""
@@ -51,6 +96,9 @@ class GlobalPointer(nn.Module):
         if self.use_rope:
             q, k = rope(q), rope(k)  # rotate along n, never along H
         logits = q @ k.transpose(-1, -2) / math.sqrt(self.head_size)  # (B, H, n, n)
+        if self.shared is not None:
+            g = self.shared(hidden).permute(0, 2, 3, 1)  # (B, H, 2, n)
+            logits = logits + g[:, :, 1, :, None] + g[:, :, 0, None, :]  # start bias on i, end bias on j
         return logits.masked_fill(~span_mask(mask, self.tril_mask), mask_value(logits.dtype))
 
     def loss(self, hidden: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, factorized: bool = True) -> torch.Tensor:
@@ -64,6 +112,8 @@ class GlobalPointer(nn.Module):
         for new, old in mapping.items():
             self.dense.weight[new * w : (new + 1) * w] = src.dense.weight[old * w : (old + 1) * w]
             self.dense.bias[new * w : (new + 1) * w] = src.dense.bias[old * w : (old + 1) * w]
+        if self.shared is not None:
+            self.shared.copy_groups(src.shared)
 
     def positive_cells(self, hidden: torch.Tensor, mask: torch.Tensor, channel_chunk: int = 16,
                        threshold: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -87,12 +137,13 @@ class EfficientGlobalPointer(nn.Module):
     """
 
     def __init__(self, hidden_size: int, heads: int, head_size: int = 64, use_rope: bool = True, tril_mask: bool = True,
-                 initial_logit: float = INITIAL_LOGIT) -> None:
+                 groups: Sequence[Sequence[str]] = (), initial_logit: float = INITIAL_LOGIT) -> None:
         super().__init__()
         self.heads, self.head_size = heads, head_size
         self.use_rope, self.tril_mask = use_rope, tril_mask
         self.p_dense = nn.Linear(hidden_size, head_size * 2)
         self.q_dense = nn.Linear(head_size * 2, heads * 2)
+        self.shared = SharedLabelBias(head_size * 2, groups) if any(groups) else None
         with torch.no_grad():  # start bias + end bias = initial_logit (each is halved in factors())
             self.q_dense.bias.fill_(initial_logit)
 
@@ -103,7 +154,10 @@ class EfficientGlobalPointer(nn.Module):
         if self.use_rope:
             q, k = rope(q), rope(k)
         scores = q @ k.transpose(-1, -2) / math.sqrt(self.head_size)  # (B, n, n)
-        bias = self.q_dense(p).transpose(1, 2) / 2  # (B, 2H, n), from the pre-RoPE projection
+        bias = self.q_dense(p)  # (B, n, 2H), from the pre-RoPE projection
+        if self.shared is not None:
+            bias = bias + self.shared(p).flatten(2)  # (B, n, 2H)
+        bias = bias.transpose(1, 2) / 2  # (B, 2H, n)
         return scores, bias[:, 1::2], bias[:, ::2]  # odd channels: start axis i; even: end axis j
 
     def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -125,6 +179,8 @@ class EfficientGlobalPointer(nn.Module):
         for new, old in mapping.items():
             self.q_dense.weight[2 * new : 2 * new + 2] = src.q_dense.weight[2 * old : 2 * old + 2]
             self.q_dense.bias[2 * new : 2 * new + 2] = src.q_dense.bias[2 * old : 2 * old + 2]
+        if self.shared is not None:
+            self.shared.copy_groups(src.shared)
 
     def positive_cells(self, hidden: torch.Tensor, mask: torch.Tensor, channel_chunk: int = 16,
                        threshold: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -135,8 +191,12 @@ class EfficientGlobalPointer(nn.Module):
 HEADS = {"standard": GlobalPointer, "efficient": EfficientGlobalPointer}
 
 
-def build_head(kind: str, hidden_size: int, heads: int, head_size: int = 64, use_rope: bool = True, tril_mask: bool = True) -> nn.Module:
-    """A head by name: ``standard`` (GlobalPointer) or ``efficient`` (Efficient GlobalPointer)."""
+def build_head(kind: str, hidden_size: int, heads: int, head_size: int = 64, use_rope: bool = True, tril_mask: bool = True,
+               groups: Sequence[Sequence[str]] = ()) -> nn.Module:
+    """A head by name: ``standard`` (GlobalPointer) or ``efficient`` (Efficient GlobalPointer);
+    ``groups``: per label, the groups whose bias it shares (:class:`SharedLabelBias`; none: no sharing)."""
     if kind not in HEADS:
         raise ValueError(f"unknown head type {kind!r}; choose one of {sorted(HEADS)}")
-    return HEADS[kind](hidden_size, heads, head_size, use_rope, tril_mask)
+    if groups and len(groups) != heads:
+        raise ValueError(f"{len(groups)} label groups given for a head of {heads} labels")
+    return HEADS[kind](hidden_size, heads, head_size, use_rope, tril_mask, groups)

@@ -10,13 +10,16 @@ def mask_value(dtype: torch.dtype) -> float:
 
 
 def span_mask(mask: torch.Tensor, tril: bool) -> torch.Tensor:
-    """Cells (i, j) allowed for a head: both positions real and, with ``tril``, j >= i.
+    """Cells (i, j) allowed for a head: both positions real, in the same segment and, with
+    ``tril``, j >= i.
 
-    ``mask``: (B, n) bool or 0/1 -> (B, 1, n, n) bool.
+    ``mask``: (B, n) bool or 0/1, or segment ids (0: not text; several windows packed in one
+    row are segments 1, 2, ...: no cell joins two of them) -> (B, 1, n, n) bool.
     """
-    m = mask.bool()
-    cells = m[:, None, :, None] & m[:, None, None, :]  # (B, 1, n, n)
+    seg = mask.long()  # (B, n)
+    real = seg > 0
+    cells = real[:, None, :, None] & (seg[:, None, :, None] == seg[:, None, None, :])  # (B, 1, n, n)
     if tril:
-        n = m.shape[1]
-        cells = cells & torch.ones(n, n, dtype=torch.bool, device=m.device).triu()  # j >= i
+        n = seg.shape[1]
+        cells = cells & torch.ones(n, n, dtype=torch.bool, device=seg.device).triu()  # j >= i
     return cells

@@ -14,24 +14,30 @@ from gplinker.task import HeadSpec
 
 
 class GPLinkerModel(nn.Module):
-    """``encoder`` (any Hugging Face ``AutoModel``) + one GlobalPointer head per :class:`HeadSpec`.
+    """``encoder`` (any Hugging Face ``AutoModel``) + one GlobalPointer head per :class:`HeadSpec`;
+    with ``label_sharing`` the heads add the biases the specs' label groups share.
 
     Every entry point runs the encoder once (:meth:`encode`) and then each head's own path: an
     Efficient GlobalPointer head trains and decodes without materialising its (B, H, n, n) logits.
     """
 
-    def __init__(self, encoder: nn.Module, specs: Sequence[HeadSpec], head_type: str = "efficient", head_size: int = 64) -> None:
+    def __init__(self, encoder: nn.Module, specs: Sequence[HeadSpec], head_type: str = "efficient", head_size: int = 64,
+                 label_sharing: bool = False) -> None:
         super().__init__()
         self.encoder = encoder
         hidden = encoder.config.hidden_size
         self.specs = list(specs)
         self.heads = nn.ModuleDict(
-            {s.name: build_head(head_type, hidden, s.channels, head_size, s.use_rope, s.tril_mask) for s in self.specs}
+            {s.name: build_head(head_type, hidden, s.channels, head_size, s.use_rope, s.tril_mask,
+                                s.groups if label_sharing else ()) for s in self.specs}
         )
 
-    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """(B, n) ids and attention mask -> (B, n, D) hidden states."""
-        return self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, n) ids and attention mask ((B, 1, n, n) for packed rows, with their (B, n)
+        ``position_ids``) -> (B, n, D) hidden states."""
+        if position_ids is None:
+            return self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return self.encoder(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).last_hidden_state
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, span_mask: torch.Tensor) -> dict[str, torch.Tensor]:
         """Materialised logits {head: (B, H, n, n)}; ``span_mask`` (B, n) marks text positions."""
@@ -48,9 +54,12 @@ class GPLinkerModel(nn.Module):
 
     @torch.no_grad()
     def positive_cells(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, span_mask: torch.Tensor,
-                       channel_chunk: int = 16, thresholds: dict[str, float] | None = None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        """{head: ((N, 4) cells (b, h, i, j) with logit > the head's threshold (default 0), (N,) their logits)}."""
-        hidden = self.encode(input_ids, attention_mask)  # (B, n, D)
+                       channel_chunk: int = 16, thresholds: dict[str, float] | None = None,
+                       position_ids: torch.Tensor | None = None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """{head: ((N, 4) cells (b, h, i, j) with logit > the head's threshold (default 0), (N,) their logits)}.
+
+        ``span_mask`` may hold segment ids (packed rows, :mod:`gplinker.packing`): no cell joins two segments."""
+        hidden = self.encode(input_ids, attention_mask, position_ids)  # (B, n, D)
         thresholds = thresholds or {}
         return {name: head.positive_cells(hidden, span_mask, channel_chunk, thresholds.get(name, 0.0))
                 for name, head in self.heads.items()}

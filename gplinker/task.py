@@ -28,7 +28,9 @@ class HeadSpec:
     ``axes`` says what a cell (i, j) of the head stands for: ``span``, the span from token i to
     token j; ``starts``, the first tokens of two spans (GPLinker's head-head link); ``ends``, their
     last tokens (tail-tail link). Link heads take :data:`PairTarget` targets; with ``tril_mask``
-    a pair's cell is stored as (min, max), so the pair is unordered.
+    a pair's cell is stored as (min, max), so the pair is unordered. ``groups``: for each channel,
+    the names of the groups of labels it shares a learned bias with (an event argument label
+    (type, role) is in its type's group and its role's group); empty: channels share nothing.
     """
 
     name: str
@@ -36,6 +38,7 @@ class HeadSpec:
     use_rope: bool = True
     tril_mask: bool = True
     axes: Axes = "span"
+    groups: tuple[tuple[str, ...], ...] = ()
 
 
 class Task(ABC):

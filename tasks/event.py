@@ -162,8 +162,10 @@ class EventTask(Task):
         self.keep_triggerless = bool(keep_triggerless)
 
     def head_specs(self) -> list[HeadSpec]:
+        # Argument labels share a bias with their event type's labels and with their role's labels.
         # Link heads: one channel each, no RoPE, triangle mask kept (pairs stored as (min, max)).
-        return [HeadSpec("arguments", len(self.labels), use_rope=True, tril_mask=True),
+        groups = tuple((f"type={t}", f"role={r}") for t, r in self.labels)
+        return [HeadSpec("arguments", len(self.labels), use_rope=True, tril_mask=True, groups=groups),
                 HeadSpec("heads", 1, use_rope=False, tril_mask=True, axes="starts"),
                 HeadSpec("tails", 1, use_rope=False, tril_mask=True, axes="ends")]
 

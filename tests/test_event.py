@@ -207,3 +207,44 @@ def test_link_threshold_is_chosen_on_dev_saved_and_reproduced(tiny_encoder, tmp_
     loaded = Extractor.from_pretrained(tmp_path / "model", device="cpu")
     assert main_f1(loaded.task.evaluate(docs[:6], loaded.predict(docs[:6]))) == pytest.approx(scores[tuned["chosen"]])
     assert summary["best"]["metrics"]["events"]["f1"] == pytest.approx(scores[tuned["chosen"]])
+
+
+def test_label_sharing_saved_loaded_and_kept_off_for_older_models(tiny_encoder, tmp_path):
+    """A model saved before label sharing (no ``label_sharing`` key, no shared weights) loads and
+    predicts as before; a new one saves its shared biases and loads them; fine-tuning with a new
+    event type keeps the trained rows of every group it already had."""
+    import json
+
+    import torch
+
+    from gplinker.extractor import Extractor, ModelSettings
+    from gplinker.finetune import extend_extractor
+    from gplinker.structures import Argument, Document, Event
+
+    docs = read("event", EV / "zh_train.jsonl")
+    texts = [d.text for d in docs]
+    low = {"arguments": -9.0, "heads": -9.0, "tails": -9.0}
+    for sharing in (False, True):
+        ex = Extractor.build(str(tiny_encoder), EventTask.from_documents(docs),
+                             ModelSettings(head_size=16, max_length=40, stride=8, label_sharing=sharing), "cpu", seed=3)
+        assert (ex.model.heads["arguments"].shared is not None) == sharing
+        ex.save_pretrained(tmp_path / f"m{sharing}")
+        if not sharing:  # as an older gplinker wrote it
+            cfg = tmp_path / "mFalse" / "gplinker.json"
+            config = json.loads(cfg.read_text())
+            del config["label_sharing"]
+            cfg.write_text(json.dumps(config))
+        loaded = Extractor.from_pretrained(tmp_path / f"m{sharing}", device="cpu")
+        assert loaded.settings.label_sharing == sharing
+        a, b = ex.document_cells(texts, thresholds=low), loaded.document_cells(texts, thresholds=low)
+        assert sum(len(c["arguments"]) for c in a) > 20
+        assert all(np.array_equal(x["arguments"].rows, y["arguments"].rows) for x, y in zip(a, b))
+    base = Extractor.from_pretrained(tmp_path / "mTrue", device="cpu")
+    with torch.no_grad():
+        base.model.heads["arguments"].shared.dense.weight.normal_()  # as if trained
+    new = EventTask.from_documents([Document("甲公司起诉乙公司", events=(Event("新类型", (Argument("原告", 0, 3),)),))])
+    grown = extend_extractor(base, new)
+    old, now = base.model.heads["arguments"].shared, grown.model.heads["arguments"].shared
+    assert set(old.names) < set(now.names) and "type=新类型" in now.names
+    for g in old.names:
+        assert torch.equal(now.dense.weight[2 * now.names.index(g)], old.dense.weight[2 * old.names.index(g)])

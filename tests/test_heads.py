@@ -101,3 +101,54 @@ def test_masking_is_finite_in_half_precision():
         logits = head(torch.randn(1, 4, 8, dtype=dtype), torch.tensor([[1, 1, 0, 0]]))
         assert torch.isfinite(logits).all(), dtype
         assert (logits[0, :, 3, 3] < -1000).all()
+
+
+GROUPS = [("type=A", "role=x"), ("type=A", "role=y"), ("type=B", "role=x")]
+
+
+def test_shared_label_bias_starts_at_zero_and_adds_each_groups_bias():
+    import pytest
+
+    for cls in (EfficientGlobalPointer, GlobalPointer):
+        torch.manual_seed(0)
+        shared = cls(16, 3, head_size=8, groups=GROUPS)
+        torch.manual_seed(0)
+        plain = cls(16, 3, head_size=8)
+        h, mask = torch.randn(2, 6, 16), torch.ones(2, 6)
+        with torch.no_grad():
+            shared.shared.dense.weight.zero_()
+        assert torch.allclose(shared(h, mask), plain(h, mask))  # no group bias: the head's own logits
+        with torch.no_grad():
+            shared.shared.dense.weight.normal_()
+            shared.shared.dense.bias.normal_()
+        g = shared.shared(shared.p_dense(h) if cls is EfficientGlobalPointer else h)  # (B, n, H, 2)
+        names = shared.shared.names
+        group = shared.shared.dense(shared.p_dense(h) if cls is EfficientGlobalPointer else h).view(2, 6, len(names), 2)
+        for label, gs in enumerate(GROUPS):  # each label's added bias is the sum of its groups' biases
+            expect = sum(group[:, :, names.index(x)] for x in gs)
+            assert torch.allclose(g[:, :, label], expect, atol=1e-5)
+        diff = shared(h, mask) - plain(h, mask)  # the added biases reach the logits: start on i, end on j
+        half = 0.5 if cls is EfficientGlobalPointer else 1.0  # Efficient GP halves its biases (q_dense's too)
+        assert torch.allclose(diff[0, 0, 1, 3], half * (g[0, 1, 0, 1] + g[0, 3, 0, 0]), atol=1e-4)
+        with pytest.raises(ValueError, match="groups"):
+            from gplinker.heads import build_head
+            build_head("efficient", 16, 2, 8, groups=GROUPS)
+
+
+def test_a_label_seen_once_learns_from_its_role_under_other_types():
+    """One optimiser step on a positive of (A, x) raises the same cell for (B, x) through the
+    shared role bias: with label sharing, (B, x) rises more than without."""
+    from gplinker.losses import span_loss
+
+    rises = {}
+    for groups in (GROUPS, ()):
+        torch.manual_seed(0)
+        head = EfficientGlobalPointer(16, 3, head_size=8, groups=groups)
+        h, mask = torch.randn(1, 6, 16), torch.ones(1, 6)
+        before = head(h, mask)[0, 2, 1, 3].item()  # label (B, x), cell (1, 3)
+        labels = torch.tensor([[[1 * 6 + 3], [0], [0]]])  # only (A, x) has a positive: cell (1, 3)
+        opt = torch.optim.SGD(head.parameters(), lr=0.5)
+        span_loss(head(h, mask), labels).backward()
+        opt.step()
+        rises[bool(groups)] = head(h, mask)[0, 2, 1, 3].item() - before
+    assert rises[True] > rises[False]
