@@ -114,7 +114,8 @@ def position_offset(encoder: torch.nn.Module) -> int:
 
 @torch.no_grad()
 def packing_works(encoder: torch.nn.Module, pad_id: int, vocab_size: int, device: torch.device, tolerance: float = 1e-4) -> bool:
-    """Whether ``encoder`` gives two packed windows the hidden states each gets alone."""
+    """Whether ``encoder`` gives two packed windows the hidden states each gets alone (within
+    ``tolerance`` of the states' largest magnitude), tried in eval mode."""
     from transformers import PreTrainedModel
 
     if not isinstance(encoder, PreTrainedModel):
@@ -127,6 +128,8 @@ def packing_works(encoder: torch.nn.Module, pad_id: int, vocab_size: int, device
     attention = ((seg[:, None] == seg[None, :]) & (seg > 0)[None, :]) | torch.eye(14, dtype=torch.bool)
     ids = torch.cat([a, b, torch.full((2,), pad_id)])[None]
     pos = torch.cat([torch.arange(7), torch.arange(5), torch.zeros(2, dtype=torch.long)])[None] + start
+    was_training = encoder.training
+    encoder.eval()  # dropout would make any two calls differ
     try:
         packed = encoder(input_ids=ids.to(device), attention_mask=attention[None, None].to(device),
                          position_ids=pos.to(device)).last_hidden_state[0]  # (14, D)
@@ -135,8 +138,11 @@ def packing_works(encoder: torch.nn.Module, pad_id: int, vocab_size: int, device
     except (TypeError, ValueError, RuntimeError, IndexError) as e:
         logger.info("packing off: the encoder does not take packed rows (%s: %s)", type(e).__name__, e)
         return False
+    finally:
+        encoder.train(was_training)
     diff = max(float((packed[:7] - alone[0]).abs().max()), float((packed[7:12] - alone[1]).abs().max()))
-    if diff > tolerance:
+    scale = max(1.0, max(float(x.abs().max()) for x in alone))  # relative to the states' size
+    if diff > tolerance * scale:
         logger.info("packing off: packed windows differ from single ones by %.2g", diff)
         return False
     return True

@@ -103,3 +103,11 @@ def test_packing_is_chosen_where_it_saves_padding():
     assert should_pack(mixed, pack_rows(mixed, 128), 32, 384)
     even = [37] * 64  # a large input of similar lengths: sorted padded batches waste nothing
     assert not should_pack(even, pack_rows(even, 128), 32, 384)
+
+
+def test_the_packing_check_is_made_in_eval_mode_and_leaves_the_mode_alone(tiny_encoder):
+    docs = read("ner", ROOT / "data/ner/en_train.jsonl")
+    ex = Extractor.build(str(tiny_encoder), ner.NERTask.from_documents(docs), ModelSettings(head_size=16, max_length=32, stride=8),
+                         "cpu", seed=3)
+    ex.model.train()  # dropout on: two calls differ, yet the encoder can pack
+    assert ex.can_pack() and ex.model.encoder.training
