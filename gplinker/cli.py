@@ -492,6 +492,7 @@ def cmd_info(args: argparse.Namespace) -> int:
               **{k: v for k, v in task.config().items() if not isinstance(v, list)},
               "encoder": info.get("encoder"), "max_length": config.get("max_length"), "stride": config.get("stride"),
               "head_type": config.get("head_type"), "head_size": config.get("head_size"),
+              "label_sharing": bool(config.get("label_sharing", False)) if task.name == "event" else None,
               "link_threshold": config.get("link_threshold") if task.name != "ner" else None,
               "temperature": config.get("temperature"),
               "train_file": info.get("train_file"), "train_documents": info.get("train_documents"),

@@ -209,7 +209,7 @@ def test_link_threshold_is_chosen_on_dev_saved_and_reproduced(tiny_encoder, tmp_
     assert summary["best"]["metrics"]["events"]["f1"] == pytest.approx(scores[tuned["chosen"]])
 
 
-def test_label_sharing_saved_loaded_and_kept_off_for_older_models(tiny_encoder, tmp_path):
+def test_label_sharing_saved_loaded_and_kept_off_for_older_models(tiny_encoder, tmp_path, capsys):
     """A model saved before label sharing (no ``label_sharing`` key, no shared weights) loads and
     predicts as before; a new one saves its shared biases and loads them; fine-tuning with a new
     event type keeps the trained rows of every group it already had."""
@@ -236,6 +236,10 @@ def test_label_sharing_saved_loaded_and_kept_off_for_older_models(tiny_encoder, 
             cfg.write_text(json.dumps(config))
         loaded = Extractor.from_pretrained(tmp_path / f"m{sharing}", device="cpu")
         assert loaded.settings.label_sharing == sharing
+        from gplinker import cli
+
+        assert cli.main(["info", str(tmp_path / f"m{sharing}"), "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["label_sharing"] == sharing
         a, b = ex.document_cells(texts, thresholds=low), loaded.document_cells(texts, thresholds=low)
         assert sum(len(c["arguments"]) for c in a) > 20
         assert all(np.array_equal(x["arguments"].rows, y["arguments"].rows) for x, y in zip(a, b))
