@@ -265,7 +265,7 @@ def main() -> int:
              "clients in the benchmark process.", "",
              f"Offline prediction of the same texts through the pipeline code path, in one process: **{off_tps:.1f} texts/s** "
              f"with `predict`'s default batch of at most 32 windows, {b16_tps:.1f} texts/s with at most 16. The server "
-             "runs each gathered batch as length-sorted forwards of at most 8 rows (`serve --batch-size`), cut where padding would cost more than "
+             "runs each gathered batch as length-sorted forwards of at most 32 rows (`serve --batch-size`), cut where padding would cost more than "
              "another call; a row is one window, or several short windows packed together where that is estimated cheaper "
              "(`bench/packing.py`, docs/packing.md).", "",
              "| configuration | clients | requests/s | texts/s | p50 ms | p95 ms | p99 ms | errors | 5xx | identical to offline | client CPU |",

@@ -741,9 +741,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' (default: $GPLINKER_API_KEY, "
                    "none when unset)")
     s.add_argument("--access-log", action="store_true", help="log one line per request (costs CPU under load)")
-    s.add_argument("--batch-size", type=_positive_int, default=8,
-                   help="most windows per forward pass; a gathered batch runs as length-sorted forwards of at most "
-                        "this size, cut where padding would cost more than another call (raise it on a GPU)")
+    s.add_argument("--batch-size", type=_positive_int, default=32,
+                   help="most rows per forward pass (a row: one window, or several short ones packed); a gathered "
+                        "batch runs as length-sorted forwards of at most this size, cut where padding would cost "
+                        "more than another call")
     s.set_defaults(func=cmd_serve)
 
     for x in (e, r, pl, s):
