@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import math
-
-import torch
 from typing import Sequence
 
+import torch
 from torch import nn
 
 from gplinker.decoding import positive_cells
