@@ -46,6 +46,9 @@ class Task(ABC):
 
     name: ClassVar[str] = ""
     options_class: ClassVar[type] = object  # the typed options dataclass of from_documents
+    # Predicted / gold count of the first level that the link threshold chosen on dev must keep
+    # when it can (None: F1 alone decides).
+    count_band: ClassVar[tuple[float, float] | None] = None
 
     @abstractmethod
     def head_specs(self) -> list[HeadSpec]:

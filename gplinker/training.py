@@ -74,7 +74,10 @@ def tune_link_threshold(extractor: Extractor, dev_docs: Sequence[Document], batc
     candidate's metrics. Missing links split one event into several cliques (and lose triples);
     a lower link threshold trades link precision for recall, so it is chosen on dev. The model runs
     once: cells are extracted at the lowest candidate and filtered for the others. Ties go to the
-    candidate nearest 0 (the multilabel loss's own threshold). Sets ``extractor.settings``."""
+    candidate nearest 0 (the multilabel loss's own threshold). Where the task has a
+    ``count_band`` (events: 0.8-1.25 predicted per gold), only candidates inside it are considered
+    when any is, so a lower F1 without fragments wins over a higher one with them. Sets
+    ``extractor.settings``."""
     from gplinker.cells import DocumentCells
 
     task = extractor.task
@@ -87,9 +90,22 @@ def tune_link_threshold(extractor: Extractor, dev_docs: Sequence[Document], batc
                             DocumentCells({name: hc.select(hc.logits > t) if name in links else hc for name, hc in c.heads.items()},
                                           c.windows)) for d, c in zip(dev_docs, cells)]
         results[t] = task.evaluate(dev_docs, pred)
-    chosen = max(candidates, key=lambda t: (main_f1(results[t]), t))
+    pool = list(candidates)
+    band = task.count_band
+    if band is not None:  # prefer thresholds whose structures number about as many as gold's
+        within = [t for t in candidates if band[0] <= count_ratio(results[t]) <= band[1]]
+        pool = within or pool
+    chosen = max(pool, key=lambda t: (main_f1(results[t]), t))
     extractor.settings.link_threshold = chosen
     return chosen, results
+
+
+def count_ratio(metrics: dict[str, Any]) -> float:
+    """Predicted / gold items of the first level (events per gold event, triples per gold triple)."""
+    for level in metrics.values():
+        if isinstance(level, dict) and "n_pred" in level:
+            return float(level["n_pred"]) / max(1, int(level["n_gold"]))
+    return 1.0
 
 
 def set_seed(seed: int) -> None:
@@ -338,9 +354,10 @@ def train(extractor: Extractor, train_docs: Sequence[Document], dev_docs: Sequen
     tuned = None
     if ctx.is_main and dev_docs and config.tune_link_threshold and any(s.axes != "span" for s in task.head_specs()):
         chosen, by_threshold = tune_link_threshold(extractor, dev_docs, config.eval_batch_size)
-        tuned = {"chosen": chosen, "dev_f1": {str(t): main_f1(m) for t, m in by_threshold.items()}}
-        logger.info("link threshold chosen on dev: %+.1f (%s)", chosen,
-                    ", ".join(f"{t}: {f:.4f}" for t, f in tuned["dev_f1"].items()))
+        tuned = {"chosen": chosen, "dev_f1": {str(t): main_f1(m) for t, m in by_threshold.items()},
+                 "dev_count_ratio": {str(t): round(count_ratio(m), 4) for t, m in by_threshold.items()}}
+        logger.info("link threshold chosen on dev: %+.1f (F1 / predicted per gold: %s)", chosen,
+                    ", ".join(f"{t}: {f:.4f} / {tuned['dev_count_ratio'][t]:.2f}" for t, f in tuned["dev_f1"].items()))
         if best.metrics is not None:
             best.metrics = by_threshold[chosen]
         extractor.info.update(dev_scores=dev_scores(by_threshold[chosen]), link_threshold_dev_f1=tuned["dev_f1"])

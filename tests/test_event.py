@@ -201,7 +201,9 @@ def test_link_threshold_is_chosen_on_dev_saved_and_reproduced(tiny_encoder, tmp_
     tuned = summary["link_threshold"]
     scores = {float(t): f for t, f in tuned["dev_f1"].items()}
     assert set(scores) == set(LINK_THRESHOLDS)
-    assert tuned["chosen"] == max(scores, key=lambda t: (scores[t], t))  # the best dev F1; ties nearest 0
+    ratios = {float(t): r for t, r in tuned["dev_count_ratio"].items()}
+    within = [t for t in scores if 0.8 <= ratios[t] <= 1.25] or list(scores)  # events not fragmented, where possible
+    assert tuned["chosen"] == max(within, key=lambda t: (scores[t], t))  # then the best dev F1; ties nearest 0
     saved = json.loads((tmp_path / "model" / "gplinker.json").read_text())
     assert saved["link_threshold"] == tuned["chosen"]
     loaded = Extractor.from_pretrained(tmp_path / "model", device="cpu")
@@ -252,3 +254,23 @@ def test_label_sharing_saved_loaded_and_kept_off_for_older_models(tiny_encoder, 
     assert set(old.names) < set(now.names) and "type=新类型" in now.names
     for g in old.names:
         assert torch.equal(now.dense.weight[2 * now.names.index(g)], old.dense.weight[2 * old.names.index(g)])
+
+
+def test_link_threshold_prefers_event_counts_near_gold():
+    """A threshold with more F1 but twice the gold events (fragments) loses to one inside 0.8-1.25;
+    with none inside, the best F1 wins."""
+    from types import SimpleNamespace
+
+    from gplinker.training import tune_link_threshold
+
+    def level(f1, n_pred):
+        return {"events": {"f1": f1, "n_pred": n_pred, "n_gold": 100}}
+
+    for by_t, expect in (({0.0: level(0.05, 270), -1.0: level(0.08, 214), -4.0: level(0.07, 97), -5.0: level(0.06, 87)}, -4.0),
+                         ({0.0: level(0.05, 270), -1.0: level(0.08, 214)}, -1.0)):
+        task = EventTask([("T", "trigger")])
+        scores = iter(by_t.values())  # evaluate is called once per candidate, in order
+        task.evaluate = lambda gold, pred: next(scores)
+        ex = SimpleNamespace(task=task, settings=SimpleNamespace(link_threshold=0.0), document_cells=lambda texts, batch_size: [])
+        chosen, _ = tune_link_threshold(ex, [], candidates=tuple(by_t))
+        assert chosen == expect and ex.settings.link_threshold == expect
