@@ -13,6 +13,7 @@ keep padded batches.
 """
 from __future__ import annotations
 
+import bisect
 import logging
 from dataclasses import dataclass
 from typing import Sequence
@@ -29,7 +30,8 @@ logger = logging.getLogger(__name__)
 # so rows much longer than the windows cost more than the padding they save: on CoNLL04 sentences
 # (37 tokens a window, MiniLM-L6, 2 CPU cores) rows of 64 / 96 / 128 / 192 / 256 tokens gave
 # 314 / 299 / 291 / 254 / 229 texts/s offline against 283 padded, and 253 / 282 / 279 / 269 / 248
-# for a server's random micro-batches of 32 against 210 padded (bench/packing.py measures 128).
+# for a server's random micro-batches of 32 against 210 padded (best of 2 runs of a one-off sweep,
+# rows then filled first fit; bench/packing.py measures 128).
 ROW_TOKENS = 128
 # Length at which a row's quadratic cost equals its linear cost, per unit of hidden size: attention
 # costs ~n·h a token against ~h² for the rest. 1.5 fits the measurements above (rows of 128
@@ -41,21 +43,30 @@ OFFSET_POSITIONS = ("roberta", "xlm-roberta", "camembert", "longformer", "data2v
 
 
 def pack_rows(lengths: Sequence[int], row_tokens: int) -> list[list[int]]:
-    """Indices of windows grouped into rows of at most ``row_tokens`` tokens, first fit over the
-    windows longest first; a row's windows are in that order. A window longer than ``row_tokens``
-    gets a row of its own."""
+    """Indices of windows grouped into rows of at most ``row_tokens`` tokens: the windows, longest
+    first, each go to the row with the least room that still holds them (best fit decreasing,
+    O(n log n) through a sorted list of rooms); a row's windows are in that order. A window longer
+    than ``row_tokens`` gets a row of its own."""
     rows: list[list[int]] = []
-    room: list[int] = []
+    rooms: list[tuple[int, int]] = []  # (room left, row), sorted
     for k in sorted(range(len(lengths)), key=lambda k: -lengths[k]):
-        for r, free in enumerate(room):
-            if lengths[k] <= free:
-                rows[r].append(k)
-                room[r] -= lengths[k]
-                break
+        at = bisect.bisect_left(rooms, (lengths[k], -1))  # the tightest row with room for it
+        if at < len(rooms):
+            room, r = rooms.pop(at)
+            rows[r].append(k)
         else:
+            room, r = row_tokens, len(rows)
             rows.append([k])
-            room.append(row_tokens - lengths[k])
+        bisect.insort(rooms, (room - lengths[k], r))
     return rows
+
+
+def block_attention(segments: torch.Tensor) -> torch.Tensor:
+    """(B, n) segment ids (0: padding) -> (B, 1, n, n) bool: a position attends to its own
+    window's positions; a padding position to itself only (a row of all False would give NaN)."""
+    n = segments.shape[1]
+    same = (segments[:, None, :, None] == segments[:, None, None, :]) & (segments > 0)[:, None, None, :]  # (B, 1, n, n)
+    return same | torch.eye(n, dtype=torch.bool, device=segments.device)[None, None]
 
 
 @dataclass(frozen=True)
@@ -87,10 +98,7 @@ def collate_packed(windows: Sequence[Window], rows: Sequence[Sequence[int]], pad
             spans[r, at : at + m] = np.where(w.token_starts >= 0, s, 0)
             row[k], offset[k], segment[k] = r, at, s
             at += m
-    segt = torch.from_numpy(seg)
-    attention = (segt[:, None, :, None] == segt[:, None, None, :]) & (segt > 0)[:, None, None, :]  # (B, 1, n, n)
-    attention |= torch.eye(n, dtype=torch.bool)[None, None]  # padding rows attend to themselves (no NaN)
-    tensors = {"input_ids": torch.from_numpy(ids), "attention_mask": attention,
+    tensors = {"input_ids": torch.from_numpy(ids), "attention_mask": block_attention(torch.from_numpy(seg)),
                "position_ids": torch.from_numpy(pos), "span_mask": torch.from_numpy(spans)}
     return PackedBatch(tensors, row, offset, segment)
 
@@ -124,14 +132,13 @@ def packing_works(encoder: torch.nn.Module, pad_id: int, vocab_size: int, device
     a = torch.randint(5, max(6, vocab_size - 1), (7,), generator=g)
     b = torch.randint(5, max(6, vocab_size - 1), (5,), generator=g)
     start = position_offset(encoder)
-    seg = torch.tensor([1] * 7 + [2] * 5 + [0] * 2)
-    attention = ((seg[:, None] == seg[None, :]) & (seg > 0)[None, :]) | torch.eye(14, dtype=torch.bool)
+    attention = block_attention(torch.tensor([[1] * 7 + [2] * 5 + [0] * 2]))  # (1, 1, 14, 14)
     ids = torch.cat([a, b, torch.full((2,), pad_id)])[None]
     pos = torch.cat([torch.arange(7), torch.arange(5), torch.zeros(2, dtype=torch.long)])[None] + start
     was_training = encoder.training
     encoder.eval()  # dropout would make any two calls differ
     try:
-        packed = encoder(input_ids=ids.to(device), attention_mask=attention[None, None].to(device),
+        packed = encoder(input_ids=ids.to(device), attention_mask=attention.to(device),
                          position_ids=pos.to(device)).last_hidden_state[0]  # (14, D)
         alone = [encoder(input_ids=x[None].to(device), attention_mask=torch.ones(1, len(x), dtype=torch.long, device=device)
                          ).last_hidden_state[0] for x in (a, b)]

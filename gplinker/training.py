@@ -102,10 +102,8 @@ def tune_link_threshold(extractor: Extractor, dev_docs: Sequence[Document], batc
 
 def count_ratio(metrics: dict[str, Any]) -> float:
     """Predicted / gold items of the first level (events per gold event, triples per gold triple)."""
-    for level in metrics.values():
-        if isinstance(level, dict) and "n_pred" in level:
-            return float(level["n_pred"]) / max(1, int(level["n_gold"]))
-    return 1.0
+    level = _first_level(metrics)
+    return float(level["n_pred"]) / max(1, int(level["n_gold"])) if level and "n_pred" in level else 1.0
 
 
 def set_seed(seed: int) -> None:
@@ -124,12 +122,15 @@ def warmup_linear_decay(optimizer: torch.optim.Optimizer, total: int, warmup: in
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def _first_level(metrics: dict[str, Any]) -> dict[str, Any] | None:
+    """The first level of a task's metrics (tasks order their levels: events, triples, entities)."""
+    return next((level for level in metrics.values() if isinstance(level, dict) and "f1" in level), None)
+
+
 def main_f1(metrics: dict[str, Any]) -> float:
-    """The first level's F1 is the model-selection score (tasks order their levels)."""
-    for level in metrics.values():
-        if isinstance(level, dict) and "f1" in level:
-            return float(level["f1"])
-    return 0.0
+    """The first level's F1 is the model-selection score."""
+    level = _first_level(metrics)
+    return float(level["f1"]) if level else 0.0
 
 
 def length_bucketed_batches(lengths: Sequence[int], batch_size: int, rng: random.Random) -> list[list[int]]:

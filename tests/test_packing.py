@@ -21,7 +21,7 @@ def test_pack_rows_places_every_window_once_within_the_row_size(lengths, row_tok
     assert sorted(k for r in rows for k in r) == list(range(len(lengths)))
     for r in rows:
         assert len(r) == 1 or sum(lengths[k] for k in r) <= row_tokens
-    # first fit: no two rows could have been one
+    # a window opens a row only when no row has room for it: no two rows could have been one
     totals = sorted(sum(lengths[k] for k in r) for r in rows)
     assert len(totals) < 2 or totals[0] + totals[1] > row_tokens
 
