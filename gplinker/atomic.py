@@ -9,6 +9,7 @@ never a mix. Between the two renames of a directory swap the previous version wa
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
@@ -16,6 +17,28 @@ from pathlib import Path
 from typing import IO, Iterator
 
 PREVIOUS_SUFFIX = ".previous"
+
+
+class SaveError(OSError):
+    """A write that failed for want of space: says so, and what survived (the previous version)."""
+
+    def __init__(self, path: str | Path, survived: str) -> None:
+        super().__init__(errno.ENOSPC, f"{path}: could not be written: no space left on device — {survived}; free some "
+                                       "space (or choose another folder) and run it again")
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
+def is_disk_full(e: BaseException) -> bool:
+    """Whether ``e`` (or what caused it) is a full disk or quota; safetensors reports it as text."""
+    while e is not None:
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+            return True
+        if "No space left on device" in str(e) or "StorageFull" in str(e) or "QuotaExceeded" in str(e):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
 
 
 def _fsync_dir(path: Path) -> None:
@@ -31,30 +54,76 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+STDOUT = "-"  # an output path meaning standard output
+
+
+def _new_file_mode() -> int:
+    """The mode ``open()`` gives a new file (0666 less the umask), not mkstemp's 0600."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
     """Open a temporary sibling of ``path`` for writing; on success it replaces ``path``, on an
-    exception it is removed and ``path`` is left as it was."""
-    path = Path(path)
+    exception it is removed and ``path`` is left as it was.
+
+    ``-`` is standard output, and a path that is not a regular file (``/dev/null``, a FIFO, a
+    terminal) is written directly: a rename would replace the device with a file. A symbolic link
+    is followed, so its target is replaced and the link stays. A new file gets the usual mode
+    (0666 less the umask), a replaced one keeps its mode."""
+    if str(path) == STDOUT:
+        yield from _stream_stdout(mode, encoding)
+        return
+    path = Path(os.path.realpath(path)) if Path(path).is_symlink() else Path(path)
+    if path.exists() and not path.is_file() and not path.is_dir():
+        with open(path, mode, encoding=None if "b" in mode else encoding, newline=None if "b" in mode else "") as f:
+            yield f
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
+    file_mode = (path.stat().st_mode & 0o7777) if path.is_file() else _new_file_mode()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     try:
         with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding, newline=None if "b" in mode else "") as f:
+            if hasattr(os, "fchmod"):
+                os.fchmod(f.fileno(), file_mode)
             yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
         _fsync_dir(path.parent)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if is_disk_full(e):
+            raise SaveError(path, "the previous file is intact" if path.exists() else "nothing was written there") from e
         raise
 
 
-def write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` atomically."""
-    with atomic_open(path, "w") as f:
-        f.write(text)
+def _stream_stdout(mode: str, encoding: str | None) -> Iterator[IO]:
+    import io
+    import sys
+
+    if getattr(sys.stdout, "buffer", None) is None:  # a replaced stdout (a notebook, a test capture)
+        yield sys.stdout
+        return
+    if "b" in mode:
+        yield sys.stdout.buffer
+        sys.stdout.buffer.flush()
+        return
+    out = io.TextIOWrapper(sys.stdout.buffer, encoding=encoding or "utf-8", newline="", write_through=True)
+    try:
+        yield out
+        out.flush()
+    finally:
+        out.detach()  # leave sys.stdout open
+
+
+def write_text(path: str | Path, text: str, errors: str = "strict") -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically; ``errors`` as for ``str.encode`` (a report
+    for people may pass ``backslashreplace`` so that a lone surrogate in an id loses nothing)."""
+    write_bytes(path, text.encode("utf-8", errors))
 
 
 def write_bytes(path: str | Path, data: bytes) -> None:
@@ -87,8 +156,12 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
             os.replace(path, previous)  # a crash from here ...
         os.replace(tmp, path)  # ... to here leaves the complete old version at PATH.previous
         _fsync_dir(path.parent)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if is_disk_full(e):
+            survived = ("the previous version there is intact" if path.exists() else
+                        f"the previous version is intact at {previous}" if previous.exists() else "nothing was written there")
+            raise SaveError(path, survived) from e
         raise
     shutil.rmtree(previous, ignore_errors=True)
 

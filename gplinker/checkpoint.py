@@ -176,6 +176,8 @@ class BackgroundWriter:
             self._thread = None
         if self._error is not None:
             error, self._error = self._error, None
+            if isinstance(error, OSError):  # a full disk (SaveError says what survived), a permission: one clear line
+                raise error
             raise RuntimeError(f"writing the checkpoint failed: {error}") from error
 
     close = wait

@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -22,6 +23,7 @@ from gplinker import __version__
 
 ROOT = Path(__file__).resolve().parent.parent  # the checkout, when run from one (quickstart data)
 EXIT_USAGE = 2
+STDOUT = "-"  # an output path meaning standard output; the command's own messages then go to stderr
 
 
 class UsageError(ValueError):
@@ -47,8 +49,8 @@ def _registry():
     return default_registry()
 
 
-def print_metrics(metrics: dict[str, Any]) -> None:
-    """A readable table per level: overall, then one row per label."""
+def print_metrics(metrics: dict[str, Any], file=None) -> None:
+    """A readable table per level: overall, then one row per label (to ``file``, default stdout)."""
     import pandas as pd
 
     for level, m in metrics.items():
@@ -58,8 +60,8 @@ def print_metrics(metrics: dict[str, Any]) -> None:
         for lab, v in m.get("per_label", {}).items():
             rows.append({"label": lab, **{k: v[k] for k in ("precision", "recall", "f1", "n_gold", "n_pred")}})
         df = pd.DataFrame(rows).rename(columns={"n_gold": "gold", "n_pred": "predicted"})
-        print(f"\n{level}")
-        print(df.to_string(index=False, float_format=lambda x: f"{x:.4f}"))
+        print(f"\n{level}", file=file)
+        print(df.to_string(index=False, float_format=lambda x: f"{x:.4f}"), file=file)
 
 
 def _existing_file(path: str, what: str) -> Path:
@@ -71,18 +73,42 @@ def _existing_file(path: str, what: str) -> Path:
     return p
 
 
-def _writable_file(path: str, what: str, inputs: tuple[Path, ...] = ()) -> Path:
-    """An output file path checked before any work: not a directory, not one of the inputs, in a
-    folder that exists or can be made and that we may write to."""
+def _writable_file(path: str, what: str, inputs: tuple[Path, ...] = (), taken: dict[str, str] | None = None) -> Path:
+    """An output file path checked before any work: not a directory, not one of the inputs, not
+    inside a model directory, not another output of the same command (``taken``: resolved path ->
+    option, filled in here), in a folder that exists or can be made and that we may write to.
+    ``-`` is standard output; a device or FIFO (``/dev/null``) is written directly."""
     p = Path(path)
+    if taken is not None:
+        key = "-" if path == STDOUT else os.path.realpath(p)
+        if key in taken:
+            raise UsageError(f"{what} {path} is also {taken[key]}; one would overwrite the other — give each output "
+                             "its own path")
+        taken[key] = what
+    if path == STDOUT:
+        return p
     if p.is_dir():
         raise UsageError(f"{what} {path}: is a directory — pass a file name, e.g. {Path(path) / 'out.jsonl'}")
     for src in inputs:
         if p.exists() and src.exists() and os.path.samefile(p, src):
             raise UsageError(f"{what} {path} is the input file {src}; writing it would destroy the input — "
                              "choose another output path")
+    _outside_models(Path(os.path.realpath(p)).parent, what, path)
+    if p.exists() and not p.is_file():
+        return p  # a device or a FIFO: written directly, never replaced
     _check_writable_dir(p.parent if str(p.parent) else Path("."), what, path)
     return p
+
+
+def _outside_models(folder: Path, what: str, path: str) -> None:
+    """Refuse an output in a model directory: gplinker.json, the weights or the tokenizer would be
+    overwritten (``evaluate --output MODEL/gplinker.json`` once lost a model)."""
+    from gplinker import model_dir
+
+    for d in (folder, *folder.parents):
+        if (d / model_dir.CONFIG_NAME).is_file():
+            raise UsageError(f"{what} {path} is inside the model directory {d}; writing there could destroy the model — "
+                             "choose a path outside it")
 
 
 def _check_writable_dir(folder: Path, what: str, path: str) -> None:
@@ -128,6 +154,8 @@ def _number(kind: type, minimum: float, strict: bool, what: str) -> Callable[[st
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
         if value < minimum or (strict and value == minimum):
             raise argparse.ArgumentTypeError(f"{text} must be {'above' if strict else 'at least'} {minimum}")
         return value
@@ -138,6 +166,14 @@ def _number(kind: type, minimum: float, strict: bool, what: str) -> Callable[[st
 _positive_int = _number(int, 1, False, "a whole number")
 _non_negative_int = _number(int, 0, False, "a whole number")
 _positive_float = _number(float, 0.0, True, "a number")
+_non_negative_float = _number(float, 0.0, False, "a number")
+
+
+def _port(text: str) -> int:
+    value = _non_negative_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"{text} is not a port (0-65535)")
+    return value
 
 
 def _load_extractor(path: str, args: argparse.Namespace):
@@ -195,9 +231,11 @@ def _check_train_args(args: argparse.Namespace) -> None:
     if args.schema:
         _existing_file(args.schema, "--schema")
     out = Path(args.output)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--output {args.output}: is a file — training writes a folder (model/, metrics.json, train.log)")
+    if args.output == STDOUT or (out.exists() and not out.is_dir()):
+        raise UsageError(f"--output {args.output}: is not a folder — training writes a folder (model/, metrics.json, train.log)")
+    _outside_models(Path(os.path.realpath(out)), "--output", args.output)
     _check_writable_dir(out, "--output", args.output)
+    _check_previous_run(args, out)
     if args.stride is None:
         from gplinker.offsets import default_stride
 
@@ -216,6 +254,23 @@ def _check_train_args(args: argparse.Namespace) -> None:
     _check_device(args.device)
 
 
+def _check_previous_run(args: argparse.Namespace, out: Path) -> None:
+    """A finished model or an unfinished run in ``--output`` is never replaced silently: it needs
+    ``--resume`` (go on with the checkpoint) or ``--overwrite`` (start again)."""
+    from gplinker import model_dir
+
+    if args.resume and args.overwrite:
+        raise UsageError("--resume continues the run in --output and --overwrite starts it again; choose one")
+    if args.resume or args.overwrite:
+        return
+    if (out / "model").exists() or model_dir.recover_directory(out / "model") is not None:
+        raise UsageError(f"--output {args.output} already holds a trained model ({out / 'model'}); choose another "
+                         "--output, or pass --overwrite to replace it (it is kept until the new one is saved)")
+    if (out / "checkpoint").exists():
+        raise UsageError(f"--output {args.output} holds the checkpoint of an unfinished run; pass --resume to go on with "
+                         "it or --overwrite to start again")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     _check_train_args(args)
     registry = _registry()
@@ -231,6 +286,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise UsageError(f"--resume: {out / 'checkpoint'} holds no checkpoint — train with --save-every N first")
     with OutputLock(out) if main_rank else contextlib.nullcontext():
         _setup_logging(out / "train.log" if main_rank else None, args.verbose)
+        if main_rank and args.overwrite and (out / "checkpoint").exists():
+            import shutil
+
+            logging.getLogger("gplinker").info("--overwrite: removing the checkpoint of the previous run in %s", out)
+            shutil.rmtree(out / "checkpoint")
         if not main_rank:
             logging.getLogger().setLevel(logging.WARNING)
         return _train(args, entry, options, out, main_rank)
@@ -333,6 +393,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     _setup_logging(None, args.verbose)
     from gplinker.io import write_json
 
+    say = _messages(args.output)
+
     extractor = _load_extractor(args.model, args)
     _apply_decode_options([extractor], args)
     entry = _registry()[extractor.task.name]
@@ -341,18 +403,24 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     t0 = time.time()
     pred = extractor.predict(gold, args.batch_size, progress=True)
     metrics = extractor.task.evaluate(gold, pred)
-    print_metrics(metrics)
-    print(f"\n{len(gold)} documents in {time.time() - t0:.1f}s")
+    print_metrics(metrics, say)
+    print(f"\n{len(gold)} documents in {time.time() - t0:.1f}s", file=say)
     if args.output:
         write_json(args.output, metrics)
     return 0
 
 
+def _messages(*outputs: str | None):
+    """Where a command's own messages go: stderr when one of its outputs is standard output."""
+    return sys.stderr if STDOUT in outputs else sys.stdout
+
+
 def _check_io_args(args: argparse.Namespace) -> Path:
     src = _existing_file(args.input, "--input")
-    _writable_file(args.output, "--output", (src,))
+    taken: dict[str, str] = {}
+    _writable_file(args.output, "--output", (src,), taken)
     if getattr(args, "html", None):
-        _writable_file(args.html, "--html", (src,))
+        _writable_file(args.html, "--html", (src,), taken)
     for m in args.model if isinstance(args.model, list) else [args.model]:
         _model_dir(m)
     _check_device(args.device)
@@ -391,7 +459,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     write_jsonl(args.output, records())
     print(f"{counts['records']} records written to {args.output} ({counts['predicted']} predicted in "
-          f"{time.time() - t0:.1f}s, {counts['failed']} failed)")
+          f"{time.time() - t0:.1f}s, {counts['failed']} failed)", file=_messages(args.output))
     for msg in failures[:20]:
         print(f"  {msg}", file=sys.stderr)
     if len(failures) > 20:
@@ -408,8 +476,9 @@ def _predict_ray(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise UsageError(f"--input {e}") from None
     out = Path(args.output)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--output {args.output}: is a file; the Ray engine writes a folder (one JSONL per input file)")
+    if args.output == STDOUT or (out.exists() and not out.is_dir()):
+        raise UsageError(f"--output {args.output}: is not a folder; the Ray engine writes a folder (one JSONL per input file)")
+    _outside_models(Path(os.path.realpath(out)), "--output", args.output)
     _check_writable_dir(out, "--output", args.output)
     if any(out.resolve() == f.resolve().parent for f in files):
         raise UsageError(f"--output {args.output} is a folder of input files; outputs could overwrite inputs — choose another")
@@ -463,15 +532,16 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     if args.html:
         from gplinker.atomic import write_text
 
-        write_text(args.html, render(out, f"gplinker: {Path(args.input).name}"))
+        write_text(args.html, render(out, f"gplinker: {Path(args.input).name}"), errors="backslashreplace")
     rows = [(x.get("task"), kind, x["label"]) for rec in out for kind in ("entities", "relations", "events") for x in rec.get(kind, [])]
     failed = [rec for rec in out if "error" in rec]
-    print(f"{len(out)} records -> {args.output}" + (f" and {args.html}" if args.html else ""))
+    say = _messages(args.output, args.html)
+    print(f"{len(out)} records -> {args.output}" + (f" and {args.html}" if args.html else ""), file=say)
     if rows:
         table = pd.DataFrame(rows, columns=["task", "kind", "label"]).value_counts().rename("count").reset_index()
-        print(table.sort_values(["kind", "count"], ascending=[True, False]).to_string(index=False))
+        print(table.sort_values(["kind", "count"], ascending=[True, False]).to_string(index=False), file=say)
     print(f"{n_texts} texts through {len(pipeline.models)} model(s) in {seconds:.1f}s "
-          f"({n_texts / max(seconds, 1e-9):.1f} texts/s); {len(failed)} records with errors")
+          f"({n_texts / max(seconds, 1e-9):.1f} texts/s); {len(failed)} records with errors", file=say)
     for rec in failed[:20]:
         print(f"  line {rec['line']}: {rec['error']}", file=sys.stderr)
     return 1 if out and len(failed) == len(out) else 0
@@ -521,11 +591,13 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     """Reliability of the model's scores on labelled data; a temperature fitted there, saved with --apply."""
     data = _existing_file(args.data, "--data")
     path = _model_dir(args.model)
+    taken: dict[str, str] = {}
     for option in ("plot", "output"):
         if getattr(args, option):
-            _writable_file(getattr(args, option), f"--{option}", (data,))
+            _writable_file(getattr(args, option), f"--{option}", (data,), taken)
     _check_device(args.device)
     _setup_logging(None, args.verbose)
+    say = _messages(args.plot, args.output)
     from gplinker import calibration, model_dir
     from gplinker.atomic import write_text
     from gplinker.extractor import Extractor
@@ -541,8 +613,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     report = {"temperature_fitted_on_half": t, "temperature": t_all, "saved_temperature": ex.settings.temperature,
               "floor": args.floor, "heads": {}}
     print(f"cells with logit > {args.floor} per head, scored σ(2·logit / T). T fitted on half of the documents: {t:.3f}; "
-          f"judged on the other half below. T fitted on all: {t_all:.3f} (saved with the model: {ex.settings.temperature:.3f})")
-    print(f"{'head':<12} {'cells':>7} {'right':>7} {'gold':>7} {'ECE T=1':>9} {'ECE T=fit':>10}   (held-out half)")
+          f"judged on the other half below. T fitted on all: {t_all:.3f} (saved with the model: {ex.settings.temperature:.3f})", file=say)
+    print(f"{'head':<12} {'cells':>7} {'right':>7} {'gold':>7} {'ECE T=1':>9} {'ECE T=fit':>10}   (held-out half)", file=say)
     curves = {}
     for o in held_out:
         p1, pt = calibration.probabilities(o.logits), calibration.probabilities(o.logits, t)
@@ -550,13 +622,13 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         report["heads"][o.head] = {"cells": int(len(o.logits)), "right": int(o.correct.sum()), "gold": o.n_gold,
                                    "ece": e1, "ece_fitted": et, "reliability": calibration.reliability(p1, o.correct),
                                    "reliability_fitted": calibration.reliability(pt, o.correct)}
-        print(f"{o.head:<12} {len(o.logits):>7} {int(o.correct.sum()):>7} {o.n_gold:>7} {e1:>9.4f} {et:>10.4f}")
+        print(f"{o.head:<12} {len(o.logits):>7} {int(o.correct.sum()):>7} {o.n_gold:>7} {e1:>9.4f} {et:>10.4f}", file=say)
         if len(o.logits):
             curves[f"{o.head}, T=1"] = (p1, o.correct)
             curves[f"{o.head}, T={t:.2f}"] = (pt, o.correct)
     if args.plot:
         calibration.plot(args.plot, curves, f"{_model_name(str(path))}: {Path(args.data).name}, held-out half")
-        print(f"reliability diagram: {args.plot}")
+        print(f"reliability diagram: {args.plot}", file=say)
     if args.output:
         write_json(args.output, report)
     if args.apply:
@@ -564,7 +636,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         config = json.loads(cfg_file.read_text(encoding="utf-8"))
         config["temperature"] = t_all
         write_text(cfg_file, json.dumps(config, ensure_ascii=False, indent=2))
-        print(f"temperature {t_all:.3f} saved in {cfg_file}: scores are now σ(2·logit / {t_all:.3f})")
+        print(f"temperature {t_all:.3f} saved in {cfg_file}: scores are now σ(2·logit / {t_all:.3f})", file=say)
     return 0
 
 
@@ -572,10 +644,30 @@ def cmd_serve(args: argparse.Namespace) -> int:
     for m in args.model:
         _model_dir(m)
     _check_device(args.device)
-    _setup_logging(None, args.verbose)
-    from gplinker.server import serve
+    from gplinker.server import API_KEY_ENV, ServeSettings, serve
 
-    return serve(args)
+    api_key = args.api_key if args.api_key is not None else os.environ.get(API_KEY_ENV)
+    if api_key is not None and not api_key.strip():
+        where = "--api-key" if args.api_key is not None else f"${API_KEY_ENV}"
+        raise UsageError(f"{where} is empty (an unset variable?), so the server would run without a key — give the key, "
+                         f"or leave out {where} to serve without one")
+    try:
+        settings = ServeSettings(host=args.host, port=args.port, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
+                                 max_chars=args.max_chars, max_texts=args.max_texts, threshold=args.threshold or 0.0,
+                                 api_key=api_key, batch_size=args.batch_size, max_queue=args.max_queue,
+                                 timeout_s=args.timeout, allowed_hosts=tuple(args.allowed_host) if args.allowed_host else None)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    _setup_logging(None, args.verbose)
+
+    def load():
+        from gplinker.combine import Pipeline
+
+        pipeline = Pipeline([(_load_extractor(m, args), _model_name(m)) for m in args.model])
+        _apply_decode_options([ex for ex, _ in pipeline.models], args)
+        return pipeline
+
+    return serve(load, settings, access_log=args.access_log)
 
 
 QUICKSTART = [  # task, train, dev, extra training arguments
@@ -605,7 +697,7 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
             continue
         print(f"training the {task} demo model on {tr} ...")
         rc = main(["train", task, "--train", str(ROOT / tr), "--dev", str(ROOT / dv), "--encoder", args.encoder,
-                   "--output", str(out / task), "--batch-size", "8", "--head-lr", "2e-3", *extra, *dev])
+                   "--output", str(out / task), "--batch-size", "8", "--head-lr", "2e-3", "--overwrite", *extra, *dev])
         if rc:
             return rc
     rc = main(["pipeline", *[a for t, *_ in QUICKSTART for a in ("--model", str(out / t / "model"))],
@@ -689,6 +781,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--save-every", type=_positive_int, default=None,
                    help="write a resumable checkpoint to OUTPUT/checkpoint every N steps (atomically)")
     t.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint (same command otherwise)")
+    t.add_argument("--overwrite", action="store_true",
+                   help="start again in an --output that holds a model or a checkpoint (default: refuse); the old "
+                        "model stays until the new one is saved")
     t.add_argument("--no-tune-link-threshold", dest="tune_link_threshold", action="store_false",
                    help="relation, event: keep the link heads' threshold at 0 instead of choosing it on --dev after training")
     t.set_defaults(func=cmd_train)
@@ -733,14 +828,22 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=_Formatter)
     s.add_argument("--model", action="append", required=True, help="a model directory; repeat for several")
     s.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1: this machine only)")
-    s.add_argument("--port", type=int, default=8000, help="port to listen on")
+    s.add_argument("--port", type=_port, default=8000, help="port to listen on")
     s.add_argument("--max-batch", type=_positive_int, default=32, help="most texts gathered into one model call")
-    s.add_argument("--max-wait-ms", type=float, default=10.0, help="how long a request waits for others to batch with")
+    s.add_argument("--max-wait-ms", type=_non_negative_float, default=10.0,
+                   help="how long a request waits for others to batch with")
     s.add_argument("--max-chars", type=_positive_int, default=100_000, help="longest text accepted (413 beyond)")
     s.add_argument("--max-texts", type=_positive_int, default=256, help="most texts in one request (413 beyond)")
     s.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' (default: $GPLINKER_API_KEY, "
                    "none when unset)")
     s.add_argument("--access-log", action="store_true", help="log one line per request (costs CPU under load)")
+    s.add_argument("--max-queue", type=_positive_int, default=1024,
+                   help="most texts waiting for the model; beyond it requests get 503 with Retry-After")
+    s.add_argument("--timeout", type=_positive_float, default=60.0,
+                   help="seconds a request may take; then 504, and its texts not yet run are dropped")
+    s.add_argument("--allowed-host", action="append", metavar="NAME",
+                   help="a Host name the server answers (repeat; '*' for any). Default: the names of --host "
+                        "(127.0.0.1: 127.0.0.1, localhost, ::1), any when bound to 0.0.0.0")
     s.add_argument("--batch-size", type=_positive_int, default=32,
                    help="most rows per forward pass (a row: one window, or several short ones packed); a gathered "
                         "batch runs as length-sorted forwards of at most this size, cut where padding would cost "
@@ -818,6 +921,11 @@ def main(argv: list[str] | None = None) -> int:
         if _is_user_error(e):
             print(f"error: {e}", file=sys.stderr)
             return EXIT_USAGE
+        from gplinker.atomic import SaveError
+
+        if isinstance(e, SaveError):
+            print(f"error: {e}", file=sys.stderr)
+            return 1
         if isinstance(e, OSError):
             print(f"error: {e.strerror or e} ({getattr(e, 'filename', '') or ''}) — check the disk and the paths", file=sys.stderr)
             return 1

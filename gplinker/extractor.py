@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
@@ -48,14 +49,43 @@ class ModelSettings:
     label_sharing: bool = True  # labels of a group (an event type, a role) share a learned bias; False in older models
 
     def __post_init__(self) -> None:
-        if self.stride is None:
+        if self.stride is None and _is_int(self.max_length):
             self.stride = default_stride(self.max_length)
+        problem = self.problem()
+        if problem:
+            raise ValueError(problem)
+
+    def problem(self) -> str | None:
+        """What is wrong with these settings (types and ranges, as a saved file may hold anything), or None."""
         if self.head_type not in ("efficient", "standard"):
-            raise ValueError(f"unknown head type {self.head_type!r}; choose efficient or standard")
-        if not (isinstance(self.head_size, int) and self.head_size > 0 and self.head_size % 2 == 0):
-            raise ValueError(f"head_size must be a positive even number (RoPE rotates pairs), got {self.head_size!r}")
+            return f"unknown head type {self.head_type!r}; choose efficient or standard"
+        if not (_is_int(self.head_size) and 2 <= self.head_size <= MAX_HEAD_SIZE and self.head_size % 2 == 0):
+            return f"head_size must be an even number from 2 to {MAX_HEAD_SIZE} (RoPE rotates pairs), got {self.head_size!r}"
+        if not (_is_int(self.max_length) and 8 <= self.max_length <= MAX_LENGTH):
+            return f"max_length must be a whole number from 8 to {MAX_LENGTH}, got {self.max_length!r}"
+        if not (_is_int(self.stride) and 0 <= self.stride <= self.max_length - 4):
+            return f"stride must be a whole number from 0 to max_length - 4 ({self.max_length - 4}), got {self.stride!r}"
         if self.align not in ALIGN_POLICIES:
-            raise ValueError(f"unknown alignment policy {self.align!r}; choose one of {', '.join(ALIGN_POLICIES)}")
+            return f"unknown alignment policy {self.align!r}; choose one of {', '.join(ALIGN_POLICIES)}"
+        if not _is_real(self.link_threshold):
+            return f"link_threshold must be a finite number, got {self.link_threshold!r}"
+        if not (_is_real(self.temperature) and self.temperature > 0):
+            return f"temperature must be a finite number above 0, got {self.temperature!r}"
+        if not isinstance(self.label_sharing, bool):
+            return f"label_sharing must be true or false, got {self.label_sharing!r}"
+        return None
+
+
+MAX_HEAD_SIZE = 4096
+MAX_LENGTH = 65536
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def default_device() -> torch.device:
@@ -132,51 +162,22 @@ class Extractor:
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | torch.device | None = None,
                         registry: "TaskRegistry | None" = None) -> "Extractor":
-        """Load a directory written by :meth:`save_pretrained`; needs no network and imports nothing
-        the directory names. ``registry``: where the task is looked up (default: the built-ins)."""
-        from transformers import AutoModel, AutoTokenizer
-
+        """Load a directory written by :meth:`save_pretrained`; needs no network, imports nothing
+        the directory names and runs none of its code. Every file is checked before a module is
+        built from it (:mod:`gplinker.model_dir`); any problem is one :class:`ModelDirError`.
+        ``registry``: where the task is looked up (default: the built-ins)."""
         if registry is None:
             from gplinker.tasks import default_registry
 
             registry = default_registry()
         path = model_dir.resolve(path)
         config = model_dir.read_config(path, registry.names())
-        cfg_file = path / model_dir.CONFIG_NAME
-        try:
-            task = registry.task_from_config(config["task"], config["task_config"])
-            settings = ModelSettings(**{f.name: config[f.name] for f in fields(ModelSettings) if f.name in config})
-            if "label_sharing" not in config:  # saved before labels shared biases: its heads have none
-                settings.label_sharing = False
-        except (KeyError, TypeError, ValueError) as e:
-            raise model_dir.ModelDirError(f"{cfg_file}: bad task or model settings ({type(e).__name__}: {e}) — the file is "
-                                          "damaged; save or copy the model again") from e
-        enc_dir = path / model_dir.ENCODER_DIR
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(enc_dir, use_fast=True)
-            try:
-                encoder = AutoModel.from_pretrained(enc_dir, add_pooling_layer=False, use_safetensors=True)
-            except TypeError:
-                encoder = AutoModel.from_pretrained(enc_dir, use_safetensors=True)
-        except (OSError, ValueError, SafetensorError, json.JSONDecodeError) as e:
-            raise model_dir.ModelDirError(f"{enc_dir}: the encoder checkpoint cannot be loaded ({type(e).__name__}: "
-                                          f"{str(e).splitlines()[0] if str(e) else ''}) — copy or train the model again") from e
+        task, settings = _task_and_settings(path, config, registry)
+        encoder, tokenizer = _load_encoder(path / model_dir.ENCODER_DIR, settings)
+        heads = _load_heads(path / model_dir.HEADS_NAME, task, settings, encoder.config)
         model = GPLinkerModel(encoder.float(), task.head_specs(), settings.head_type, settings.head_size,
                               settings.label_sharing)
-        heads_file = path / model_dir.HEADS_NAME
-        try:
-            state = load_file(str(heads_file))
-        except (SafetensorError, OSError) as e:
-            raise model_dir.ModelDirError(f"{heads_file}: cannot be read ({e}) — the file is damaged; copy or train the model again") from e
-        expected = model.heads.state_dict()
-        for key in sorted(set(expected) | set(state)):
-            if key not in state or key not in expected or tuple(state[key].shape) != tuple(expected[key].shape):
-                got = tuple(state[key].shape) if key in state else "missing"
-                want = tuple(expected[key].shape) if key in expected else "not expected"
-                raise model_dir.ModelDirError(f"{heads_file}: tensor {key!r} is {got}, but the labels and settings in "
-                                              f"{model_dir.CONFIG_NAME} need {want} — the weights and the label lists do "
-                                              "not belong together; copy or train the model again")
-        model.heads.load_state_dict(state)
+        model.heads.load_state_dict(heads)
         model.eval()
         return cls(model, tokenizer, task, settings, device, info=config.get("info") if isinstance(config.get("info"), dict) else None)
 
@@ -281,3 +282,92 @@ class Extractor:
 
     def __call__(self, texts: Sequence[str], batch_size: int = 32) -> list[Document]:
         return self.predict(texts, batch_size)
+
+
+def _damaged(file: Path, e: BaseException, what: str = "the file is damaged") -> model_dir.ModelDirError:
+    text = str(e).strip()
+    first = text.splitlines()[0][:200] if text else ""
+    return model_dir.ModelDirError(f"{file}: {what} ({type(e).__name__}{': ' + first if first else ''}) — copy or train "
+                                   "the model again")
+
+
+def _task_and_settings(path: Path, config: dict[str, Any], registry: "TaskRegistry") -> tuple[Task, ModelSettings]:
+    """The task (labels checked) and the model settings (types and ranges checked) of gplinker.json."""
+    cfg_file = path / model_dir.CONFIG_NAME
+    try:
+        task = registry.task_from_config(config["task"], config["task_config"])
+        settings = ModelSettings(**{f.name: config[f.name] for f in fields(ModelSettings) if f.name in config})
+    except (KeyError, TypeError, ValueError) as e:
+        raise model_dir.ModelDirError(f"{cfg_file}: bad task or model settings ({type(e).__name__}: {e}) — the file is "
+                                      "damaged; save or copy the model again") from e
+    if "label_sharing" not in config:  # saved before labels shared biases: its heads have none
+        settings.label_sharing = False
+    for spec in task.head_specs():
+        if spec.channels > model_dir.MAX_LABELS:
+            raise model_dir.ModelDirError(f"{cfg_file}: {spec.channels} labels for head {spec.name!r}, over the "
+                                          f"{model_dir.MAX_LABELS} gplinker supports — the file is damaged")
+    return task, settings
+
+
+def _load_encoder(enc_dir: Path, settings: ModelSettings):
+    """(encoder, fast tokenizer) of a checked model directory: sizes checked against the weights'
+    headers first, local files only, no custom code; any failure is a ModelDirError."""
+    from transformers import AutoModel, AutoTokenizer
+
+    cfg = model_dir._check_encoder_config(enc_dir)
+    weights = enc_dir / "model.safetensors"
+    shapes = model_dir.safetensors_shapes(weights)
+    model_dir.check_encoder_sizes(enc_dir, cfg, shapes)
+    positions = cfg.get("max_position_embeddings")
+    if isinstance(positions, int) and positions > 0 and settings.max_length > positions:
+        raise model_dir.ModelDirError(f"{enc_dir.parent / model_dir.CONFIG_NAME}: max_length {settings.max_length} is over "
+                                      f"the encoder's {positions} positions — the file is damaged; save or copy the model again")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(enc_dir, use_fast=True, local_files_only=True, trust_remote_code=False)
+    except Exception as e:  # noqa: BLE001 - the tokenizers library raises plain Exceptions for damaged files
+        raise _damaged(enc_dir / model_dir.TOKENIZER_NAME, e, "the tokenizer cannot be loaded") from e
+    if not getattr(tokenizer, "is_fast", False):
+        raise model_dir.ModelDirError(f"{enc_dir / model_dir.TOKENIZER_NAME}: not a fast tokenizer (character offsets need "
+                                      "one) — copy or train the model again")
+    vocab = cfg.get("vocab_size")
+    if isinstance(vocab, int) and len(tokenizer) > vocab:
+        raise model_dir.ModelDirError(f"{enc_dir / model_dir.TOKENIZER_NAME}: {len(tokenizer)} tokens but the encoder embeds "
+                                      f"{vocab} — the tokenizer and the encoder do not belong together; copy or train the model again")
+    try:
+        try:
+            encoder = AutoModel.from_pretrained(enc_dir, add_pooling_layer=False, use_safetensors=True,
+                                                local_files_only=True, trust_remote_code=False)
+        except TypeError:
+            encoder = AutoModel.from_pretrained(enc_dir, use_safetensors=True, local_files_only=True, trust_remote_code=False)
+    except (OSError, ValueError, RuntimeError, SafetensorError, json.JSONDecodeError) as e:
+        raise _damaged(enc_dir, e, "the encoder checkpoint cannot be loaded") from e
+    return encoder, tokenizer
+
+
+class _ConfigOnly(torch.nn.Module):
+    """An encoder stand-in carrying only a config: heads are built on the meta device around it."""
+
+    def __init__(self, config) -> None:
+        super().__init__()
+        self.config = config
+
+
+def _load_heads(heads_file: Path, task: Task, settings: ModelSettings, encoder_config) -> dict[str, torch.Tensor]:
+    """The heads' tensors, their shapes in the file's header checked against the heads the labels
+    and settings make (built on the meta device: no memory) before anything is read."""
+    shapes = model_dir.safetensors_shapes(heads_file)
+    with torch.device("meta"):
+        probe = GPLinkerModel(_ConfigOnly(encoder_config), task.head_specs(), settings.head_type, settings.head_size,
+                              settings.label_sharing)
+    expected = probe.heads.state_dict()
+    for key in sorted(set(expected) | set(shapes)):
+        if key not in shapes or key not in expected or shapes[key] != tuple(expected[key].shape):
+            got = shapes.get(key, "missing")
+            want = tuple(expected[key].shape) if key in expected else "not expected"
+            raise model_dir.ModelDirError(f"{heads_file}: tensor {key!r} is {got}, but the labels and settings in "
+                                          f"{model_dir.CONFIG_NAME} need {want} — the weights and the label lists do "
+                                          "not belong together; copy or train the model again")
+    try:
+        return load_file(str(heads_file))
+    except (SafetensorError, OSError) as e:
+        raise _damaged(heads_file, e, "cannot be read") from e

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from gplinker import atomic
-from gplinker.structures import Document
+from gplinker.structures import Document, text_problem
 from gplinker.structures import _offset as as_offset  # noqa: F401 - readers' strict offsets
 
 READ_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError, RecursionError)  # a malformed record, as readers see it
@@ -132,19 +132,36 @@ def read_documents_jsonl(path: str | Path) -> list[Document]:
     return docs
 
 
+_LINE_BREAKS = str.maketrans({"\u2028": "\\u2028", "\u2029": "\\u2029", "\u0085": "\\u0085"})
+
+
+def dumps(obj: Any, indent: int | None = None) -> str:
+    """JSON text safe for any line reader and any UTF-8 writer: U+2028, U+2029 and U+0085 (which
+    many readers take for line breaks) escaped; a lone surrogate (not UTF-8) escaped as ``\\udXXX``
+    by falling back to ASCII escapes for that object. Readers get the same strings back."""
+    text = json.dumps(obj, ensure_ascii=False, indent=indent)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(obj, ensure_ascii=True, indent=indent)
+    return text.translate(_LINE_BREAKS)
+
+
 def write_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> int:
-    """Write one JSON object per line (UTF-8, not ASCII-escaped) atomically; returns the count."""
+    """Write one JSON object per line (UTF-8, not ASCII-escaped, see :func:`dumps`) atomically
+    (``-``: standard output); returns the count."""
     n = 0
     with atomic.atomic_open(path, "w") as f:
         for rec in records:
-            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            f.write(dumps(rec) + "\n")
             n += 1
     return n
 
 
 def write_json(path: str | Path, obj: Any) -> None:
-    """Write ``obj`` as indented UTF-8 JSON atomically."""
-    atomic.write_text(path, json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
+    """Write ``obj`` as indented UTF-8 JSON atomically (``-``: standard output)."""
+    with atomic.atomic_open(path, "w") as f:
+        f.write(dumps(obj, indent=2) + "\n")
 
 
 Sniffer = Callable[[str], bool]
@@ -234,6 +251,9 @@ def input_record(path: str | Path, no: int, raw: bytes, fmt: str) -> InputRecord
     except UnicodeDecodeError as e:
         return InputRecord(no, error=f"{path}, line {no}: byte {raw[e.start]:#x} is not valid UTF-8 — save the file as UTF-8")
     if fmt == "text":
+        problem = text_problem(line)
+        if problem:
+            return InputRecord(no, error=f"{path}, line {no}: {problem}")
         return InputRecord(no, Document(text=line))
     if not line.strip():
         return InputRecord(no, error=f"{path}, line {no}: empty line in a JSONL file — remove it or give it a record")
@@ -245,6 +265,9 @@ def input_record(path: str | Path, no: int, raw: bytes, fmt: str) -> InputRecord
     if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
         return InputRecord(no, error=f'{path}, line {no}: no string field "text" — each line must be a JSON object '
                                      'with a "text" string')
+    problem = text_problem(obj["text"])
+    if problem:
+        return InputRecord(no, error=f'{path}, line {no}: field "text": {problem}')
     meta = {k: v for k, v in obj.items() if k not in _META_SKIP}
     return InputRecord(no, Document(text=obj["text"], id=None if obj.get("id") is None else str(obj["id"]), meta=meta))
 

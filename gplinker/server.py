@@ -11,18 +11,20 @@ import asyncio
 import base64
 import hmac
 import logging
+import math
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Sequence
 
 from gplinker import __version__
 from gplinker.combine import Pipeline
 from gplinker.extras import require
 from gplinker.model_thread import model_thread
-from gplinker.structures import Document
+from gplinker.structures import Document, text_problem
 
 logger = logging.getLogger(__name__)
 
@@ -33,9 +35,15 @@ def _require():
     require(["fastapi", "uvicorn"], "serving needs FastAPI and uvicorn", "serve")
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
 @dataclass
 class ServeSettings:
     """Limits and behaviour of the server (the ``serve`` command's options)."""
+
+    host: str = "127.0.0.1"  # the address it is bound to; decides the Host headers it answers by default
+    port: int = 8000
 
     max_batch: int = 32  # most texts gathered into one model call
     max_wait_ms: float = 10.0  # how long the first text of a batch waits for others; 0 turns batching off
@@ -46,10 +54,58 @@ class ServeSettings:
     batch_size: int = 32  # rows per forward pass; short windows are packed into rows (gplinker.packing)
     idle_gap_ms: float = 2.0  # stop gathering once no text arrived for this long
     max_body_bytes: int = field(default=0)  # 0: derived from max_chars and max_texts
+    max_queue: int = 1024  # most texts waiting for the model; a request that would pass it gets 503 + Retry-After
+    timeout_s: float = 60.0  # a request not answered by then gets 504 and its texts not yet run are dropped
+    allowed_hosts: tuple[str, ...] | None = None  # Host headers answered (None: the bound host's names; "*": any)
 
     def __post_init__(self) -> None:
         if not self.max_body_bytes:
             self.max_body_bytes = 4 * self.max_chars * min(self.max_texts, 64) + 65536
+        for name in ("max_batch", "max_chars", "max_texts", "batch_size", "max_body_bytes", "max_queue"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a whole number of at least 1, got {value!r}")
+        for name in ("max_wait_ms", "idle_gap_ms", "timeout_s", "threshold"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number of at least 0, got {value!r}")
+        if self.timeout_s <= 0:
+            raise ValueError(f"timeout_s must be above 0, got {self.timeout_s!r}")
+        if self.api_key is not None and not self.api_key.strip():
+            raise ValueError("the API key is empty (an unset variable?); give a key, or none at all to serve without one")
+
+    def host_names(self) -> frozenset[str] | None:
+        """The Host header names (port left out, lower case) this server answers; None: any. A
+        server bound to loopback answers only loopback names, so a page of another site cannot
+        reach it through DNS rebinding."""
+        if self.allowed_hosts is not None:
+            names = frozenset(h.lower().strip("[]") for h in self.allowed_hosts)
+            return None if "*" in names else names
+        if self.host in ("0.0.0.0", "::", ""):
+            return None
+        if self.host in LOOPBACK:
+            return frozenset(LOOPBACK)
+        return frozenset({self.host.lower().strip("[]")})
+
+
+def host_name(header: str) -> str:
+    """The name of a Host header: ``[::1]:8000`` -> ``::1``, ``Example.org:80`` -> ``example.org``."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1 : header.find("]")] if "]" in header else header
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
+class QueueFull(Exception):
+    """More texts are waiting than ``max_queue``: the request is answered 503 with Retry-After."""
+
+
+class Gone(Exception):
+    """The request's client disconnected or its deadline passed before its texts were answered."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason  # "disconnected" or "deadline"
 
 
 @dataclass
@@ -74,6 +130,10 @@ class MicroBatcher:
         self.batches = 0
         self.texts = 0
         self.busy_s = 0.0  # time the model thread spent on batches
+        self.pending = 0  # texts queued, not yet taken for a batch
+        self.peak_pending = 0
+        self.dropped = 0  # texts of gone requests taken off the queue without running
+        self.ran_for_gone = 0  # texts run although their request was gone by the time the batch ended
 
     async def start(self) -> None:
         self.queue = asyncio.Queue()
@@ -88,26 +148,60 @@ class MicroBatcher:
                 pass
         self.executor.shutdown(wait=True)
 
-    async def submit(self, docs: Sequence[Document], threshold: float, models: tuple[str, ...] | None) -> list[dict[str, Any]]:
+    async def submit(self, docs: Sequence[Document], threshold: float, models: tuple[str, ...] | None,
+                     gone: Callable[[], Awaitable[Any]] | None = None) -> list[dict[str, Any]]:
+        """The records of ``docs`` once the model has run them. :class:`QueueFull` when they would
+        pass ``max_queue``; :class:`Gone` when ``gone`` (awaits the client's disconnect) returns or
+        ``timeout_s`` passes first -- their texts not yet run are then dropped, never run."""
         assert self.queue is not None, "the batcher is not started"
+        if self.pending + len(docs) > self.settings.max_queue:
+            raise QueueFull(f"{self.pending} texts are waiting (limit {self.settings.max_queue})")
         loop = asyncio.get_running_loop()
         jobs = [_Job(d, threshold, models, loop.create_future()) for d in docs]
         for j in jobs:
             self.queue.put_nowait(j)
-        return list(await asyncio.gather(*(j.future for j in jobs)))
+        self.pending += len(jobs)
+        self.peak_pending = max(self.peak_pending, self.pending)
+        answered = asyncio.gather(*(j.future for j in jobs))
+        watcher = asyncio.ensure_future(gone()) if gone is not None else None
+        try:
+            done, _ = await asyncio.wait([answered] + ([watcher] if watcher else []), timeout=self.settings.timeout_s,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if answered in done:
+                return list(answered.result())
+            raise Gone("disconnected" if watcher is not None and watcher in done else "deadline")
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+            for j in jobs:
+                if not j.future.done():
+                    j.future.cancel()  # the loop drops it when it comes off the queue
+            if not answered.done():
+                answered.cancel()
+
+    def _take(self, job: _Job, batch: list[_Job]) -> None:
+        """Add a job taken off the queue to ``batch``, unless its request is gone."""
+        self.pending -= 1
+        if job.future.done():
+            self.dropped += 1
+        else:
+            batch.append(job)
 
     async def _loop(self) -> None:
         assert self.queue is not None
         loop = asyncio.get_running_loop()
         while True:
-            batch = [await self.queue.get()]
+            batch: list[_Job] = []
+            self._take(await self.queue.get(), batch)
+            if not batch:
+                continue
             # Gather until max_batch texts, max_wait_ms after the first one, or a pause in arrivals of
             # idle_gap_ms (a lone client is not kept waiting for company that is not coming).
             deadline = loop.time() + self.settings.max_wait_ms / 1000.0
             gap = min(self.settings.idle_gap_ms, self.settings.max_wait_ms) / 1000.0
             while len(batch) < self.settings.max_batch:
                 try:
-                    batch.append(self.queue.get_nowait())
+                    self._take(self.queue.get_nowait(), batch)
                     continue
                 except asyncio.QueueEmpty:
                     pass
@@ -115,9 +209,15 @@ class MicroBatcher:
                 if remaining <= 0:
                     break
                 try:
-                    batch.append(await asyncio.wait_for(self.queue.get(), remaining))
+                    self._take(await asyncio.wait_for(self.queue.get(), remaining), batch)
                 except asyncio.TimeoutError:
                     break
+            gone = [j for j in batch if j.future.done()]  # requests that went while the batch gathered
+            if gone:
+                self.dropped += len(gone)
+                batch = [j for j in batch if not j.future.done()]
+                if not batch:
+                    continue
             try:
                 records = await loop.run_in_executor(self.executor, self._run, batch)
             except Exception as e:  # noqa: BLE001 - a batch that fails as a whole answers each text with the error
@@ -125,7 +225,9 @@ class MicroBatcher:
                 records = [{"text": j.doc.text, "entities": [], "relations": [], "events": [],
                             "error": f"{type(e).__name__}: {e}"} for j in batch]
             for j, rec in zip(batch, records):
-                if not j.future.done():
+                if j.future.done():
+                    self.ran_for_gone += 1
+                else:
                     j.future.set_result(rec)
 
     def _run(self, batch: list[_Job]) -> list[dict[str, Any]]:
@@ -138,6 +240,18 @@ class MicroBatcher:
         self.texts += len(batch)
         self.busy_s += time.perf_counter() - t0
         return records
+
+
+RETRY_AFTER_S = 1
+
+
+def public_name(encoder: Any) -> str | None:
+    """An encoder as /info may show it: a hub name or alias as is, a local path by its last part
+    only (the training machine's folders are nobody's business)."""
+    if not isinstance(encoder, str):
+        return None
+    looks_local = encoder.startswith(("/", ".", "~")) or "\\" in encoder or encoder.count("/") > 1 or Path(encoder).is_absolute()
+    return Path(encoder.replace("\\", "/")).name if looks_local else encoder
 
 
 def _authorised(header: str | None, key: str) -> bool:
@@ -164,7 +278,7 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None, execut
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, JSONResponse
-    from pydantic import BaseModel, ConfigDict, Field, StrictStr
+    from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 
     from gplinker import html as html_render
 
@@ -182,22 +296,28 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None, execut
 
     app = FastAPI(title="gplinker", version=__version__, lifespan=lifespan,
                   description="Joint information extraction with GlobalPointer / GPLinker: entities, relation triples, events. "
-                              "Offsets are characters, end exclusive; scores are calibrated probabilities.")
+                              "Offsets are characters, end exclusive; scores are probabilities (σ of the logit, "
+                              "temperature-scaled when `gplinker calibrate --apply` was run).")
     app.state.batcher = batcher
 
     class ExtractRequest(BaseModel):
         model_config = ConfigDict(extra="forbid")
         text: StrictStr | None = Field(None, description="one text")
         texts: list[StrictStr] | None = Field(None, description="several texts (one record each, in order)")
-        threshold: float | None = Field(None, gt=0.0, le=1.0, description="keep items with probability >= this")
+        threshold: StrictFloat | StrictInt | None = Field(None, gt=0.0, le=1.0, allow_inf_nan=False,
+                                                          description="keep items with probability >= this, in (0, 1]")
         models: list[StrictStr] | None = Field(None, description="only these models (names from /info)")
 
-    def problem(status: int, message: str, **extra: Any) -> JSONResponse:
-        return JSONResponse({"error": message, **extra}, status_code=status)
+    def problem(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+        return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+    hosts = settings.host_names()
 
     class Guard:
-        """API key and body-size checks before anything else, as a plain ASGI middleware (Starlette's
-        BaseHTTPMiddleware costs a task and a stream per request)."""
+        """Host, API key and body-size checks before anything else, as a plain ASGI middleware
+        (Starlette's BaseHTTPMiddleware costs a task and a stream per request). The body is read
+        here, counting bytes, so a body without Content-Length (chunked) is refused with 413 as
+        soon as it passes the limit, never held whole."""
 
         def __init__(self, inner) -> None:
             self.inner = inner
@@ -206,18 +326,51 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None, execut
             if scope["type"] != "http":
                 return await self.inner(scope, receive, send)
             headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+            refused = self.refusal(scope, headers)
+            if refused is not None:
+                return await refused(scope, receive, send)
+            body: list[bytes] = []
+            size = 0
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return  # the client went before sending its request: nothing to answer
+                size += len(message.get("body", b""))
+                if size > settings.max_body_bytes:
+                    response = problem(413, f"request body over the limit of {settings.max_body_bytes} bytes; send fewer "
+                                            "or shorter texts per request", headers={"Connection": "close"})
+                    return await response(scope, receive, send)
+                body.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    break
+            replayed = False
+
+            async def replay():
+                nonlocal replayed
+                if not replayed:
+                    replayed = True
+                    return {"type": "http.request", "body": b"".join(body), "more_body": False}
+                return await receive()  # after the body: waits for the client's disconnect
+
+            await self.inner(scope, replay, send)
+
+        @staticmethod
+        def refusal(scope, headers: dict[str, str]):
+            """The response refusing a request before its body is read, or None."""
+            host = headers.get("host")
+            if hosts is not None and host is not None and host_name(host) not in hosts:
+                return problem(400, f"this server does not answer to the host name {host_name(host)!r}; reach it as "
+                                    f"{' or '.join(sorted(hosts))}, or start it with --allowed-host NAME")
             path = scope.get("path", "")
             if settings.api_key and path != "/health" and not _authorised(headers.get("authorization"), settings.api_key):
                 page = path == "/" and scope.get("method") == "GET"
-                response = JSONResponse({"error": "missing or wrong API key; send 'Authorization: Bearer KEY'"}, status_code=401,
-                                        headers={"WWW-Authenticate": 'Basic realm="gplinker"' if page else "Bearer"})
-                return await response(scope, receive, send)
+                return JSONResponse({"error": "missing or wrong API key; send 'Authorization: Bearer KEY'"}, status_code=401,
+                                    headers={"WWW-Authenticate": 'Basic realm="gplinker"' if page else "Bearer"})
             length = headers.get("content-length", "")
             if length.isdigit() and int(length) > settings.max_body_bytes:
-                response = problem(413, f"request body of {int(length)} bytes is over the limit of {settings.max_body_bytes} "
-                                        "bytes; send fewer or shorter texts per request")
-                return await response(scope, receive, send)
-            await self.inner(scope, receive, send)
+                return problem(413, f"request body of {int(length)} bytes is over the limit of {settings.max_body_bytes} "
+                                    "bytes; send fewer or shorter texts per request", headers={"Connection": "close"})
+            return None
 
     app.add_middleware(Guard)
 
@@ -233,6 +386,8 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None, execut
     def validated(req: ExtractRequest) -> tuple[list[str], float, tuple[str, ...] | None] | JSONResponse:
         if (req.text is None) == (req.texts is None):
             return problem(422, 'send exactly one of "text" (a string) or "texts" (a list of strings)')
+        if req.text is not None and text_problem(req.text):
+            return problem(422, f"text: {text_problem(req.text)}")
         texts = [req.text] if req.text is not None else list(req.texts or [])
         if not texts:
             return problem(422, '"texts" is empty — send at least one text')
@@ -248,18 +403,36 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None, execut
             return problem(404, f"unknown model(s) {', '.join(unknown)}; this server has {', '.join(pipeline.names())}")
         return texts, (req.threshold if req.threshold is not None else settings.threshold), models
 
-    async def extract_records(req: ExtractRequest) -> list[dict[str, Any]] | JSONResponse:
+    async def extract_records(req: ExtractRequest, request: Request) -> list[dict[str, Any]] | JSONResponse:
         checked = validated(req)
         if isinstance(checked, JSONResponse):
             return checked
         texts, threshold, models = checked
-        return await batcher.submit([Document(text=t) for t in texts], threshold, models)
+        bad = {k: f"texts[{k}]: {text_problem(t)}" for k, t in enumerate(texts) if text_problem(t)}
+        docs = [Document(text=t) for k, t in enumerate(texts) if k not in bad]
+
+        async def disconnected() -> None:
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
+
+        try:
+            records = iter(await batcher.submit(docs, threshold, models, disconnected) if docs else [])
+        except QueueFull as e:
+            return problem(503, f"the server is busy ({e}); retry later", headers={"Retry-After": str(RETRY_AFTER_S)})
+        except Gone as e:
+            if e.reason == "deadline":
+                return problem(504, f"not answered within {settings.timeout_s:g} s; send fewer or shorter texts, or retry later")
+            return problem(499, "the client disconnected")  # nobody reads it
+        return [{"error": bad[k], "entities": [], "relations": [], "events": []} if k in bad else next(records)
+                for k in range(len(texts))]
 
     @app.get("/health", summary="liveness and readiness")
     async def health():
         return {"status": "ok" if state["ready"] else "starting", "ready": state["ready"], "models": pipeline.names(),
                 "uptime_s": round(time.time() - state["started"], 1),
-                "batches": batcher.batches, "texts": batcher.texts, "model_busy_s": round(batcher.busy_s, 3)}
+                "batches": batcher.batches, "texts": batcher.texts, "model_busy_s": round(batcher.busy_s, 3),
+                "queue": {"waiting": batcher.pending, "peak": batcher.peak_pending, "limit": settings.max_queue,
+                          "dropped": batcher.dropped, "ran_for_gone": batcher.ran_for_gone}}
 
     @app.get("/info", summary="each model's task, labels, limits and version")
     async def info():
@@ -268,23 +441,24 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None, execut
             models.append({"name": name, "task": ex.task.name, **ex.task.labels_summary(),
                            **{k: v for k, v in ex.task.config().items() if not isinstance(v, list)},
                            "max_length": ex.settings.max_length, "stride": ex.settings.stride,
-                           "encoder": ex.info.get("encoder"), "dev_scores": ex.info.get("dev_scores")})
+                           "encoder": public_name(ex.info.get("encoder")), "dev_scores": ex.info.get("dev_scores")})
         return {"version": __version__, "models": models,
                 "limits": {"max_chars": settings.max_chars, "max_texts": settings.max_texts, "max_batch": settings.max_batch,
-                           "max_wait_ms": settings.max_wait_ms, "max_body_bytes": settings.max_body_bytes},
+                           "max_wait_ms": settings.max_wait_ms, "max_body_bytes": settings.max_body_bytes,
+                           "max_queue": settings.max_queue, "timeout_s": settings.timeout_s},
                 "threshold": settings.threshold}
 
     @app.post("/extract", summary="entities, triples and events of one text or several",
               description="One combined record per text, as `gplinker pipeline` writes them.")
-    async def extract(req: ExtractRequest):
-        records = await extract_records(req)
+    async def extract(req: ExtractRequest, request: Request):
+        records = await extract_records(req, request)
         if isinstance(records, JSONResponse):
             return records
         return JSONResponse({"records": records})  # plain JSON: no per-field re-encoding of the records
 
     @app.post("/render", summary="like /extract, plus the records rendered as HTML (the page uses it)")
-    async def render(req: ExtractRequest):
-        records = await extract_records(req)
+    async def render(req: ExtractRequest, request: Request):
+        records = await extract_records(req, request)
         if isinstance(records, JSONResponse):
             return records
         return JSONResponse({"records": records, "html": html_render.fragment(records, numbered=len(records) > 1)})
@@ -359,33 +533,23 @@ loadInfo();
 """
 
 
-def serve(args) -> int:
-    """``gplinker serve``: load the models, then run uvicorn until interrupted (graceful shutdown
-    lets requests in flight finish)."""
+def serve(load: Callable[[], Pipeline], settings: ServeSettings, access_log: bool = False) -> int:
+    """Load the models with ``load`` in the model thread, then serve them with uvicorn until
+    interrupted (graceful shutdown lets requests in flight finish)."""
     _require()
     import uvicorn
 
-    from gplinker.cli import _apply_decode_options, _load_extractor, _model_name
-
-    api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
-    if args.host not in ("127.0.0.1", "localhost", "::1") and not api_key:
-        logger.warning("serving on %s without an API key: anyone who can reach this address can use the models", args.host)
+    if settings.host not in LOOPBACK and not settings.api_key:
+        logger.warning("serving on %s without an API key: anyone who can reach this address can use the models", settings.host)
     executor = model_thread()  # every torch call of this process runs in it, loading included
-
-    def load() -> Pipeline:
-        pipeline = Pipeline([(_load_extractor(m, args), _model_name(m)) for m in args.model])
-        _apply_decode_options([ex for ex, _ in pipeline.models], args)
-        return pipeline
-
     try:
         pipeline = executor.submit(load).result()
     except BaseException:
         executor.shutdown(wait=False)
         raise
-    settings = ServeSettings(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_chars=args.max_chars,
-                             max_texts=args.max_texts, threshold=args.threshold or 0.0, api_key=api_key,
-                             batch_size=args.batch_size)
     app = create_app(pipeline, settings, executor)
-    logger.info("serving %s on http://%s:%d (page at /, API docs at /docs)", ", ".join(pipeline.names()), args.host, args.port)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=args.access_log, timeout_graceful_shutdown=30)
+    logger.info("serving %s on http://%s:%d (page at /, API docs at /docs)", ", ".join(pipeline.names()), settings.host,
+                settings.port)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", access_log=access_log,
+                timeout_graceful_shutdown=30)
     return 0

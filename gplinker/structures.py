@@ -5,6 +5,7 @@ Every public offset is a *character* offset into ``Document.text``, end exclusiv
 from __future__ import annotations
 
 import numbers
+import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -160,6 +161,22 @@ class Event:
         return cls(obj["label"], tuple(Argument.from_json(a, text) for a in _list(obj["arguments"], "arguments")), _score(obj))
 
 
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def text_problem(text: str) -> str | None:
+    """Why ``text`` cannot be a document's text, or None: a lone UTF-16 surrogate (JSON's
+    ``"\\ud800"``) is no character, and no tokenizer or UTF-8 file can hold it."""
+    if text.isascii():
+        return None
+    m = _SURROGATE.search(text)
+    if m:
+        return (f"the text holds a lone surrogate U+{ord(m.group()):04X} at character {m.start()}, which is not a "
+                "character (a broken \\u escape or a UTF-16 text cut in half?) — fix the text's encoding")
+    return None
+
+
 @dataclass(frozen=True)
 class Document:
     """A text with its annotations (gold or predicted). Offsets are characters, end exclusive."""
@@ -174,6 +191,9 @@ class Document:
     def __post_init__(self) -> None:
         if not isinstance(self.text, str):
             raise ValueError(f"text is {type(self.text).__name__}, not a string")
+        problem = text_problem(self.text)
+        if problem:
+            raise ValueError(problem)
         n = len(self.text)
         spans = list(self.entities)
         spans += [s for r in self.relations for s in (r.head, r.tail)]

@@ -19,6 +19,30 @@ CharSpan = tuple[int, int]  # (start, end), characters, end exclusive
 SpanTarget = tuple[int, int, int]  # (channel, start, end) of a span head
 PairTarget = tuple[int, CharSpan, CharSpan]  # (channel, span a, span b) of a link head
 Targets = dict[str, set]  # head name -> its SpanTargets (span heads) or PairTargets (link heads)
+MAX_LABELS = 100_000  # labels one saved task may list
+
+
+def label_list(value: Any, what: str = "labels") -> list[str]:
+    """Labels as a saved config must hold them: a list of distinct non-empty strings (a ValueError
+    naming the first bad entry otherwise). ``[1, null, {}]`` is damage, not labels."""
+    if not isinstance(value, list):
+        raise ValueError(f"{what} must be a list of strings, got {type(value).__name__}")
+    if len(value) > MAX_LABELS:
+        raise ValueError(f"{what} lists {len(value)} labels, over the {MAX_LABELS} gplinker supports")
+    for k, x in enumerate(value):
+        if not isinstance(x, str) or not x:
+            raise ValueError(f"{what}[{k}] is {x!r}, not a non-empty string")
+    if len(set(value)) != len(value):
+        raise ValueError(f"{what} lists a label twice ({next(x for x in value if value.count(x) > 1)!r})")
+    return list(value)
+
+
+def config_flag(config: dict[str, Any], key: str, default: bool) -> bool:
+    """A true/false value of a saved config (a string or a number is damage, not a flag)."""
+    value = config.get(key, default)
+    if not isinstance(value, bool):
+        raise ValueError(f"{key} must be true or false, got {value!r}")
+    return value
 
 
 @dataclass(frozen=True)

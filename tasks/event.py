@@ -27,7 +27,7 @@ import numpy as np
 from gplinker.cells import DocumentCells
 from gplinker.metrics import score, soft_score
 from gplinker.structures import Argument, Document, Event
-from gplinker.task import HeadSpec, Targets, Task
+from gplinker.task import HeadSpec, Targets, Task, config_flag, label_list
 
 from .readers.event import TRIGGER, read_schema
 
@@ -268,7 +268,12 @@ class EventTask(Task):
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "EventTask":
-        return cls(config["labels"], config.get("keep_triggerless", True))
+        labels = config["labels"]
+        if not isinstance(labels, list) or not all(isinstance(x, list) and len(x) == 2 for x in labels):
+            raise ValueError("labels must be a list of [event type, role] pairs")
+        pairs = label_list([f"{t}\x00{r}" if isinstance(t, str) and isinstance(r, str) and t and r else None
+                            for t, r in labels], "labels (event type, role)")
+        return cls([tuple(x.split("\x00")) for x in pairs], config_flag(config, "keep_triggerless", True))
 
     def labels_summary(self) -> dict[str, Any]:
         schema: dict[str, list[str]] = {}

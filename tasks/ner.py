@@ -7,7 +7,7 @@ from typing import Any, Literal, Sequence
 from gplinker.cells import DocumentCells
 from gplinker.metrics import score
 from gplinker.structures import Document, Span
-from gplinker.task import HeadSpec, Targets, Task
+from gplinker.task import HeadSpec, Targets, Task, label_list
 
 DECODINGS = ("flat", "nested")
 
@@ -86,7 +86,7 @@ class NERTask(Task):
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "NERTask":
-        return cls(config["labels"], config.get("decode", "nested"))
+        return cls(label_list(config["labels"]), config.get("decode", "nested"))
 
     @classmethod
     def from_documents(cls, docs: Sequence[Document], options: NEROptions | None = None) -> "NERTask":

@@ -17,7 +17,7 @@ import numpy as np
 from gplinker.cells import DocumentCells
 from gplinker.metrics import macro, score
 from gplinker.structures import Document, Relation, Span
-from gplinker.task import HeadSpec, Targets, Task
+from gplinker.task import HeadSpec, Targets, Task, config_flag, label_list
 
 from .readers.relation import UNTYPED
 
@@ -213,7 +213,8 @@ class RelationTask(Task):
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "RelationTask":
-        return cls(config["entity_labels"], config["predicates"], config.get("typed", True))
+        return cls(label_list(config["entity_labels"], "entity_labels"), label_list(config["predicates"], "predicates"),
+                   config_flag(config, "typed", True))
 
     @classmethod
     def from_documents(cls, docs: Sequence[Document], options: RelationOptions | None = None) -> "RelationTask":

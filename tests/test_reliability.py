@@ -132,7 +132,7 @@ def test_a_directory_mixing_two_saves_is_refused(saved, model_copy, tmp_path):
     (lambda p: _edit_config(p, task_config={"labels": ["a", "b", "c", "d", "e", "f", "g"], "decode": "nested"}),
      "do not belong together"),
     (lambda p: _edit_config(p, task_config={"decode": "flat"}), "bad task or model settings"),
-    (lambda p: (_edit_config(p, fingerprint=None), (p / "heads.safetensors").write_bytes(b"garbage"))[0], "heads.safetensors: cannot be read"),
+    (lambda p: (_edit_config(p, fingerprint=None, format_version=1), (p / "heads.safetensors").write_bytes(b"garbage"))[0], "heads.safetensors: cannot be read"),
 ])
 def test_broken_model_directory_gives_one_clear_error(model_copy, damage, message):
     damage(model_copy)

@@ -37,7 +37,7 @@ def pipeline(tiny_encoder, tmp_path_factory):
 
 @pytest.fixture
 def client(pipeline):
-    with TestClient(create_app(pipeline, ServeSettings(max_chars=2000, max_texts=8, max_wait_ms=5))) as c:
+    with TestClient(create_app(pipeline, ServeSettings(max_chars=2000, max_texts=8, max_wait_ms=5)), base_url="http://127.0.0.1") as c:
         yield c
 
 
@@ -96,13 +96,13 @@ def test_bad_requests_get_a_status_and_a_message(client, body, status, says):
 
 
 def test_body_over_the_limit_is_413(pipeline):
-    with TestClient(create_app(pipeline, ServeSettings(max_body_bytes=1000))) as c:
+    with TestClient(create_app(pipeline, ServeSettings(max_body_bytes=1000)), base_url="http://127.0.0.1") as c:
         r = c.post("/extract", json={"text": "x" * 2000})
         assert r.status_code == 413 and "1000 bytes" in r.json()["error"]
 
 
 def test_api_key(pipeline):
-    with TestClient(create_app(pipeline, ServeSettings(api_key="s3cret"))) as c:
+    with TestClient(create_app(pipeline, ServeSettings(api_key="s3cret")), base_url="http://127.0.0.1") as c:
         assert c.get("/health").status_code == 200
         for path in ("/info", "/docs", "/openapi.json"):
             assert c.get(path).status_code == 401
@@ -121,7 +121,7 @@ def test_concurrent_requests_each_get_their_own_text(pipeline):
     texts = [f"第{k}号：王芳在杭州的小米公司工作了{k}年。" for k in range(24)]
     want = {t: r for t, r in zip(texts, offline(pipeline, texts))}
     got, errors = {}, []
-    with TestClient(create_app(pipeline, ServeSettings(max_wait_ms=20, max_batch=8))) as c:
+    with TestClient(create_app(pipeline, ServeSettings(max_wait_ms=20, max_batch=8)), base_url="http://127.0.0.1") as c:
         batcher = c.app.state.batcher
 
         def call(t):
@@ -232,7 +232,7 @@ def test_serve_loads_and_runs_the_models_in_one_thread(tiny_encoder, tmp_path, m
     monkeypatch.setattr(server.MicroBatcher, "_run", run)
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: apps.append(app))
     assert cli.main(["serve", "--model", str(tmp_path / "m"), "--device", "cpu"]) == 0
-    with TestClient(apps[0]) as c:
+    with TestClient(apps[0], base_url="http://127.0.0.1") as c:
         assert c.post("/extract", json={"texts": ["王芳在北京。", "李娜。"]}).status_code == 200
     assert len(seen["load"]) == 1 and seen["load"] == seen["batch"]
     assert threading.get_ident() not in seen["load"]
