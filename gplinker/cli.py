@@ -372,8 +372,8 @@ def _trim_encoder(args: argparse.Namespace, train_docs, dev_docs, out: Path) -> 
         texts += [d.text for d in dev_docs]
     path = trim_vocabulary(args.encoder, texts, out / "trimmed_encoder")
     if dev_docs and args.trim_vocab == "train":
-        original = AutoTokenizer.from_pretrained(resolve_encoder(args.encoder), use_fast=True)
-        trimmed = AutoTokenizer.from_pretrained(path, use_fast=True)
+        original = AutoTokenizer.from_pretrained(resolve_encoder(args.encoder), use_fast=True, trust_remote_code=False)
+        trimmed = AutoTokenizer.from_pretrained(path, use_fast=True, local_files_only=True, trust_remote_code=False)
         c = tokenization_changes(original, trimmed, [d.text for d in dev_docs])
         logging.getLogger("gplinker").info(
             "vocabulary trimmed to the training texts: %d of %d dev texts tokenize differently, "

@@ -108,14 +108,20 @@ def load_encoder(name_or_path: str):
     if Path(path).is_file():
         raise ValueError(f"encoder path {path} is a file; give the directory holding config.json")
     local_only = Path(path).is_dir() or not hub_reachable()
+    # trust_remote_code=False: an encoder that needs its own Python is refused at once, never run
+    # (left unset, transformers asks "run the custom code? [y/N]" on a terminal)
+    kw = {"local_files_only": local_only, "trust_remote_code": False}
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, use_fast=True, local_files_only=local_only)
+        tokenizer = AutoTokenizer.from_pretrained(path, use_fast=True, **kw)
         try:
-            encoder = AutoModel.from_pretrained(path, add_pooling_layer=False, local_files_only=local_only)
+            encoder = AutoModel.from_pretrained(path, add_pooling_layer=False, **kw)
         except TypeError:  # architectures without a pooler argument
-            encoder = AutoModel.from_pretrained(path, local_files_only=local_only)
+            encoder = AutoModel.from_pretrained(path, **kw)
     except OSError as e:
         raise ValueError(_not_loadable(name_or_path, e)) from e
+    except ValueError as e:
+        raise ValueError(f"cannot load encoder {name_or_path!r}: {str(e).strip().splitlines()[0][:300] if str(e).strip() else e!r} "
+                         "(gplinker never runs an encoder's own code: use an architecture transformers ships)") from e
     encoder = encoder.float()  # fp32 master weights for fine-tuning, whatever the checkpoint's dtype
     logger.info("loaded encoder %s (%s, %d parameters)", path, type(encoder).__name__,
                 sum(p.numel() for p in encoder.parameters()))

@@ -37,6 +37,7 @@ MAX_LABELS = 100_000  # labels (channels) of one head
 SAFETENSORS_DTYPES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2,
                       "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
 # encoder config values that size the modules built from it: they must agree with the weights
+CODE_SUFFIXES = (".py", ".pyc", ".pyo", ".so", ".pyd", ".dll", ".dylib", ".sh", ".exe")
 LAYER_KEYS = ("num_hidden_layers", "n_layer", "num_layers", "n_layers")
 
 
@@ -316,5 +317,10 @@ def read_config(path: Path, task_names: list[str]) -> dict[str, Any]:
     if unsafe:
         raise ModelDirError(f"{path / unsafe[0]}: pickle-based weights are refused (they can run code when loaded) — "
                             "convert them to safetensors")
+    code = [rel for rel in model_files(path) if rel.endswith(CODE_SUFFIXES)]
+    if code:
+        raise ModelDirError(f"{path / code[0]}: a model directory holds data, not code — gplinker never runs it; remove "
+                            "the file, or copy or train the model again")
     _check_fingerprint(path, file, config, version)
+    _check_encoder_config(enc)
     return config

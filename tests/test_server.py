@@ -236,3 +236,141 @@ def test_serve_loads_and_runs_the_models_in_one_thread(tiny_encoder, tmp_path, m
         assert c.post("/extract", json={"texts": ["王芳在北京。", "李娜。"]}).status_code == 200
     assert len(seen["load"]) == 1 and seen["load"] == seen["batch"]
     assert threading.get_ident() not in seen["load"]
+
+
+# ---- hostile traffic: bodies, queue, deadlines, gone clients, hosts, values --------------------------
+
+def test_a_chunked_body_over_the_limit_is_refused_before_it_is_read_whole(pipeline):
+    sent = []
+
+    def body():  # no Content-Length: httpx sends it chunked
+        for k in range(200):
+            sent.append(k)
+            yield b'{"texts": ["' + b"x" * 1000
+
+    with TestClient(create_app(pipeline, ServeSettings(max_body_bytes=5000)), base_url="http://127.0.0.1") as c:
+        r = c.post("/extract", content=body(), headers={"Content-Type": "application/json"})
+        assert r.status_code == 413 and "over the limit of 5000 bytes" in r.json()["error"]
+        assert c.post("/extract", json={"text": "李娜。"}).status_code == 200
+
+
+def test_a_full_queue_answers_503_with_retry_after(pipeline):
+    with TestClient(create_app(pipeline, ServeSettings(max_queue=2)), base_url="http://127.0.0.1") as c:
+        r = c.post("/extract", json={"texts": ["李娜。"] * 3})
+        assert r.status_code == 503 and r.headers["Retry-After"] == "1" and "busy" in r.json()["error"]
+        assert c.post("/extract", json={"texts": ["李娜。"] * 2}).status_code == 200
+
+
+def test_a_request_past_its_deadline_gets_504_and_its_waiting_texts_never_run(pipeline, monkeypatch):
+    import time
+
+    from gplinker import server
+
+    ran = []
+    real = server.MicroBatcher._run
+
+    def slow(self, batch):
+        ran.extend(j.doc.text for j in batch)
+        if batch[0].doc.text == "first":
+            time.sleep(0.4)
+        return real(self, batch)
+
+    monkeypatch.setattr(server.MicroBatcher, "_run", slow)
+    app = create_app(pipeline, ServeSettings(timeout_s=0.2, max_batch=1, max_wait_ms=0))
+    with TestClient(app, base_url="http://127.0.0.1") as c:
+        r = c.post("/extract", json={"texts": ["first", "second", "third"]})
+        assert r.status_code == 504 and "not answered within 0.2 s" in r.json()["error"]
+        time.sleep(0.6)  # the batch in flight ends; the two texts behind it come off the queue
+        assert c.post("/extract", json={"text": "李娜。"}).status_code == 200
+        health = c.get("/health").json()["queue"]
+    assert ran == ["first", "李娜。"] and health["dropped"] == 2 and health["waiting"] == 0
+
+
+def test_jobs_of_a_client_gone_before_they_run_are_dropped(pipeline, monkeypatch):
+    """The batcher itself: while the model is busy, a request's client goes; its texts are taken off
+    the queue without running, and the request ends at once."""
+    import asyncio
+    import time
+
+    from gplinker import server
+    from gplinker.structures import Document
+
+    ran = []
+    monkeypatch.setattr(server.MicroBatcher, "_run", lambda self, batch: (ran.extend(j.doc.text for j in batch),
+                                                                           time.sleep(0.3), [{} for _ in batch])[2])
+
+    async def scenario():
+        batcher = server.MicroBatcher(pipeline, ServeSettings(max_batch=1, max_wait_ms=0))
+        await batcher.start()
+        busy = asyncio.ensure_future(batcher.submit([Document("busy")], 0.0, None))
+        await asyncio.sleep(0.05)
+        gone = asyncio.Event()
+        t0 = time.perf_counter()
+        watcher = asyncio.ensure_future(batcher.submit([Document("a"), Document("b")], 0.0, None, gone.wait))
+        await asyncio.sleep(0.01)
+        gone.set()  # the client disconnects
+        with pytest.raises(server.Gone):
+            await watcher
+        ended = time.perf_counter() - t0
+        await busy
+        await asyncio.sleep(0.05)
+        await batcher.stop()
+        return batcher, ended
+
+    batcher, ended = asyncio.run(scenario())
+    assert ran == ["busy"] and batcher.dropped == 2 and batcher.ran_for_gone == 0 and ended < 0.25
+
+
+@pytest.mark.parametrize("host, status", [("evil.example", 400), ("evil.example:8000", 400), ("127.0.0.1:8000", 200),
+                                          ("localhost:8000", 200), ("[::1]:8000", 200)])
+def test_a_loopback_server_answers_only_loopback_host_names(pipeline, host, status):
+    with TestClient(create_app(pipeline, ServeSettings()), base_url="http://127.0.0.1") as c:
+        r = c.get("/info", headers={"Host": host})
+        assert r.status_code == status
+        if status == 400:
+            assert "--allowed-host" in r.json()["error"]
+    with TestClient(create_app(pipeline, ServeSettings(allowed_hosts=("*",))), base_url="http://127.0.0.1") as c:
+        assert c.get("/info", headers={"Host": host}).status_code == 200
+    with TestClient(create_app(pipeline, ServeSettings(host="0.0.0.0")), base_url="http://127.0.0.1") as c:
+        assert c.get("/info", headers={"Host": host}).status_code == 200
+
+
+def test_info_shows_no_local_paths(client, tiny_encoder):
+    body = client.get("/info").text
+    assert str(tiny_encoder) not in body and str(tiny_encoder.parent) not in body
+    assert client.get("/info").json()["models"][0]["encoder"] == tiny_encoder.name
+
+
+@pytest.mark.parametrize("threshold", ["0.9", True, 0, -1, 1.5, float("nan"), float("inf")])
+def test_a_threshold_must_be_a_finite_number_in_range(client, threshold):
+    import json
+
+    r = client.post("/extract", content=json.dumps({"text": "李娜。", "threshold": threshold}),
+                    headers={"Content-Type": "application/json"})
+    assert r.status_code == 422 and "threshold" in r.json()["error"]
+
+
+def test_a_lone_surrogate_is_a_422_for_text_and_an_error_record_in_texts(client, pipeline):
+    r = client.post("/extract", content=b'{"text": "bad \\ud800"}', headers={"Content-Type": "application/json"})
+    assert r.status_code == 422 and "lone surrogate" in r.json()["error"] and r.json()["error"].startswith("text:")
+    r = client.post("/extract", content=b'{"texts": ["\\u674e\\u5a1c\\u3002", "bad \\ud800", "ok"]}',
+                    headers={"Content-Type": "application/json"})
+    recs = r.json()["records"]
+    assert r.status_code == 200 and len(recs) == 3 and recs[1]["error"].startswith("texts[1]:")
+    assert recs[0] == offline(pipeline, ["李娜。"])[0] and "error" not in recs[2]
+
+
+@pytest.mark.parametrize("env, argv", [(None, ["--api-key", ""]), ("", []), (None, ["--api-key", "  "])])
+def test_an_empty_api_key_is_refused_not_served_without_one(tiny_encoder, tmp_path, monkeypatch, capsys, env, argv):
+    from gplinker import cli, server
+
+    docs = read("ner", DATA / "zh_train.jsonl")[:4]
+    Extractor.build(str(tiny_encoder), ner.NERTask.from_documents(docs), ModelSettings(head_size=16, max_length=32), "cpu").save_pretrained(tmp_path / "m")
+    monkeypatch.delenv(server.API_KEY_ENV, raising=False)
+    if env is not None:
+        monkeypatch.setenv(server.API_KEY_ENV, env)
+    monkeypatch.setattr(server, "serve", lambda *a, **k: pytest.fail("served"))
+    assert cli.main(["serve", "--model", str(tmp_path / "m"), *argv]) == 2
+    assert "empty (an unset variable?)" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="empty"):
+        ServeSettings(api_key="")
