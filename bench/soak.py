@@ -75,12 +75,14 @@ async def exchange(port: int, head: bytes, body_parts: list[bytes], timeout: flo
                 await writer.drain()
             except ConnectionError:
                 break
-            if delay:
-                await asyncio.sleep(delay)
+            await asyncio.sleep(delay)  # also lets the reader take an early answer before a reset discards it
         if not read:
             answer.cancel()
             return -1, b"", sent
-        line = await asyncio.wait_for(answer, timeout)
+        try:
+            line = await asyncio.wait_for(answer, timeout)
+        except ConnectionError:
+            return 0, b"", sent
         if not line:
             return 0, b"", sent
         status = int(line.split()[1])
@@ -210,6 +212,12 @@ async def soak(server: Server, texts: list[str], want: dict[str, dict], seconds:
             "rss_mb": samples["rss_mb"], "waiting": samples["waiting"], "queue": end["queue"], "texts_run": end["texts"]}
 
 
+def thirds(values: list[float]) -> list[float]:
+    """The peak of each third of a series (a plateau, not a climb, is what bounded looks like)."""
+    n = len(values)
+    return [max(values[k * n // 3 : (k + 1) * n // 3] or [0]) for k in range(3)]
+
+
 def report(result: dict, args, rss_start: float, limit: int) -> str:
     s, q = result["stats"], result["queue"]
     five = sum(v for k, v in result["statuses"].items() if k.startswith("5"))
@@ -232,8 +240,9 @@ def report(result: dict, args, rss_start: float, limit: int) -> str:
               f"| 0 responses 5xx | {five} (statuses: {', '.join(f'{k}: {v}' for k, v in result['statuses'].items())}) |",
               f"| 0 wrong answers | {s['wrong']} |",
               f"| 0 lost answers (timeouts, dropped connections, non-200 on valid requests) | {lost} |",
-              f"| RSS bounded | {rss_start:.0f} MB after start, peak {max(result['rss_mb'] or [0]):.0f} MB, "
-              f"last {result['rss_mb'][-1] if result['rss_mb'] else 0:.0f} MB |",
+              f"| RSS bounded | {rss_start:.0f} MB after start; peak in each third of the run "
+              f"{' / '.join(f'{x:.0f}' for x in thirds(result['rss_mb']))} MB; {result['rss_mb'][-1] if result['rss_mb'] else 0:.0f} MB "
+              "at the end |",
               f"| queue bounded | peak {q['peak']} texts waiting (limit {q['limit']}), {q['waiting']} at the end |",
               f"| jobs of gone clients dropped before they ran | {q['dropped']} dropped; {q['ran_for_gone']} already in a running batch "
               f"when their client went (a forward pass is not interrupted) |"]

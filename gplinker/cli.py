@@ -487,7 +487,8 @@ def _predict_ray(args: argparse.Namespace) -> int:
     t0 = time.time()
     counts = ray_engine.run(str(model), [str(f) for f in files], out, actors=args.actors,
                             gpus_per_actor=args.gpus_per_actor, address=args.ray_address, input_format_name=args.input_format,
-                            threshold=args.threshold or 0.0, threads=args.threads_per_actor)
+                            threshold=args.threshold or 0.0, threads=args.threads_per_actor,
+                            forward_batch_size=args.batch_size)
     print(f"{counts['records']} records from {len(files)} file(s) written to {out}/ ({counts['predicted']} predicted, "
           f"{counts['failed']} failed) in {time.time() - t0:.1f}s on Ray with {args.actors} actor(s)")
     return 1 if counts["records"] and not counts["predicted"] else 0

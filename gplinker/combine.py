@@ -5,7 +5,7 @@ import logging
 from typing import Any, Sequence
 
 from gplinker.extractor import Extractor
-from gplinker.structures import Document
+from gplinker.structures import Document, text_problem
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +94,16 @@ def combine_record(doc: Document, predictions: Sequence[tuple[str, str, Document
     return rec
 
 
+def _item(r: Any) -> tuple[int | None, Document | None, str | None]:
+    """(line, document, error) of one input of :meth:`Pipeline.records`."""
+    if isinstance(r, str):
+        problem = text_problem(r)
+        return None, None if problem else Document(text=r), problem
+    if isinstance(r, Document):
+        return None, r, None
+    return r.line, r.doc, r.error
+
+
 class Pipeline:
     """Several models over the same texts, one combined record per input; the ``pipeline``
     command and the server both go through :meth:`records`, so they cannot disagree."""
@@ -125,9 +135,9 @@ class Pipeline:
 
     def records(self, inputs: Sequence, threshold: float = 0.0, batch_size: int = 32,
                 models: Sequence[str] | None = None) -> list[dict[str, Any]]:
-        """One record per :class:`gplinker.io.InputRecord` (or :class:`Document`), in order: an
+        """One record per input -- a text, a :class:`Document` or a :class:`gplinker.io.InputRecord` --, in order: an
         input error gives an error record, a model failing on one text an ``error`` on that text."""
-        items = [(getattr(r, "line", None), getattr(r, "doc", r), getattr(r, "error", None)) for r in inputs]
+        items = [_item(r) for r in inputs]
         docs = [doc for _, doc, _ in items if doc is not None]
         predictions = self.predict(docs, batch_size, models)
         out, k = [], 0

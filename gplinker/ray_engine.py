@@ -18,7 +18,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from gplinker.extras import require
-from gplinker.io import input_record, input_format
+from gplinker.io import dumps, input_format, input_record
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ class Predictor:
                                                     self.batch_size)):
                 records[k] = rec
         out = {k: batch[k] for k in ("source", "line")}
-        out["record"] = np.array([json.dumps(r, ensure_ascii=False) for r in records], dtype=object)
+        out["record"] = np.array([dumps(r) for r in records], dtype=object)  # as predict writes them
         return out
 
 
@@ -131,11 +131,14 @@ def lines_dataset(files: list[Path], input_format_name: str = "auto"):
 
 
 def extract_dataset(ds, model: str, *, actors: int = 1, gpus_per_actor: float = 0.0, batch_size: int = 512,
-                    threshold: float = 0.0, threads: int | None = None, actor_cpus: float | None = None):
+                    threshold: float = 0.0, threads: int | None = None, actor_cpus: float | None = None,
+                    forward_batch_size: int = 32):
     """The extraction step for a Ray pipeline: rows ``{source, line, raw, format}`` (see
     :func:`lines_dataset`) -> rows ``{source, line, record}``, ``record`` the JSON of ``predict``'s record.
-    ``actor_cpus``: logical CPUs each actor reserves (default: ``threads`` or 1)."""
-    return ds.map_batches(Predictor, fn_constructor_kwargs={"model": str(model), "threshold": threshold, "batch_size": 32,
+    ``batch_size``: rows per Ray batch; ``forward_batch_size``: windows per forward pass (``predict
+    --batch-size``); ``actor_cpus``: logical CPUs each actor reserves (default: ``threads`` or 1)."""
+    return ds.map_batches(Predictor, fn_constructor_kwargs={"model": str(model), "threshold": threshold,
+                                                            "batch_size": forward_batch_size,
                                                             "device": "cuda" if gpus_per_actor else "cpu", "threads": threads},
                           batch_size=batch_size, concurrency=actors, num_gpus=gpus_per_actor or None,
                           num_cpus=actor_cpus or threads or 1, batch_format="numpy")
@@ -143,7 +146,7 @@ def extract_dataset(ds, model: str, *, actors: int = 1, gpus_per_actor: float = 
 
 def run(model: str, inputs: list[str], output_dir: str | Path, *, actors: int = 1, gpus_per_actor: float = 0.0,
         address: str | None = None, input_format_name: str = "auto", threshold: float = 0.0, batch_size: int = 512,
-        threads: int | None = None) -> dict[str, int]:
+        threads: int | None = None, forward_batch_size: int = 32) -> dict[str, int]:
     """``predict --engine ray``: extract from every input file into ``output_dir/<file stem>.jsonl``
     (one record per input line, in order). Returns counts of records, predicted and failed."""
     _require()
@@ -170,7 +173,8 @@ def run(model: str, inputs: list[str], output_dir: str | Path, *, actors: int = 
         # actors must leave room for the reading tasks, or they wait on each other forever
         actor_cpus = min(float(threads or 1), max(LIGHT, (cpus - 2 * LIGHT) / actors))
         ds = extract_dataset(lines_dataset(files, input_format_name), model, actors=actors, gpus_per_actor=gpus_per_actor,
-                             batch_size=batch_size, threshold=threshold, threads=threads, actor_cpus=actor_cpus)
+                             batch_size=batch_size, threshold=threshold, threads=threads, actor_cpus=actor_cpus,
+                             forward_batch_size=forward_batch_size)
         counts = {"records": 0, "predicted": 0, "failed": 0}
         writers: dict[str, Any] = {}
         stack = []

@@ -123,3 +123,31 @@ def test_ray_predictor_loads_and_predicts_in_one_thread(model, monkeypatch):
     assert json.loads(out["record"][0])["text"] == "王芳在北京。"
     assert len(seen["load"]) == 1 and seen["load"] == seen["predict"]
     assert threading.get_ident() not in seen["load"] and caller.ident not in seen["load"]
+
+
+def test_the_ray_engine_honours_batch_size(model, monkeypatch, tmp_path):
+    """predict --engine ray --batch-size N reaches every actor's forward passes."""
+    from gplinker import cli, ray_engine
+
+    seen = {}
+
+    def run(model, inputs, out, **kw):
+        seen.update(kw)
+        return {"records": 0, "predicted": 0, "failed": 0}
+
+    monkeypatch.setattr(ray_engine, "run", run)
+    src = tmp_path / "in.txt"
+    src.write_text("王芳在北京。\n")
+    assert cli.main(["predict", "--engine", "ray", "--model", str(model), "--input", str(src), "--output", str(tmp_path / "o"),
+                     "--batch-size", "7"]) == 0
+    assert seen["forward_batch_size"] == 7
+    captured = {}
+    monkeypatch.setattr(ray_engine.Predictor, "__init__", lambda self, **kw: captured.update(kw) or None)
+
+    class Data:
+        def map_batches(self, fn, fn_constructor_kwargs, **kw):
+            fn(**fn_constructor_kwargs)
+            return self
+
+    ray_engine.extract_dataset(Data(), str(model), forward_batch_size=7)
+    assert captured["batch_size"] == 7
