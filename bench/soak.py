@@ -282,8 +282,9 @@ def main() -> int:
         if start in text and end in text:
             text = text[: text.index(start) + len(start)] + "\n" + table + text[text.index(end):]
             doc.write_text(text, encoding="utf-8")
-    s, q = result["stats"], result["queue"]
-    ok = (not any(k.startswith("5") for k in result["statuses"]) and s["wrong"] == 0 and s["lost"] == 0)
+    s = result["stats"]
+    ok = (not any(k.startswith("5") for k in result["statuses"]) and s["wrong"] == 0 and s["lost"] == 0
+          and s["chunked_413"] == s["chunked_oversize"] and s["malformed_4xx"] == s["malformed"])
     return 0 if ok else 1
 
 

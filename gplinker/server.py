@@ -12,7 +12,6 @@ import base64
 import hmac
 import logging
 import math
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -243,6 +242,26 @@ class MicroBatcher:
 
 
 RETRY_AFTER_S = 1
+LINGER_S = 2.0  # after a 413, how long the rest of a body is read and thrown away (nginx's lingering close)
+
+
+async def linger(receive, seconds: float = LINGER_S, most: int = 64 << 20) -> None:
+    """Read and discard what a client still sends after its request was refused, for a bounded
+    time and size: closing with unread data makes the kernel reset the connection, and the client
+    would lose the 413 it was sent. Nothing read is kept."""
+    loop = asyncio.get_running_loop()
+    end, read = loop.time() + seconds, 0
+    while read < most:
+        remaining = end - loop.time()
+        if remaining <= 0:
+            return
+        try:
+            message = await asyncio.wait_for(receive(), remaining)
+        except asyncio.TimeoutError:
+            return
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return
+        read += len(message.get("body", b""))
 
 
 def public_name(encoder: Any) -> str | None:
@@ -328,7 +347,10 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None, execut
             headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
             refused = self.refusal(scope, headers)
             if refused is not None:
-                return await refused(scope, receive, send)
+                await refused(scope, receive, send)
+                if refused.status_code == 413:
+                    await linger(receive)
+                return
             body: list[bytes] = []
             size = 0
             while True:
@@ -339,7 +361,8 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None, execut
                 if size > settings.max_body_bytes:
                     response = problem(413, f"request body over the limit of {settings.max_body_bytes} bytes; send fewer "
                                             "or shorter texts per request", headers={"Connection": "close"})
-                    return await response(scope, receive, send)
+                    await response(scope, receive, send)
+                    return await linger(receive)
                 body.append(message.get("body", b""))
                 if not message.get("more_body", False):
                     break

@@ -40,9 +40,11 @@ def test_cluener_inclusive_end_and_surface(tmp_path):
 def test_spert_rebuilds_text_and_offsets():
     docs = read("ner", DATA / "spert_sample.json")
     raw = json.loads((DATA / "spert_sample.json").read_text())
+    assert len(docs) == len(raw)
     for d, r in zip(docs, raw):
         assert d.text == " ".join(r["tokens"])
-        for e, s in zip(sorted(r["entities"], key=lambda e: e["start"]), sorted(d.entities)):
+        assert len(d.entities) == len({(e["start"], e["end"], e["type"]) for e in r["entities"]})  # none dropped
+        for e, s in zip(sorted(r["entities"], key=lambda e: (e["start"], e["end"])), sorted(d.entities)):
             assert d.text[s.start:s.end] == " ".join(r["tokens"][e["start"]:e["end"]])
 
 

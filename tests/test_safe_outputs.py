@@ -10,7 +10,7 @@ import threading
 import pytest
 
 from conftest import DATA, read
-from gplinker import cli, model_dir
+from gplinker import cli
 from gplinker.extractor import Extractor, ModelSettings
 from gplinker.tasks import ner
 from gplinker.training import TrainConfig, train
