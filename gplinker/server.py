@@ -245,6 +245,22 @@ RETRY_AFTER_S = 1
 LINGER_S = 2.0  # after a 413, how long the rest of a body is read and thrown away (nginx's lingering close)
 
 
+async def too_large(message: str, receive, send) -> None:
+    """Answer 413 without reading the body, the response whole but held open while the rest of
+    the body is read and thrown away (:func:`linger`): closing with unread data makes the kernel
+    reset the connection and the client loses the answer, and once a response is complete the
+    server no longer hands the app what the client sends."""
+    import json
+
+    body = json.dumps({"error": message}).encode()
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body, "more_body": True})
+    await linger(receive)
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
 async def linger(receive, seconds: float = LINGER_S, most: int = 64 << 20) -> None:
     """Read and discard what a client still sends after its request was refused, for a bounded
     time and size: closing with unread data makes the kernel reset the connection, and the client
@@ -346,11 +362,10 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None, execut
                 return await self.inner(scope, receive, send)
             headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
             refused = self.refusal(scope, headers)
+            if isinstance(refused, str):
+                return await too_large(refused, receive, send)
             if refused is not None:
-                await refused(scope, receive, send)
-                if refused.status_code == 413:
-                    await linger(receive)
-                return
+                return await refused(scope, receive, send)
             body: list[bytes] = []
             size = 0
             while True:
@@ -359,10 +374,8 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None, execut
                     return  # the client went before sending its request: nothing to answer
                 size += len(message.get("body", b""))
                 if size > settings.max_body_bytes:
-                    response = problem(413, f"request body over the limit of {settings.max_body_bytes} bytes; send fewer "
-                                            "or shorter texts per request", headers={"Connection": "close"})
-                    await response(scope, receive, send)
-                    return await linger(receive)
+                    return await too_large(f"request body over the limit of {settings.max_body_bytes} bytes; send fewer "
+                                           "or shorter texts per request", receive, send)
                 body.append(message.get("body", b""))
                 if not message.get("more_body", False):
                     break
@@ -379,7 +392,8 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None, execut
 
         @staticmethod
         def refusal(scope, headers: dict[str, str]):
-            """The response refusing a request before its body is read, or None."""
+            """The response refusing a request before its body is read (a string: the message of a
+            413), or None."""
             host = headers.get("host")
             if hosts is not None and host is not None and host_name(host) not in hosts:
                 return problem(400, f"this server does not answer to the host name {host_name(host)!r}; reach it as "
@@ -391,8 +405,8 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None, execut
                                     headers={"WWW-Authenticate": 'Basic realm="gplinker"' if page else "Bearer"})
             length = headers.get("content-length", "")
             if length.isdigit() and int(length) > settings.max_body_bytes:
-                return problem(413, f"request body of {int(length)} bytes is over the limit of {settings.max_body_bytes} "
-                                    "bytes; send fewer or shorter texts per request", headers={"Connection": "close"})
+                return (f"request body of {int(length)} bytes is over the limit of {settings.max_body_bytes} bytes; send "
+                        "fewer or shorter texts per request")  # a 413, sent by too_large
             return None
 
     app.add_middleware(Guard)
