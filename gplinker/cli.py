@@ -711,7 +711,8 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
           "2 CPU cores; dev triples F1 ~0.56, entities ~0.79):\n"
           "  gplinker train relation --train CONLL04/train.json --dev CONLL04/dev.json --encoder minilm-l6 "
           "--output runs/conll04 --max-steps 400 --max-length 128 --lr 1e-4 --head-lr 1e-3\n"
-          "(in this repository's workspace CONLL04 is ../shared/datasets/conll04; the README's 'Bring your own data' says more)\n"
+          "(CONLL04: the SpERT release of CoNLL04, https://github.com/lavis-nlp/spert, scripts/fetch_datasets.sh; the\n"
+          "README's 'Bring your own data' says more)\n"
           "Serve models over HTTP with a page to try them: gplinker serve --model runs/quickstart/ner/model")
     return rc
 
