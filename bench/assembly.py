@@ -18,6 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gplinker.alignment import gold_cells  # noqa: E402
+from gplinker.tasks import load as load_model  # noqa: E402
 from gplinker.cells import DocumentCells  # noqa: E402
 from gplinker.extractor import Extractor  # noqa: E402
 from gplinker.structures import Document  # noqa: E402
@@ -54,7 +55,7 @@ def main() -> int:
     ap.add_argument("--data", required=True)
     ap.add_argument("--format", default="auto")
     args = ap.parse_args()
-    ex = Extractor.from_pretrained(args.model, device="cpu")
+    ex = load_model(args.model, device="cpu")
     gold = default_registry()[ex.task.name].read(args.data, args.format)
     rows = diagnose(ex, gold)
     keys = [k for k in rows[0] if k.endswith("_f1")]

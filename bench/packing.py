@@ -38,10 +38,10 @@ def main() -> None:
     import torch
 
     from gplinker.atomic import write_text
-    from gplinker.extractor import Extractor
+    from gplinker.tasks import load as load_model
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    ex = Extractor.from_pretrained(ensure_model(args.model), device="cpu")
+    ex = load_model(ensure_model(args.model), device="cpu")
     texts = texts_for_bench(args.texts)
     shuffled = texts[:]
     random.Random(0).shuffle(shuffled)

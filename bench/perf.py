@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from gplinker.losses import dense_span_loss, span_loss  # noqa: E402
+from gplinker.tasks import load as load_model  # noqa: E402
 from gplinker.model import GPLinkerModel  # noqa: E402
 from gplinker.task import HeadSpec  # noqa: E402
 from gplinker.tasks.event import events_from_graph  # noqa: E402
@@ -449,7 +450,7 @@ def throughput_table(device, quick, model_dir=None, dev_file=None):
     if device.type == "cpu" and model_dir and Path(model_dir).is_dir():  # F1 change of int8 on a trained model
         from gplinker.tasks import default_registry
 
-        trained = Extractor.from_pretrained(model_dir, device="cpu")
+        trained = load_model(model_dir, device="cpu")
         gold = default_registry()["ner"].read(dev_file)
         f1 = round(trained.task.evaluate(gold, trained.predict(gold))["entities"]["f1"], 4)
         trained.model = torch.ao.quantization.quantize_dynamic(trained.model, {torch.nn.Linear}, dtype=torch.qint8)
@@ -465,7 +466,7 @@ def throughput_table(device, quick, model_dir=None, dev_file=None):
         if OnnxEncoder is not None:  # ONNX Runtime encoder: exported from the trained model (same shape as the random one)
             from gplinker.tasks import default_registry
 
-            trained = use_onnx(Extractor.from_pretrained(model_dir, device="cpu"), model_dir)
+            trained = use_onnx(load_model(model_dir, device="cpu"), model_dir)
             gold = default_registry()["ner"].read(dev_file)
             f1_o = round(trained.task.evaluate(gold, trained.predict(gold))["entities"]["f1"], 4)
             saved = ex.model.encoder

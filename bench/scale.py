@@ -209,10 +209,10 @@ def section_inference(repeats: int) -> list[dict]:
     from transformers import AutoModelForTokenClassification, pipeline
 
     from gplinker.encoders import load_encoder, resolve_encoder
-    from gplinker.extractor import Extractor
+    from gplinker.tasks import load as load_model
 
     torch.set_num_threads(2)
-    ex = Extractor.from_pretrained(_ner_model(), device="cpu")
+    ex = load_model(_ner_model(), device="cpu")
     _, tokenizer = load_encoder("minilm-l6")
     labels = ["O"] + [f"{p}-{lab}" for lab in ex.task.labels for p in ("B", "I")]
     hf = AutoModelForTokenClassification.from_pretrained(resolve_encoder("minilm-l6"), num_labels=len(labels)).eval()

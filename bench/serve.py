@@ -193,12 +193,12 @@ def agreement(answers: dict[str, dict], want: dict[str, dict]) -> tuple[int, int
 
 def offline(model: Path, texts: list[str], batch_size: int = 32) -> tuple[float, dict[str, dict]]:
     """texts/s of in-process prediction through the pipeline code path, and its records."""
-    from gplinker.cli import _model_name
+    from gplinker.cli.common import model_name as _model_name
     from gplinker.combine import Pipeline
-    from gplinker.extractor import Extractor
+    from gplinker.tasks import load as load_model
     from gplinker.structures import Document
 
-    pipe = Pipeline([(Extractor.from_pretrained(model, device="cpu"), _model_name(str(model)))])
+    pipe = Pipeline([(load_model(model, device="cpu"), _model_name(str(model)))])
     docs = [Document(t) for t in texts]
     pipe.records(docs[:32])  # warm up
     t0 = time.perf_counter()

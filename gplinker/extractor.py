@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -24,7 +23,8 @@ from gplinker.atomic import atomic_directory
 from gplinker.batching import forward_batches
 from gplinker.cells import DocumentCells, HeadCells
 from gplinker.model import GPLinkerModel, collate
-from gplinker.offsets import ALIGN_POLICIES, Featurizer, Window, default_stride
+from gplinker.offsets import Featurizer, Window
+from gplinker.settings import ModelSettings
 from gplinker.packing import ROW_TOKENS, collate_packed, pack_rows, packing_works, position_offset, should_pack
 from gplinker.structures import Document
 from gplinker.task import Task
@@ -33,59 +33,6 @@ if TYPE_CHECKING:
     from gplinker.registry import TaskRegistry
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class ModelSettings:
-    """Settings saved beside the weights; enough to rebuild the model offline."""
-
-    head_type: str = "efficient"
-    head_size: int = 64
-    max_length: int = 256
-    stride: int | None = None  # tokens consecutive windows share; None: max_length / 4, at most 64
-    align: str = "expand"
-    link_threshold: float = 0.0  # logit above which a link head's cell fires (chosen on dev by train --tune-link-threshold)
-    temperature: float = 1.0  # scores are σ(2·logit / temperature); fitted on dev by `gplinker calibrate`
-    label_sharing: bool = True  # labels of a group (an event type, a role) share a learned bias; False in older models
-
-    def __post_init__(self) -> None:
-        if self.stride is None and _is_int(self.max_length):
-            self.stride = default_stride(self.max_length)
-        problem = self.problem()
-        if problem:
-            raise ValueError(problem)
-
-    def problem(self) -> str | None:
-        """What is wrong with these settings (types and ranges, as a saved file may hold anything), or None."""
-        if self.head_type not in ("efficient", "standard"):
-            return f"unknown head type {self.head_type!r}; choose efficient or standard"
-        if not (_is_int(self.head_size) and 2 <= self.head_size <= MAX_HEAD_SIZE and self.head_size % 2 == 0):
-            return f"head_size must be an even number from 2 to {MAX_HEAD_SIZE} (RoPE rotates pairs), got {self.head_size!r}"
-        if not (_is_int(self.max_length) and 8 <= self.max_length <= MAX_LENGTH):
-            return f"max_length must be a whole number from 8 to {MAX_LENGTH}, got {self.max_length!r}"
-        if not (_is_int(self.stride) and 0 <= self.stride <= self.max_length - 4):
-            return f"stride must be a whole number from 0 to max_length - 4 ({self.max_length - 4}), got {self.stride!r}"
-        if self.align not in ALIGN_POLICIES:
-            return f"unknown alignment policy {self.align!r}; choose one of {', '.join(ALIGN_POLICIES)}"
-        if not _is_real(self.link_threshold):
-            return f"link_threshold must be a finite number, got {self.link_threshold!r}"
-        if not (_is_real(self.temperature) and self.temperature > 0):
-            return f"temperature must be a finite number above 0, got {self.temperature!r}"
-        if not isinstance(self.label_sharing, bool):
-            return f"label_sharing must be true or false, got {self.label_sharing!r}"
-        return None
-
-
-MAX_HEAD_SIZE = 4096
-MAX_LENGTH = 65536
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_real(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def default_device() -> torch.device:
@@ -165,14 +112,15 @@ class Extractor:
         """Load a directory written by :meth:`save_pretrained`; needs no network, imports nothing
         the directory names and runs none of its code. Every file is checked before a module is
         built from it (:mod:`gplinker.model_dir`); any problem is one :class:`ModelDirError`.
-        ``registry``: where the task is looked up (default: the built-ins)."""
+        ``registry``: where the task is looked up, by the name the directory gives
+        (``gplinker.tasks.default_registry()`` for the built-ins; ``gplinker.tasks.load(path)``
+        passes it for you)."""
         if registry is None:
-            from gplinker.tasks import default_registry
-
-            registry = default_registry()
+            raise TypeError("Extractor.from_pretrained needs registry=: the tasks a model may name, e.g. "
+                            "gplinker.tasks.default_registry(); or load with gplinker.tasks.load(path)")
         path = model_dir.resolve(path)
         config = model_dir.read_config(path, registry.names())
-        task, settings = _task_and_settings(path, config, registry)
+        task, settings = task_and_settings(path, config, registry)
         encoder, tokenizer = _load_encoder(path / model_dir.ENCODER_DIR, settings)
         heads = _load_heads(path / model_dir.HEADS_NAME, task, settings, encoder.config)
         model = GPLinkerModel(encoder.float(), task.head_specs(), settings.head_type, settings.head_size,
@@ -291,7 +239,7 @@ def _damaged(file: Path, e: BaseException, what: str = "the file is damaged") ->
                                    "the model again")
 
 
-def _task_and_settings(path: Path, config: dict[str, Any], registry: "TaskRegistry") -> tuple[Task, ModelSettings]:
+def task_and_settings(path: Path, config: dict[str, Any], registry: "TaskRegistry") -> tuple[Task, ModelSettings]:
     """The task (labels checked) and the model settings (types and ranges checked) of gplinker.json."""
     cfg_file = path / model_dir.CONFIG_NAME
     try:

@@ -12,10 +12,11 @@ from typing import Literal, Sequence
 
 import numpy as np
 
+from gplinker.settings import ALIGN_POLICIES, default_stride  # noqa: F401 - defined with the settings that use them
+
 logger = logging.getLogger(__name__)
 
 AlignPolicy = Literal["strict", "expand", "contract"]
-ALIGN_POLICIES: tuple[str, ...] = ("strict", "expand", "contract")
 
 
 @dataclass
@@ -73,11 +74,6 @@ def _content_positions(offsets: Sequence[Sequence[int]], special: Sequence[int],
                 e += 1
             ends[t] = e
     return starts, ends
-
-
-def default_stride(max_length: int) -> int:
-    """Tokens consecutive windows share when none is given: a quarter of the window, at most 64."""
-    return min(64, max_length // 4)
 
 
 class Featurizer:

@@ -52,24 +52,24 @@ class Predictor:
     the records ``predict`` writes for them (as JSON strings, so nested records travel intact)."""
 
     def __init__(self, model: str, threshold: float = 0.0, batch_size: int = 32, device: str | None = None,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, registry=None) -> None:
         from gplinker.model_thread import model_thread
 
         # Ray Data calls __init__ on the actor's main thread and __call__ from a thread pool: both run
         # their torch work in this one thread instead (see gplinker.model_thread).
         self.thread = model_thread()
-        self.extractor = self.thread.submit(self._load, model, device, threads).result()
+        self.extractor = self.thread.submit(self._load, model, device, threads, registry).result()
         self.threshold, self.batch_size = threshold, batch_size
 
     @staticmethod
-    def _load(model: str, device: str | None, threads: int | None):
+    def _load(model: str, device: str | None, threads: int | None, registry):
         import torch
 
         from gplinker.extractor import Extractor
 
         if threads:
             torch.set_num_threads(threads)
-        return Extractor.from_pretrained(model, device)
+        return Extractor.from_pretrained(model, device, registry=registry)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self.thread.submit(self._predict, batch).result()
@@ -132,13 +132,13 @@ def lines_dataset(files: list[Path], input_format_name: str = "auto"):
 
 def extract_dataset(ds, model: str, *, actors: int = 1, gpus_per_actor: float = 0.0, batch_size: int = 512,
                     threshold: float = 0.0, threads: int | None = None, actor_cpus: float | None = None,
-                    forward_batch_size: int = 32):
+                    forward_batch_size: int = 32, registry=None):
     """The extraction step for a Ray pipeline: rows ``{source, line, raw, format}`` (see
     :func:`lines_dataset`) -> rows ``{source, line, record}``, ``record`` the JSON of ``predict``'s record.
     ``batch_size``: rows per Ray batch; ``forward_batch_size``: windows per forward pass (``predict
     --batch-size``); ``actor_cpus``: logical CPUs each actor reserves (default: ``threads`` or 1)."""
     return ds.map_batches(Predictor, fn_constructor_kwargs={"model": str(model), "threshold": threshold,
-                                                            "batch_size": forward_batch_size,
+                                                            "batch_size": forward_batch_size, "registry": registry,
                                                             "device": "cuda" if gpus_per_actor else "cpu", "threads": threads},
                           batch_size=batch_size, concurrency=actors, num_gpus=gpus_per_actor or None,
                           num_cpus=actor_cpus or threads or 1, batch_format="numpy")
@@ -146,7 +146,7 @@ def extract_dataset(ds, model: str, *, actors: int = 1, gpus_per_actor: float = 
 
 def run(model: str, inputs: list[str], output_dir: str | Path, *, actors: int = 1, gpus_per_actor: float = 0.0,
         address: str | None = None, input_format_name: str = "auto", threshold: float = 0.0, batch_size: int = 512,
-        threads: int | None = None, forward_batch_size: int = 32) -> dict[str, int]:
+        threads: int | None = None, forward_batch_size: int = 32, registry=None) -> dict[str, int]:
     """``predict --engine ray``: extract from every input file into ``output_dir/<file stem>.jsonl``
     (one record per input line, in order). Returns counts of records, predicted and failed."""
     _require()
@@ -174,7 +174,7 @@ def run(model: str, inputs: list[str], output_dir: str | Path, *, actors: int = 
         actor_cpus = min(float(threads or 1), max(LIGHT, (cpus - 2 * LIGHT) / actors))
         ds = extract_dataset(lines_dataset(files, input_format_name), model, actors=actors, gpus_per_actor=gpus_per_actor,
                              batch_size=batch_size, threshold=threshold, threads=threads, actor_cpus=actor_cpus,
-                             forward_batch_size=forward_batch_size)
+                             forward_batch_size=forward_batch_size, registry=registry)
         counts = {"records": 0, "predicted": 0, "failed": 0}
         writers: dict[str, Any] = {}
         stack = []

@@ -114,6 +114,19 @@ class Task(ABC):
         own, and ``other``'s decoding options; used to fine-tune a saved model."""
         raise NotImplementedError(f"task {self.name!r} cannot be extended with new labels")
 
+    def override(self, name: str, value: Any) -> None:
+        """Change one of the task's options on a loaded model, at prediction time (the options whose
+        :class:`gplinker.options.OptionSpec` has ``at_prediction``)."""
+        raise ValueError(f"task {self.name!r} has no option {name!r} to change at prediction time")
+
+    def top_labels(self) -> set[str]:
+        """The labels a person names this task's items by (entity types, predicates, event types)."""
+        return set()
+
+    def labels_in(self, doc: Document) -> set[str]:
+        """The :meth:`top_labels` kind of label of ``doc``'s gold items."""
+        return set()
+
     def labels_summary(self) -> dict[str, Any]:
         """The label sets a person wants to see (``gplinker info``, the server's ``/info``)."""
         return {k: v for k, v in self.config().items() if isinstance(v, list)}

@@ -9,7 +9,7 @@ import logging
 import math
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -24,44 +24,10 @@ from gplinker.extractor import Extractor
 from gplinker.io import write_json
 from gplinker.model import collate
 from gplinker.offsets import Window
+from gplinker.settings import TrainConfig
 from gplinker.structures import Document
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class TrainConfig:
-    """Hyper-parameters of :func:`train`."""
-
-    epochs: int = 3
-    max_steps: int | None = None  # train exactly this many optimizer steps, overriding epochs (as in HF)
-    batch_size: int = 16
-    lr: float = 2e-5  # encoder
-    head_lr: float = 1e-3  # GlobalPointer heads, freshly initialised
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    max_grad_norm: float = 1.0
-    seed: int = 42
-    eval_batch_size: int = 32
-    freeze_embeddings: bool = False  # keep the word-embedding matrix fixed (cheaper on CPU)
-    factorized_loss: bool = True  # Efficient GlobalPointer: loss without the [B, H, n, n] logits
-    precision: str = "fp32"  # fp32, bf16 or fp16 autocast (fp16 with a gradient scaler)
-    grad_accum: int = 1  # batches per optimizer step: the effective batch is batch_size x grad_accum x processes
-    eval_every: int | None = None  # evaluate every N optimizer steps (None: after each epoch)
-    patience: int | None = None  # stop when dev F1 has not improved for this many evaluations
-    save_every: int | None = None  # write DIR/checkpoint every N steps (resumable)
-    resume: bool = False  # continue from DIR/checkpoint
-    tune_link_threshold: bool = True  # choose the link heads' threshold on dev after training (relations, events)
-
-    def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
-        for name in ("batch_size", "grad_accum"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
-        for name in ("eval_every", "patience", "save_every", "max_steps"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
 
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}

@@ -7,6 +7,8 @@ add a task of your own, register it on a registry you pass along (nothing global
     registry = default_registry()
     registry.register(TaskEntry(MyTask, formats={"jsonl": ...}, annotations=lambda d: len(d.entities)))
     Extractor.from_pretrained("my-model", registry=registry)
+
+:func:`load` loads a saved model with the built-in tasks.
 """
 from __future__ import annotations
 
@@ -19,7 +21,8 @@ from .readers import ner as ner_readers
 from .readers import relation as relation_readers
 from .relation import RelationOptions, RelationTask
 
-__all__ = ["EventOptions", "EventTask", "NEROptions", "NERTask", "RelationOptions", "RelationTask", "default_registry"]
+__all__ = ["EventOptions", "EventTask", "NEROptions", "NERTask", "RelationOptions", "RelationTask", "default_registry",
+           "load"]
 
 
 def default_registry() -> TaskRegistry:
@@ -29,3 +32,11 @@ def default_registry() -> TaskRegistry:
         TaskEntry(RelationTask, relation_readers.FORMATS, annotations=lambda d: len(d.relations)),
         TaskEntry(EventTask, event_readers.FORMATS, annotations=lambda d: len(d.events)),
     ])
+
+
+def load(path, device=None, registry: TaskRegistry | None = None):
+    """A saved model (:class:`gplinker.extractor.Extractor`) whose task is a built-in one (or one of
+    ``registry``); checked as :meth:`Extractor.from_pretrained` checks it."""
+    from gplinker.extractor import Extractor
+
+    return Extractor.from_pretrained(path, device, registry=registry or default_registry())

@@ -26,6 +26,7 @@ import numpy as np
 
 from gplinker.cells import DocumentCells
 from gplinker.metrics import score, soft_score
+from gplinker.options import option
 from gplinker.structures import Argument, Document, Event
 from gplinker.task import HeadSpec, Targets, Task, config_flag, label_list
 
@@ -41,8 +42,10 @@ class EventOptions:
     """``schema``: a schema file giving the (event type, role) labels (default: read them off the
     training data); ``keep_triggerless``: keep predicted events that have no trigger."""
 
-    schema: str | None = None
-    keep_triggerless: bool = True
+    schema: str | None = option(None, "event: schema file (DuEE schema JSONL or {type: [roles]}); default: from --train",
+                                flag="--schema", file=True)
+    keep_triggerless: bool = option(True, "event: drop predicted events without a trigger", negate="--drop-triggerless",
+                                    at_prediction=())
 
 
 class _LinkLookup:
@@ -165,6 +168,17 @@ class EventTask(Task):
         self.labels = [(str(t), str(r)) for t, r in labels]
         self.label_index = {lab: k for k, lab in enumerate(self.labels)}
         self.keep_triggerless = bool(keep_triggerless)
+
+    def override(self, name: str, value: Any) -> None:
+        if name != "keep_triggerless" or not isinstance(value, bool):
+            super().override(name, value)
+        self.keep_triggerless = value
+
+    def top_labels(self) -> set[str]:
+        return {t for t, _ in self.labels}
+
+    def labels_in(self, doc: Document) -> set[str]:
+        return {e.label for e in doc.events}
 
     def head_specs(self) -> list[HeadSpec]:
         # Argument labels share a bias with their event type's labels and with their role's labels.

@@ -6,6 +6,7 @@ from typing import Any, Literal, Sequence
 
 from gplinker.cells import DocumentCells
 from gplinker.metrics import score
+from gplinker.options import option
 from gplinker.structures import Document, Span
 from gplinker.task import HeadSpec, Targets, Task, label_list
 
@@ -18,7 +19,9 @@ class NEROptions:
     highest-scoring spans that do not overlap; ``auto`` is flat when no two gold spans of the
     training data overlap, nested otherwise."""
 
-    decode: Literal["auto", "flat", "nested"] = "auto"
+    decode: Literal["auto", "flat", "nested"] = option(
+        "auto", "ner: flat (best non-overlapping spans) or nested; auto (default) is flat unless gold spans overlap",
+        flag="--decode", choices=("auto", "flat", "nested"), at_prediction=("flat", "nested"))
 
 
 def has_overlaps(docs: Sequence[Document]) -> bool:
@@ -69,6 +72,17 @@ class NERTask(Task):
         if self.decoding == "flat":
             spans = flat_spans(spans)
         return doc.with_annotations(entities=tuple(spans))
+
+    def override(self, name: str, value: Any) -> None:
+        if name != "decode" or value not in ("flat", "nested"):
+            super().override(name, value)
+        self.decoding = value
+
+    def top_labels(self) -> set[str]:
+        return set(self.labels)
+
+    def labels_in(self, doc: Document) -> set[str]:
+        return {s.label for s in doc.entities}
 
     def channel_labels(self) -> dict[str, list[str]]:
         return {self.head_name: list(self.labels)}

@@ -16,6 +16,7 @@ import numpy as np
 
 from gplinker.cells import DocumentCells
 from gplinker.metrics import macro, score
+from gplinker.options import option
 from gplinker.structures import Document, Relation, Span
 from gplinker.task import HeadSpec, Targets, Task, config_flag, label_list
 
@@ -33,7 +34,9 @@ class RelationOptions:
     """``entity_mode``: ``typed`` (one entity channel per type), ``subject-object`` (two
     channels), or ``auto`` (typed when the data gives entity types)."""
 
-    entity_mode: Literal["auto", "typed", "subject-object"] = "auto"
+    entity_mode: Literal["auto", "typed", "subject-object"] = option(
+        "auto", "relation: typed entity channels (default when the data has types) or subject/object channels",
+        flag="--entity-mode", choices=("auto", "typed", "subject-object"))
 
 
 def _last_word(text: str) -> str:
@@ -107,6 +110,12 @@ class RelationTask(Task):
         self.predicates = [str(x) for x in predicates]
         self.entity_index = {lab: k for k, lab in enumerate(self.entity_labels)}
         self.predicate_index = {p: k for k, p in enumerate(self.predicates)}
+
+    def top_labels(self) -> set[str]:
+        return set(self.predicates)
+
+    def labels_in(self, doc: Document) -> set[str]:
+        return {r.label for r in doc.relations}
 
     def head_specs(self) -> list[HeadSpec]:
         # Link heads: no RoPE and no triangle mask (kexue.fm 8888): a subject may follow its object.

@@ -9,6 +9,7 @@ import pytest
 
 from conftest import DATA, read
 from gplinker import cli
+from gplinker.tasks import load as load_model
 
 PREDICT = DATA / "predict_en.txt"
 
@@ -136,11 +137,10 @@ def test_info_shows_task_labels_encoder_and_scores(model, capsys, tiny_encoder):
 
 
 def test_flat_decoding_returns_no_overlaps_and_nested_may(model, capsys, tmp_path):
-    from gplinker.extractor import Extractor
 
     from gplinker.structures import Document
 
-    ex = Extractor.from_pretrained(model, device="cpu")
+    ex = load_model(model, device="cpu")
     texts = [line for line in PREDICT.read_text(encoding="utf-8").split("\n") if line]
     # the barely trained model's cells taken well below the decision threshold: many overlapping spans
     cells = ex.document_cells(texts, thresholds={"entities": -10.0})
@@ -161,12 +161,11 @@ def test_flat_decoding_returns_no_overlaps_and_nested_may(model, capsys, tmp_pat
 def test_init_from_keeps_old_channels_and_adds_new_labels(model, capsys, tmp_path):
     import torch
 
-    from gplinker.extractor import Extractor
     from gplinker.finetune import extend_extractor
     from gplinker.structures import Document, Span
     from gplinker.tasks import ner
 
-    base = Extractor.from_pretrained(model, device="cpu")
+    base = load_model(model, device="cpu")
     new = ner.NERTask.from_documents([Document("Acme Corp sued .", (Span(0, 9, "COMPANY"),))])
     ex = extend_extractor(base, new)
     assert ex.task.labels == base.task.labels + ["COMPANY"]
@@ -213,7 +212,6 @@ def test_installed_command_and_module_run_outside_the_repository(model, tmp_path
 def test_calibrate_measures_fits_and_applies_a_temperature(tiny_encoder, capsys, tmp_path):
     import math
 
-    from gplinker.extractor import Extractor
 
     copy = tmp_path / "run"
     assert cli.main(["train", "ner", "--train", str(DATA / "zh_train.jsonl"), "--encoder", str(tiny_encoder), "--output", str(copy),
@@ -221,7 +219,7 @@ def test_calibrate_measures_fits_and_applies_a_temperature(tiny_encoder, capsys,
                      "--head-size", "16", "--max-train-docs", "8", "--device", "cpu"]) == 0
     copy = copy / "model"
     texts = [d.text for d in read("ner", DATA / "zh_train.jsonl")[:8]]
-    before = Extractor.from_pretrained(copy, device="cpu").predict(texts)
+    before = load_model(copy, device="cpu").predict(texts)
     assert sum(len(d.entities) for d in before) > 0
     rc, out, err = run_cli(capsys, "calibrate", "--model", copy, "--data", DATA / "zh_dev.jsonl", "--output", tmp_path / "c.json",
                            "--plot", tmp_path / "c.png", "--apply", "--floor", "-10", "--device", "cpu")
@@ -230,7 +228,7 @@ def test_calibrate_measures_fits_and_applies_a_temperature(tiny_encoder, capsys,
     t = report["temperature"]
     assert report["heads"]["entities"]["cells"] > 0 and (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
     assert json.loads((copy / "gplinker.json").read_text())["temperature"] == t
-    after = Extractor.from_pretrained(copy, device="cpu").predict(texts)
+    after = load_model(copy, device="cpu").predict(texts)
     assert [{(s.start, s.end, s.label) for s in d.entities} for d in after] == [{(s.start, s.end, s.label) for s in d.entities} for d in before]
     for d0, d1 in zip(before, after):
         for s0, s1 in zip(sorted(d0.entities), sorted(d1.entities)):

@@ -4,6 +4,7 @@ import pytest
 
 from conftest import ROOT, oracle_predict, read
 from gplinker.io import DataError
+from gplinker.tasks import load as load_model
 from gplinker.structures import Argument, Document, Event
 from gplinker.tasks import event
 from gplinker.tasks.readers import event as event_readers
@@ -174,7 +175,7 @@ def test_overfit_save_load(tiny_encoder, tmp_path):
     ex = Extractor.build(str(tiny_encoder), task, ModelSettings(head_size=16, max_length=40, stride=8), "cpu")
     summary = train(ex, docs, docs, TrainConfig(epochs=200, batch_size=6, lr=5e-3, head_lr=1e-2, warmup_ratio=0.0), tmp_path)
     assert summary["best"]["f1"] == 1.0, summary["history"][-1]
-    loaded = Extractor.from_pretrained(tmp_path / "model", device="cpu")
+    loaded = load_model(tmp_path / "model", device="cpu")
     assert [d.events for d in loaded.predict(docs, batch_size=1)] == [d.events for d in ex.predict(docs)] == [d.events for d in docs]
 
 
@@ -206,7 +207,7 @@ def test_link_threshold_is_chosen_on_dev_saved_and_reproduced(tiny_encoder, tmp_
     assert tuned["chosen"] == max(within, key=lambda t: (scores[t], t))  # then the best dev F1; ties nearest 0
     saved = json.loads((tmp_path / "model" / "gplinker.json").read_text())
     assert saved["link_threshold"] == tuned["chosen"]
-    loaded = Extractor.from_pretrained(tmp_path / "model", device="cpu")
+    loaded = load_model(tmp_path / "model", device="cpu")
     assert main_f1(loaded.task.evaluate(docs[:6], loaded.predict(docs[:6]))) == pytest.approx(scores[tuned["chosen"]])
     assert summary["best"]["metrics"]["events"]["f1"] == pytest.approx(scores[tuned["chosen"]])
 
@@ -236,7 +237,7 @@ def test_label_sharing_saved_loaded_and_kept_off_for_older_models(tiny_encoder, 
             config = json.loads(cfg.read_text())
             del config["label_sharing"]
             cfg.write_text(json.dumps(config))
-        loaded = Extractor.from_pretrained(tmp_path / f"m{sharing}", device="cpu")
+        loaded = load_model(tmp_path / f"m{sharing}", device="cpu")
         assert loaded.settings.label_sharing == sharing
         from gplinker import cli
 
@@ -245,7 +246,7 @@ def test_label_sharing_saved_loaded_and_kept_off_for_older_models(tiny_encoder, 
         a, b = ex.document_cells(texts, thresholds=low), loaded.document_cells(texts, thresholds=low)
         assert sum(len(c["arguments"]) for c in a) > 20
         assert all(np.array_equal(x["arguments"].rows, y["arguments"].rows) for x, y in zip(a, b))
-    base = Extractor.from_pretrained(tmp_path / "mTrue", device="cpu")
+    base = load_model(tmp_path / "mTrue", device="cpu")
     with torch.no_grad():
         base.model.heads["arguments"].shared.dense.weight.normal_()  # as if trained
     new = EventTask.from_documents([Document("甲公司起诉乙公司", events=(Event("新类型", (Argument("原告", 0, 3),)),))])

@@ -13,6 +13,7 @@ import sys
 import pytest
 
 from gplinker import cli, model_dir
+from gplinker.tasks import load as load_model
 from gplinker.extractor import Extractor, ModelSettings
 from gplinker.tasks import ner
 
@@ -176,7 +177,7 @@ def test_hostile_model_directory_is_refused_before_anything_is_built(model, case
     damage(model)
     monkeypatch.setattr(builtins, "input", lambda *a: pytest.fail("gplinker asked a question while loading"))
     with pytest.raises(model_dir.ModelDirError, match=message):
-        Extractor.from_pretrained(model, device="cpu")
+        load_model(model, device="cpu")
 
 
 def test_custom_code_in_an_encoder_is_never_run_nor_asked_about(model, tmp_path, monkeypatch, capsys):
@@ -228,12 +229,12 @@ def test_a_model_saved_by_the_previous_format_still_loads(model):
     cfg["format_version"] = 1
     cfg["fingerprint"] = {k: v for k, v in cfg["fingerprint"].items() if k in model_dir.weight_files(model)}
     (model / "gplinker.json").write_text(json.dumps(cfg))
-    assert Extractor.from_pretrained(model, device="cpu").task.labels
+    assert load_model(model, device="cpu").task.labels
     (model / "heads.safetensors").write_bytes((model / "heads.safetensors").read_bytes()[:-4] + b"\0\0\0\1")
     with pytest.raises(model_dir.ModelDirError, match="does not match the fingerprint"):
-        Extractor.from_pretrained(model, device="cpu")
+        load_model(model, device="cpu")
 
 
 def test_a_readme_beside_the_model_is_allowed(model):
     (model / "README.md").write_text("# my model\n")
-    assert Extractor.from_pretrained(model, device="cpu").task.labels
+    assert load_model(model, device="cpu").task.labels

@@ -4,6 +4,7 @@ import torch
 
 from conftest import ROOT, read
 from gplinker.extractor import Extractor, ModelSettings
+from gplinker.tasks import load as load_model
 from gplinker.tasks import ner
 
 pytest.importorskip("onnxruntime")
@@ -19,7 +20,7 @@ def test_onnx_encoder_gives_the_same_predictions_and_is_exported_once(tiny_encod
     with torch.no_grad():  # random heads that fire on some cells, so there is something to compare
         ex.model.heads["entities"].q_dense.bias.fill_(0.5)
     ex.save_pretrained(tmp_path / "model")
-    loaded = Extractor.from_pretrained(tmp_path / "model", "cpu")
+    loaded = load_model(tmp_path / "model", "cpu")
     want = loaded.predict(docs)
     assert sum(len(d.entities) for d in want) > 0
     use_onnx(loaded, tmp_path / "model")
@@ -31,5 +32,5 @@ def test_onnx_encoder_gives_the_same_predictions_and_is_exported_once(tiny_encod
         [{(s.start, s.end, s.label) for s in d.entities} for d in want]
     for g, w in zip(got, want):
         assert [s.score for s in sorted(g.entities)] == pytest.approx([s.score for s in sorted(w.entities)], abs=1e-4)
-    use_onnx(Extractor.from_pretrained(tmp_path / "model", "cpu"), tmp_path / "model")
+    use_onnx(load_model(tmp_path / "model", "cpu"), tmp_path / "model")
     assert onnx_file.stat().st_mtime_ns == stamp  # reused, not exported again

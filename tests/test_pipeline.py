@@ -10,6 +10,7 @@ import pytest
 
 from conftest import ROOT
 from gplinker.combine import combine_record
+from gplinker.tasks import load as load_model
 from gplinker.html import render
 from gplinker.structures import Argument, Document, Event, Relation, Span
 from gplinker.cells import HeadCells
@@ -157,15 +158,14 @@ def test_prediction_options_apply_to_the_models_they_fit(three_models, tmp_path)
         assert all(b[0] >= a[1] for a, b in zip(ner, ner[1:]))
         assert all(any(a["role"] == "trigger" for a in ev["arguments"]) for ev in rec["events"])
     r = run("pipeline", "--model", three_models[1], "--input", src, "--output", tmp_path / "o2.jsonl", "--decode", "flat")
-    assert r.returncode == 2 and "--decode is for NER models" in r.stderr
+    assert r.returncode == 2 and "--decode is for ner models" in r.stderr
 
 
 def test_pipeline_records_take_plain_strings_as_documented(three_models):
     from gplinker.combine import Pipeline
-    from gplinker.extractor import Extractor
     from gplinker.structures import Document
 
-    pipe = Pipeline([(Extractor.from_pretrained(three_models[0], device="cpu"), "ner")])
+    pipe = Pipeline([(load_model(three_models[0], device="cpu"), "ner")])
     texts = ["王芳在北京的华为公司工作。", "李娜。"]
     got = pipe.records(texts + ["bad \ud800"])
     assert got[:2] == pipe.records([Document(t) for t in texts]) and [r["text"] for r in got[:2]] == texts

@@ -11,6 +11,7 @@ ray = pytest.importorskip("ray")
 pytest.importorskip("ray.data")
 
 from gplinker import cli  # noqa: E402
+from gplinker.tasks import default_registry  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +113,7 @@ def test_ray_predictor_loads_and_predicts_in_one_thread(model, monkeypatch):
         return real_records(*a, **k)
 
     monkeypatch.setattr(combine, "predict_records", records)
-    predictor = ray_engine.Predictor(str(model), device="cpu")
+    predictor = ray_engine.Predictor(str(model), device="cpu", registry=default_registry())
     line = json.dumps({"text": "王芳在北京。"}).encode()
     batch = {"source": np.array(["in.jsonl"], dtype=object), "line": np.array([1]), "raw": np.array([line], dtype=object),
              "format": np.array(["jsonl"], dtype=object)}

@@ -5,6 +5,7 @@ import pytest
 
 from conftest import ROOT, oracle_predict, read
 from gplinker.io import DataError
+from gplinker.tasks import load as load_model
 from gplinker.structures import Document, Relation, Span
 from gplinker.tasks.readers.relation import LocateStats, place_triple
 from gplinker.tasks.relation import RelationOptions, RelationTask, link_pairs
@@ -180,7 +181,7 @@ def test_overfit_save_load(tiny_encoder, tmp_path):
     ex = Extractor.build(str(tiny_encoder), task, ModelSettings(head_size=16, max_length=32, stride=8), "cpu")
     summary = train(ex, docs, docs, TrainConfig(epochs=200, batch_size=4, lr=5e-3, head_lr=1e-2, warmup_ratio=0.0), tmp_path)
     assert summary["best"]["f1"] == 1.0, summary["history"][-1]
-    loaded = Extractor.from_pretrained(tmp_path / "model", device="cpu")
+    loaded = load_model(tmp_path / "model", device="cpu")
     a, b = ex.predict(docs), loaded.predict(docs)
     assert [d.relations for d in a] == [d.relations for d in b] == [d.relations for d in docs]
     one, eight = loaded.predict(docs, batch_size=1), loaded.predict(docs, batch_size=8)

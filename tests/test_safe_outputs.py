@@ -11,6 +11,7 @@ import pytest
 
 from conftest import DATA, read
 from gplinker import cli
+from gplinker.tasks import load as load_model
 from gplinker.extractor import Extractor, ModelSettings
 from gplinker.tasks import ner
 from gplinker.training import TrainConfig, train
@@ -57,7 +58,7 @@ def test_an_output_inside_a_model_directory_is_refused(saved, tmp_path, capsys, 
     assert cli.main(argv + ["--device", "cpu"]) == 2
     assert "inside the model directory" in capsys.readouterr().err
     assert snapshot(model) == before
-    Extractor.from_pretrained(model, device="cpu")
+    load_model(model, device="cpu")
 
 
 # ---- 4. devices, FIFOs and standard output are written, never replaced --------------------------------

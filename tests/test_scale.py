@@ -122,7 +122,9 @@ def test_loss_under_bf16_autocast_is_close_to_fp32(still_encoder):
 def test_training_runs_in_mixed_precision(still_encoder, precision):
     docs = _docs(16)
     ex = _build(still_encoder, docs)
+    before = {k: v.detach().clone() for k, v in ex.model.heads.state_dict().items()}
     summary = train(ex, docs, docs[:4], TrainConfig(max_steps=4, batch_size=8, lr=1e-3, head_lr=1e-2, precision=precision))
+    assert any(not torch.equal(before[k], v) for k, v in ex.model.heads.state_dict().items())  # the weights moved
     assert summary["steps"] == 4 and all(h["loss"] == h["loss"] and h["loss"] < 1e4 for h in summary["history"])  # finite
     assert all(torch.isfinite(p).all() for p in ex.model.parameters())
 

@@ -12,6 +12,7 @@ pytest.importorskip("httpx")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from gplinker.combine import Pipeline  # noqa: E402
+from gplinker.tasks import load as load_model  # noqa: E402
 from gplinker.extractor import Extractor, ModelSettings  # noqa: E402
 from gplinker.server import ServeSettings, create_app  # noqa: E402
 from gplinker.tasks import ner  # noqa: E402
@@ -31,7 +32,7 @@ def pipeline(tiny_encoder, tmp_path_factory):
                              "cpu", seed=1)
         out = tmp_path_factory.mktemp(name)
         train(ex, docs, None, TrainConfig(epochs=epochs, batch_size=4, lr=5e-3, head_lr=1e-2, warmup_ratio=0.0), out)
-        models.append((Extractor.from_pretrained(out / "model", device="cpu"), name))
+        models.append((load_model(out / "model", device="cpu"), name))
     return Pipeline(models)
 
 
@@ -213,12 +214,13 @@ def test_serve_loads_and_runs_the_models_in_one_thread(tiny_encoder, tmp_path, m
     import uvicorn
 
     from gplinker import cli, server
+    from gplinker.cli import common
 
     docs = read("ner", DATA / "zh_train.jsonl")[:4]
     ex = Extractor.build(str(tiny_encoder), ner.NERTask.from_documents(docs), ModelSettings(head_size=16, max_length=32), "cpu", seed=1)
     ex.save_pretrained(tmp_path / "m")
     seen: dict[str, set] = {"load": set(), "batch": set()}
-    real_load, real_run = cli._load_extractor, server.MicroBatcher._run
+    real_load, real_run = common.load_extractor, server.MicroBatcher._run
 
     def load(*a, **k):
         seen["load"].add(threading.get_ident())
@@ -229,7 +231,7 @@ def test_serve_loads_and_runs_the_models_in_one_thread(tiny_encoder, tmp_path, m
         return real_run(self, batch)
 
     apps = []
-    monkeypatch.setattr(cli, "_load_extractor", load)
+    monkeypatch.setattr(common, "load_extractor", load)
     monkeypatch.setattr(server.MicroBatcher, "_run", run)
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: apps.append(app))
     assert cli.main(["serve", "--model", str(tmp_path / "m"), "--device", "cpu"]) == 0

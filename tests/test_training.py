@@ -4,6 +4,7 @@ import torch
 
 from conftest import DATA, read
 from gplinker.extractor import Extractor, ModelSettings
+from gplinker.tasks import load as load_model
 from gplinker.training import TrainConfig, train
 from gplinker.tasks import ner
 
@@ -27,7 +28,7 @@ def test_overfits_a_few_documents(trained):
 
 def test_save_reload_identical_predictions(trained):
     ex, docs, out, _ = trained
-    loaded = Extractor.from_pretrained(out / "model", device="cpu")
+    loaded = load_model(out / "model", device="cpu")
     texts = [d.text for d in docs] + ["王芳在杭州的小米公司工作了三年。" * 3]  # the last one spans several windows
     a, b = ex.predict(texts), loaded.predict(texts)
     assert [d.entities for d in a] == [d.entities for d in b]

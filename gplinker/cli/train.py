@@ -1,0 +1,208 @@
+"""``gplinker train``: a model on labelled data, the best on dev kept in OUTPUT/model."""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from gplinker.cli import options
+from gplinker.cli.common import (UsageError, add_common, check_device, existing_file, model_path, output_folder, print_metrics, registry,
+                                 setup_logging)
+from gplinker.extractor import ModelSettings
+from gplinker.training import TrainConfig
+
+HELP = "train a model and keep the best one on dev"
+
+
+def add_parser(sub, formatter, formats: str) -> argparse.ArgumentParser:
+    t = sub.add_parser("train", help=HELP, formatter_class=formatter)
+    t.add_argument("task", choices=registry().names(), help="what to extract")
+    t.add_argument("--train", required=True, help="training file")
+    t.add_argument("--dev", help="dev file, evaluated after each epoch (best model kept)")
+    t.add_argument("--format", default="auto", help=f"dataset format, auto detects ({formats})")
+    t.add_argument("--encoder", default="minilm-l6",
+                   help="Hugging Face name, local directory, or offline alias (minilm-l6: English; me5-small: multilingual)")
+    t.add_argument("--init-from", metavar="MODEL", help="fine-tune this saved model (its encoder, settings and heads) on "
+                   "the new data; labels are the model's plus any new ones in the data (new channels start fresh)")
+    t.add_argument("--output", required=True, help="output folder: model/, metrics.json, train_summary.json, train.log")
+    t.add_argument("--overwrite", action="store_true",
+                   help="start again in an --output that holds a model or a checkpoint (default: refuse); the old "
+                        "model stays until the new one is saved")
+    options.add_options(t, TrainConfig)
+    options.add_options(t, ModelSettings)
+    options.add_task_options(t, registry())
+    t.add_argument("--trim-vocab", choices=["none", "train", "train+dev"], default="none",
+                   help="keep only the vocabulary pieces these texts use (much cheaper CPU training for "
+                        "multilingual encoders; the saved model keeps the trimmed vocabulary)")
+    t.add_argument("--max-train-docs", type=options.positive_int, default=None, help="use only the first N training documents")
+    add_common(t)
+    t.set_defaults(func=run)
+    return t
+
+
+def task_options(args: argparse.Namespace, entry) -> Any:
+    """The task's typed options from the flags given; a flag of another task is an error."""
+    given = options.given_task_options(args, registry())
+    own = {f.name for f in dataclasses.fields(entry.task_class.options_class)}
+    wrong = sorted(flag for name, (flag, _) in given.items() if name not in own)
+    if wrong:
+        flags = [flag for flag, users in options.task_option_fields(registry()).items() if any(u[0] == entry.name for u in users)]
+        raise UsageError(f"{', '.join(wrong)} does not apply to {entry.name} training (its options: {', '.join(flags) or 'none'})")
+    for name, (flag, value) in given.items():
+        spec = next(s for f, s in options.cli_fields(entry.task_class.options_class) if f.name == name)
+        if spec.file:
+            existing_file(value, flag)
+    return entry.options(**{name: value for name, (_, value) in given.items()})
+
+
+def check(args: argparse.Namespace) -> None:
+    """Everything about a training command that can be checked before loading data or models."""
+    existing_file(args.train, "--train")
+    if args.dev:
+        existing_file(args.dev, "--dev")
+    out = output_folder(args.output, "--output", "training writes a folder (model/, metrics.json, train.log)")
+    check_previous_run(args, out)
+    if args.stride is None:
+        from gplinker.offsets import default_stride
+
+        args.stride = default_stride(args.max_length)
+    if args.max_length < 8:
+        raise UsageError(f"--max-length {args.max_length} is too short: windows need room for special tokens and text (use >= 8)")
+    if not 0 <= args.stride <= args.max_length - 4:
+        raise UsageError(f"--stride {args.stride} must be smaller than --max-length {args.max_length} minus the special "
+                         f"tokens; it is how many tokens consecutive windows share (default: max length / 4, at most 64)")
+    if args.head_size % 2:
+        raise UsageError(f"--head-size {args.head_size} must be even (RoPE rotates pairs of dimensions)")
+    if args.init_from:
+        model_path(args.init_from)
+        if args.trim_vocab != "none":
+            raise UsageError("--trim-vocab cannot change the vocabulary of a model given to --init-from; drop one of them")
+    check_device(args.device)
+
+
+def check_previous_run(args: argparse.Namespace, out: Path) -> None:
+    """A finished model or an unfinished run in ``--output`` is never replaced silently: it needs
+    ``--resume`` (go on with the checkpoint) or ``--overwrite`` (start again)."""
+    from gplinker import model_dir
+
+    if args.resume and args.overwrite:
+        raise UsageError("--resume continues the run in --output and --overwrite starts it again; choose one")
+    if args.resume:
+        if not (out / "checkpoint" / "state.json").is_file():
+            raise UsageError(f"--resume: {out / 'checkpoint'} holds no checkpoint — train with --save-every N first")
+        return
+    if args.overwrite:
+        return
+    if (out / "model").exists() or model_dir.recover_directory(out / "model") is not None:
+        raise UsageError(f"--output {args.output} already holds a trained model ({out / 'model'}); choose another "
+                         "--output, or pass --overwrite to replace it (it is kept until the new one is saved)")
+    if (out / "checkpoint").exists():
+        raise UsageError(f"--output {args.output} holds the checkpoint of an unfinished run; pass --resume to go on with "
+                         "it or --overwrite to start again")
+
+
+def run(args: argparse.Namespace) -> int:
+    check(args)
+    entry = registry()[args.task]
+    opts = task_options(args, entry)
+    out = Path(args.output)
+    from gplinker.atomic import OutputLock
+    from gplinker.distributed import local_device
+
+    args.device = local_device(args.device)
+    main_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun, rank 0 alone locks, logs to file and prints
+    with OutputLock(out) if main_rank else contextlib.nullcontext():
+        setup_logging(out / "train.log" if main_rank else None, args.verbose)
+        if main_rank and args.overwrite and (out / "checkpoint").exists():
+            import shutil
+
+            logging.getLogger("gplinker").info("--overwrite: removing the checkpoint of the previous run in %s", out)
+            shutil.rmtree(out / "checkpoint")
+        if not main_rank:
+            logging.getLogger().setLevel(logging.WARNING)
+        return train(args, entry, opts, out, main_rank)
+
+
+def build_extractor(args: argparse.Namespace, entry, opts, train_docs, dev_docs, out: Path):
+    """The model to train: a saved one extended with the data's labels (``--init-from``), or a new one."""
+    from gplinker.extractor import Extractor
+
+    if args.init_from:
+        from gplinker.finetune import extend_extractor
+
+        base = Extractor.from_pretrained(model_path(args.init_from), args.device, registry=registry())
+        extractor = extend_extractor(base, entry.task_class.from_documents(train_docs, opts))
+        extractor.info["init_from"] = str(args.init_from)
+        return extractor
+    task = entry.task_class.from_documents(train_docs, opts)
+    encoder = trim_encoder(args, train_docs, dev_docs, out) if args.trim_vocab != "none" else args.encoder
+    settings = ModelSettings(**options.values(args, ModelSettings))
+    extractor = Extractor.build(encoder, task, settings, args.device, seed=args.seed)
+    extractor.info["encoder"] = args.encoder
+    if encoder != args.encoder:  # the trimmed copy is in memory now and will be saved with the model
+        import shutil
+
+        shutil.rmtree(encoder, ignore_errors=True)
+    return extractor
+
+
+def train(args: argparse.Namespace, entry, opts, out: Path, main_rank: bool = True) -> int:
+    from gplinker.io import write_json
+    from gplinker.training import train as train_loop
+
+    train_docs = entry.read(args.train, args.format)
+    dev_docs = entry.read(args.dev, args.format) if args.dev else None
+    if args.max_train_docs:
+        train_docs = train_docs[: args.max_train_docs]
+    extractor = build_extractor(args, entry, opts, train_docs, dev_docs, out)
+    extractor.info.update(train_file=str(args.train), dev_file=str(args.dev) if args.dev else None, format=args.format)
+    config = TrainConfig(**options.values(args, TrainConfig))
+    if dev_docs:
+        warn_label_overlap(extractor.task, dev_docs)
+    summary = train_loop(extractor, train_docs, dev_docs, config, out)
+    if not main_rank:
+        return 0
+    best = summary["best"]
+    metrics = best["metrics"] or {}
+    write_json(out / "metrics.json", metrics)
+    print(f"trained {summary['steps']} steps in {summary['seconds']:.0f}s; model saved to {out / 'model'}")
+    if metrics:
+        print(f"best dev scores (epoch {best['epoch']}, step {best['step']}):")
+        print_metrics(metrics)
+    return 0
+
+
+def warn_label_overlap(task, docs) -> None:
+    """Say so when the model's labels and the data's labels have nothing in common (F1 is then 0)."""
+    known, data = task.top_labels(), {lab for d in docs for lab in task.labels_in(d)}
+    if data and known and not (known & data):
+        logging.getLogger("gplinker").warning(
+            "none of the labels in the data (%s) is a label of the model (%s): every score will be 0",
+            ", ".join(sorted(data)[:8]), ", ".join(sorted(known)[:8]))
+
+
+def trim_encoder(args: argparse.Namespace, train_docs, dev_docs, out: Path) -> str:
+    """Trim the encoder's vocabulary to the pieces of the training (and dev) texts; log what the
+    dev texts lose when they were not part of the trimming."""
+    from transformers import AutoTokenizer
+
+    from gplinker.encoders import resolve_encoder, tokenization_changes, trim_vocabulary
+    from gplinker.io import write_json
+
+    texts = [d.text for d in train_docs]
+    if args.trim_vocab == "train+dev" and dev_docs:
+        texts += [d.text for d in dev_docs]
+    path = trim_vocabulary(args.encoder, texts, out / "trimmed_encoder")
+    if dev_docs and args.trim_vocab == "train":
+        original = AutoTokenizer.from_pretrained(resolve_encoder(args.encoder), use_fast=True, trust_remote_code=False)
+        trimmed = AutoTokenizer.from_pretrained(path, use_fast=True, local_files_only=True, trust_remote_code=False)
+        c = tokenization_changes(original, trimmed, [d.text for d in dev_docs])
+        logging.getLogger("gplinker").info(
+            "vocabulary trimmed to the training texts: %d of %d dev texts tokenize differently, "
+            "%d new unknown tokens among %d", c["texts_changed"], c["texts"], c["new_unknown_tokens"], c["tokens"])
+        write_json(out / "trim_report.json", c)
+    return str(path)
