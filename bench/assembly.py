@@ -9,6 +9,7 @@ For each document the model's character-level cells are mixed with the gold ones
 head-head and tail-tail links). Printed as a markdown table: the task's main level (events or
 triples) P / R / F1 and the ratio of predicted to gold items, per mix.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,14 +19,18 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gplinker.alignment import gold_cells  # noqa: E402
-from gplinker.tasks import load as load_model  # noqa: E402
 from gplinker.cells import DocumentCells  # noqa: E402
 from gplinker.extractor import Extractor  # noqa: E402
 from gplinker.structures import Document  # noqa: E402
 from gplinker.tasks import default_registry  # noqa: E402
+from gplinker.tasks import load as load_model  # noqa: E402
 
-MIXES = [("predicted spans, predicted links", False, False), ("gold spans, predicted links", True, False),
-         ("predicted spans, gold links", False, True), ("gold spans, gold links (oracle)", True, True)]
+MIXES = [
+    ("predicted spans, predicted links", False, False),
+    ("gold spans, predicted links", True, False),
+    ("predicted spans, gold links", False, True),
+    ("gold spans, gold links (oracle)", True, True),
+]
 
 
 def diagnose(extractor: Extractor, gold: list[Document], batch_size: int = 32) -> list[dict]:
@@ -44,8 +49,16 @@ def diagnose(extractor: Extractor, gold: list[Document], batch_size: int = 32) -
         m = task.evaluate(gold, docs)
         n_pred, n_gold = sum(map(count, docs)), sum(map(count, gold))
         extra = {k: m[k]["f1"] for k in ("arguments", "triggers", "entities") if k in m and k != level}
-        rows.append({"mix": name, "precision": m[level]["precision"], "recall": m[level]["recall"], "f1": m[level]["f1"],
-                     "predicted_per_gold": n_pred / max(1, n_gold), **{f"{k}_f1": v for k, v in extra.items()}})
+        rows.append(
+            {
+                "mix": name,
+                "precision": m[level]["precision"],
+                "recall": m[level]["recall"],
+                "f1": m[level]["f1"],
+                "predicted_per_gold": n_pred / max(1, n_gold),
+                **{f"{k}_f1": v for k, v in extra.items()},
+            }
+        )
     return rows
 
 
@@ -62,8 +75,11 @@ def main() -> int:
     print(f"| mix | P | R | F1 | predicted / gold | {' | '.join(keys)} |")
     print("|---|---:|---:|---:|---:|" + "---:|" * len(keys))
     for r in rows:
-        print(f"| {r['mix']} | {r['precision']:.4f} | {r['recall']:.4f} | **{r['f1']:.4f}** | {r['predicted_per_gold']:.2f} | "
-              + " | ".join(f"{r[k]:.4f}" for k in keys) + " |")
+        print(
+            f"| {r['mix']} | {r['precision']:.4f} | {r['recall']:.4f} | **{r['f1']:.4f}** | {r['predicted_per_gold']:.2f} | "
+            + " | ".join(f"{r[k]:.4f}" for k in keys)
+            + " |"
+        )
     return 0
 
 

@@ -9,6 +9,7 @@ The encoder is BERT-base-sized (12 layers, hidden 768, 12 heads, FFN 3072) and r
 initialised in-process, so nothing is downloaded; speed does not depend on the weights' values.
 ``--tokenizer`` is any local encoder directory whose tokenizer fits the corpus (CLUENER, Chinese).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,8 +32,15 @@ def _base_encoder(tokenizer_dir: str, out: Path) -> Path:
 
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
     torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=len(tok), hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
-                     intermediate_size=3072, max_position_embeddings=512, pad_token_id=tok.pad_token_id)
+    cfg = BertConfig(
+        vocab_size=len(tok),
+        hidden_size=768,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        intermediate_size=3072,
+        max_position_embeddings=512,
+        pad_token_id=tok.pad_token_id,
+    )
     BertModel(cfg, add_pooling_layer=False).save_pretrained(out)
     tok.save_pretrained(out)
     return out
@@ -72,13 +80,25 @@ def gplinker_rows(encoder: Path, docs, args) -> list[dict]:
 
     from gplinker.extractor import Extractor, ModelSettings
     from gplinker.tasks import NEROptions, NERTask
-    from gplinker.training import (TrainConfig, _LossModule, build_optimizer, length_bucketed_batches,
-                                   train_step, training_windows, warmup_linear_decay)
+    from gplinker.training import (
+        TrainConfig,
+        _LossModule,
+        build_optimizer,
+        length_bucketed_batches,
+        train_step,
+        training_windows,
+        warmup_linear_decay,
+    )
 
     rows = []
     for precision in ("fp32", "bf16", "fp16"):
-        ex = Extractor.build(str(encoder), NERTask.from_documents(docs, NEROptions("nested")),
-                             ModelSettings(max_length=args.length, stride=args.length // 4), args.device, seed=42)
+        ex = Extractor.build(
+            str(encoder),
+            NERTask.from_documents(docs, NEROptions("nested")),
+            ModelSettings(max_length=args.length, stride=args.length // 4),
+            args.device,
+            seed=42,
+        )
         cfg = TrainConfig(max_steps=2 * args.steps, batch_size=args.batch, lr=2e-5, head_lr=1e-3, precision=precision)
         windows, targets, _ = training_windows(ex, docs)
         optimizer = build_optimizer(ex.model, cfg)
@@ -89,11 +109,19 @@ def gplinker_rows(encoder: Path, docs, args) -> list[dict]:
         ex.model.train()
 
         def step(idx):
-            train_step(ex, loss_module, [([windows[k] for k in idx], [targets[k] for k in idx])], cfg, optimizer, scheduler, scaler)
+            train_step(
+                ex, loss_module, [([windows[k] for k in idx], [targets[k] for k in idx])], cfg, optimizer, scheduler, scaler
+            )
 
         sps, mem = _timed(step, batches, args.device)
-        rows.append({"run": f"gplinker train step, {precision}", "steps_per_s": sps, "windows_per_s": sps * args.batch,
-                     "peak_gpu_mib": mem})
+        rows.append(
+            {
+                "run": f"gplinker train step, {precision}",
+                "steps_per_s": sps,
+                "windows_per_s": sps * args.batch,
+                "peak_gpu_mib": mem,
+            }
+        )
         print(f"  {rows[-1]['run']}: {sps:.2f} steps/s, {mem:.0f} MiB", flush=True)
         if precision == "fp32":
             texts = [d.text for d in docs[: args.predict_texts]]
@@ -136,12 +164,21 @@ def hf_rows(encoder: Path, docs, args) -> list[dict]:
         model.train()
 
         def step(idx):
-            batch = {k: v.to(args.device) for k, v in collate([windows[k] for k in idx], tokenizer.pad_token_id, [tags[k] for k in idx]).items()}
+            batch = {
+                k: v.to(args.device)
+                for k, v in collate([windows[k] for k in idx], tokenizer.pad_token_id, [tags[k] for k in idx]).items()
+            }
             float(train_step(model, batch, optimizer, scheduler, dtype))  # the loop reads its loss each step, as gplinker's does
 
         sps, mem = _timed(step, batches, args.device)
-        rows.append({"run": f"HF AutoModelForTokenClassification loop, {precision}", "steps_per_s": sps,
-                     "windows_per_s": sps * args.batch, "peak_gpu_mib": mem})
+        rows.append(
+            {
+                "run": f"HF AutoModelForTokenClassification loop, {precision}",
+                "steps_per_s": sps,
+                "windows_per_s": sps * args.batch,
+                "peak_gpu_mib": mem,
+            }
+        )
         print(f"  {rows[-1]['run']}: {sps:.2f} steps/s, {mem:.0f} MiB", flush=True)
         del model, optimizer
         if args.device.startswith("cuda"):
@@ -172,11 +209,17 @@ def write(rows: list[dict], args, device: str, out: Path) -> None:
     ]
     for r in rows:
         if "steps_per_s" in r:
-            lines.append(f"| {r['run']} | {r['steps_per_s']:.2f} | {r['windows_per_s']:.0f} | {r['peak_gpu_mib']:.0f} | "
-                         f"{r['steps_per_s'] / hf32:.2f}x |")
+            lines.append(
+                f"| {r['run']} | {r['steps_per_s']:.2f} | {r['windows_per_s']:.0f} | {r['peak_gpu_mib']:.0f} | "
+                f"{r['steps_per_s'] / hf32:.2f}x |"
+            )
     pred = next(r for r in rows if "texts_per_s" in r)
-    lines += ["", f"One-GPU prediction (`Extractor.predict`, fp32, batch 64, the untrained fp32 model above, decoding "
-                  f"included): **{pred['texts_per_s']:.0f} texts/s** on {pred['texts']} CLUENER texts.", ""]
+    lines += [
+        "",
+        f"One-GPU prediction (`Extractor.predict`, fp32, batch 64, the untrained fp32 model above, decoding "
+        f"included): **{pred['texts_per_s']:.0f} texts/s** on {pred['texts']} CLUENER texts.",
+        "",
+    ]
     out.mkdir(parents=True, exist_ok=True)
     (out / "scaling_gpu.md").write_text("\n".join(lines), encoding="utf-8")
     (out / "scaling_gpu.json").write_text(json.dumps({"device": device, "args": vars(args), "rows": rows}, indent=2))
@@ -202,7 +245,9 @@ def main() -> int:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("no CUDA device: this benchmark needs a GPU (--device cpu only smoke-tests the script)", file=sys.stderr)
         return 2
-    device = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"CPU ({platform.processor() or platform.machine()})"
+    device = (
+        torch.cuda.get_device_name() if args.device.startswith("cuda") else f"CPU ({platform.processor() or platform.machine()})"
+    )
     docs = default_registry()["ner"].read(Path(args.data) / "cluener" / "train.json")[: args.docs]
     with tempfile.TemporaryDirectory() as tmp:
         encoder = _base_encoder(args.tokenizer, Path(tmp) / "bert-base-sized")

@@ -9,6 +9,7 @@ gathers them from concurrent clients), each with windows packed into rows
 (:mod:`gplinker.packing`) and with one padded row per window. Repeats are interleaved; the
 median is reported. Writes docs/packing.md and docs/packing.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,7 +63,7 @@ def main() -> None:
     times: dict = {k: [] for k in cases}
     keys = list(cases)
     for r in range(args.repeats):
-        for key in keys[r % len(keys):] + keys[: r % len(keys)]:  # each repeat starts elsewhere: no case always follows another
+        for key in keys[r % len(keys) :] + keys[: r % len(keys)]:  # each repeat starts elsewhere: no case always follows another
             fn = cases[key]
             t0 = time.perf_counter()
             fn()
@@ -73,21 +74,41 @@ def main() -> None:
     rows = []
     for setting in settings:
         rate = {mode: len(texts) / statistics.median(times[(setting, mode)]) for mode in modes}
-        rows.append({"setting": setting, **{f"{mode} texts/s": round(v, 1) for mode, v in rate.items()},
-                     "packed / padded": round(rate["packed"] / rate["padded"], 3),
-                     "default / padded": round(rate["default (estimated cheaper)"] / rate["padded"], 3)})
-    result = {"model": str(args.model or "runs/bench_serve/model"), "texts": len(texts), "windows": len(windows),
-              "tokens": tokens, "batch": args.batch, "repeats": args.repeats, "threads": torch.get_num_threads(),
-              "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}",
-              "command": "python bench/packing.py " + " ".join(sys.argv[1:]), "rows": rows}
-    lines = ["# Packed prediction rows", "",
-             f"{len(texts)} CoNLL04 dev sentences ({len(windows)} windows, {tokens} tokens), "
-             f"model `{result['model']}`, forward batches of at most {args.batch} rows; texts/s, median of "
-             f"{args.repeats} interleaved runs ({result['machine']}). Reproduce: `{result['command'].strip()}`.", "",
-             "| setting | padded | packed | default (packed where estimated cheaper) | packed / padded | default / padded |",
-             "|---|---:|---:|---:|---:|---:|"]
-    lines += [f"| {r['setting']} | {r['padded texts/s']} | {r['packed texts/s']} | {r['default (estimated cheaper) texts/s']} | "
-              f"{r['packed / padded']:.2f}x | {r['default / padded']:.2f}x |" for r in rows]
+        rows.append(
+            {
+                "setting": setting,
+                **{f"{mode} texts/s": round(v, 1) for mode, v in rate.items()},
+                "packed / padded": round(rate["packed"] / rate["padded"], 3),
+                "default / padded": round(rate["default (estimated cheaper)"] / rate["padded"], 3),
+            }
+        )
+    result = {
+        "model": str(args.model or "runs/bench_serve/model"),
+        "texts": len(texts),
+        "windows": len(windows),
+        "tokens": tokens,
+        "batch": args.batch,
+        "repeats": args.repeats,
+        "threads": torch.get_num_threads(),
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}",
+        "command": "python bench/packing.py " + " ".join(sys.argv[1:]),
+        "rows": rows,
+    }
+    lines = [
+        "# Packed prediction rows",
+        "",
+        f"{len(texts)} CoNLL04 dev sentences ({len(windows)} windows, {tokens} tokens), "
+        f"model `{result['model']}`, forward batches of at most {args.batch} rows; texts/s, median of "
+        f"{args.repeats} interleaved runs ({result['machine']}). Reproduce: `{result['command'].strip()}`.",
+        "",
+        "| setting | padded | packed | default (packed where estimated cheaper) | packed / padded | default / padded |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {r['setting']} | {r['padded texts/s']} | {r['packed texts/s']} | {r['default (estimated cheaper) texts/s']} | "
+        f"{r['packed / padded']:.2f}x | {r['default / padded']:.2f}x |"
+        for r in rows
+    ]
     table = "\n".join(lines) + "\n"
     print(table)
     write_text(Path(args.out + ".md"), table)

@@ -8,6 +8,7 @@ Prints a table per section and writes it (with the machine described) to ``--out
 beside it. Encoders are random BERTs of MiniLM-L6 size (hidden 384, 6 layers): timings do not
 depend on the weights, so no package is needed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,9 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from gplinker.losses import dense_span_loss, span_loss  # noqa: E402
-from gplinker.tasks import load as load_model  # noqa: E402
 from gplinker.model import GPLinkerModel  # noqa: E402
 from gplinker.task import HeadSpec  # noqa: E402
+from gplinker.tasks import load as load_model  # noqa: E402
 from gplinker.tasks.event import events_from_graph  # noqa: E402
 from gplinker.tasks.relation import link_pairs  # noqa: E402
 
@@ -38,7 +39,6 @@ SCHEMAS = {  # CLUENER-sized NER head; DuIE-sized relation heads (2 + 48 + 48 ch
     "ner-10": [HeadSpec("entities", 10)],
     "rel-96": [HeadSpec("entities", 2), HeadSpec("heads", 48, False, False), HeadSpec("tails", 48, False, False)],
 }
-
 
 
 def triples_from_logits(entity_logits: np.ndarray, head_logits: np.ndarray, tail_logits: np.ndarray) -> list[set]:
@@ -65,12 +65,19 @@ def triples_from_logits(entity_logits: np.ndarray, head_logits: np.ndarray, tail
         out.append(set(map(tuple, rows.tolist())))
     return out
 
+
 def encoder(device):
     from transformers import BertConfig, BertModel
 
     torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=30522, hidden_size=384, num_hidden_layers=6, num_attention_heads=12,
-                     intermediate_size=1536, max_position_embeddings=512)
+    cfg = BertConfig(
+        vocab_size=30522,
+        hidden_size=384,
+        num_hidden_layers=6,
+        num_attention_heads=12,
+        intermediate_size=1536,
+        max_position_embeddings=512,
+    )
     return BertModel(cfg, add_pooling_layer=False).to(device)
 
 
@@ -118,8 +125,9 @@ def batch_for(b, n, specs, device, positives=3, seed=0):
         i = torch.randint(1, n - 2, (b, s.channels, positives), generator=g)
         j = (i + torch.randint(0, 4, i.shape, generator=g)).clamp(max=n - 2)
         labels[s.name] = i * n + j
-    return {k: v.to(device) for k, v in {"input_ids": ids, "attention_mask": att, "span_mask": span}.items()}, \
-        {k: v.to(device) for k, v in labels.items()}
+    return {k: v.to(device) for k, v in {"input_ids": ids, "attention_mask": att, "span_mask": span}.items()}, {
+        k: v.to(device) for k, v in labels.items()
+    }
 
 
 # ---- 1. training step: encoder only vs encoder + heads + loss ---------------------------------
@@ -136,20 +144,36 @@ def train_step_table(device, lengths, repeat):
             def enc_only():
                 h = model.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
                 h.float().pow(2).mean().backward()
-                opt.step(); opt.zero_grad(set_to_none=True)
+                opt.step()
+                opt.zero_grad(set_to_none=True)
 
             def full(factorized):
                 def step():
                     loss, _ = model.training_loss(**batch, labels=labels, factorized=factorized)
                     loss.backward()
-                    opt.step(); opt.zero_grad(set_to_none=True)
+                    opt.step()
+                    opt.zero_grad(set_to_none=True)
+
                 return step
 
             t_enc, t_mat, t_fac = timed_interleaved([enc_only, full(False), full(True)], device, repeat)
-            rows.append({"schema": schema, "n": n, "batch": b, "encoder_s": t_enc, "materialised_s": t_mat,
-                         "factorised_s": t_fac, "overhead_materialised": t_mat / t_enc - 1, "overhead_factorised": t_fac / t_enc - 1})
-            print(f"  train step {schema} n={n}: encoder {t_enc:.3f}s, +heads materialised {t_mat / t_enc - 1:+.1%}, "
-                  f"factorised {t_fac / t_enc - 1:+.1%}", flush=True)
+            rows.append(
+                {
+                    "schema": schema,
+                    "n": n,
+                    "batch": b,
+                    "encoder_s": t_enc,
+                    "materialised_s": t_mat,
+                    "factorised_s": t_fac,
+                    "overhead_materialised": t_mat / t_enc - 1,
+                    "overhead_factorised": t_fac / t_enc - 1,
+                }
+            )
+            print(
+                f"  train step {schema} n={n}: encoder {t_enc:.3f}s, +heads materialised {t_mat / t_enc - 1:+.1%}, "
+                f"factorised {t_fac / t_enc - 1:+.1%}",
+                flush=True,
+            )
     return rows
 
 
@@ -195,7 +219,9 @@ def _peak_child(kind, n, h, b, queue):
         before = _rss_mib("VmRSS")
         t0 = time.perf_counter()
         if enc_only:
-            model.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state.pow(2).mean().backward()
+            model.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state.pow(
+                2
+            ).mean().backward()
         else:
             loss, _ = model.training_loss(**batch, labels=labels, factorized=kind == "factorised")
             loss.backward()
@@ -224,14 +250,18 @@ def cuda_peak(fn, device):
 
 def loss_table(device, quick):
     rows = []
-    for n, h, b in ([(128, 96, 8)] if quick else [(128, 96, 8), (256, 96, 8)]):
+    for n, h, b in [(128, 96, 8)] if quick else [(128, 96, 8), (256, 96, 8)]:
         for kind in ("sparse", "dense"):
             if device.type == "cuda":
                 logits = torch.randn(b, h, n, n, device=device, requires_grad=True)
                 idx = torch.randint(1, n * n, (b, h, 3), device=device)
                 tgt = torch.zeros(b, h, n, n, device=device)
                 tgt.view(b, h, -1)[..., 1:4] = 1
-                fn = (lambda: span_loss(logits, idx).backward()) if kind == "sparse" else (lambda: dense_span_loss(logits, tgt).backward())
+                fn = (
+                    (lambda: span_loss(logits, idx).backward())
+                    if kind == "sparse"
+                    else (lambda: dense_span_loss(logits, tgt).backward())
+                )
                 fn()
                 secs, mib = cuda_peak(fn, device)
             else:
@@ -252,10 +282,13 @@ def memory_table(device):
 
             def fn():
                 if kind == "encoder":
-                    model.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state.pow(2).mean().backward()
+                    model.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state.pow(
+                        2
+                    ).mean().backward()
                 else:
                     model.training_loss(**batch, labels=labels, factorized=kind == "factorised")[0].backward()
                 model.zero_grad(set_to_none=True)
+
             fn()
             secs, mib = cuda_peak(fn, device)
         else:
@@ -322,9 +355,23 @@ def decode_table(quick):
         t_gp = timed(lambda: gplinker_decode(ent, head, tail), torch.device("cpu"), reps)
         same = ref == got
         n_ent = int((ent > 0).sum())
-        rows.append({"case": name, "batch": b, "n": n, "predicates": p, "positive_entity_cells": n_ent,
-                     "triples": sum(map(len, ref)), "reference_s": t_ref, "gplinker_s": t_gp, "speedup": t_ref / t_gp, "identical": same})
-        print(f"  decode {name}: reference {t_ref:.3f}s, gplinker {t_gp:.4f}s ({t_ref / t_gp:.0f}x), identical={same}", flush=True)
+        rows.append(
+            {
+                "case": name,
+                "batch": b,
+                "n": n,
+                "predicates": p,
+                "positive_entity_cells": n_ent,
+                "triples": sum(map(len, ref)),
+                "reference_s": t_ref,
+                "gplinker_s": t_gp,
+                "speedup": t_ref / t_gp,
+                "identical": same,
+            }
+        )
+        print(
+            f"  decode {name}: reference {t_ref:.3f}s, gplinker {t_gp:.4f}s ({t_ref / t_gp:.0f}x), identical={same}", flush=True
+        )
     return rows
 
 
@@ -404,10 +451,24 @@ def event_decode_table(quick):
         reps = 1 if quick else 3
         t_ref = timed(lambda: reference_events(arg, head, tail, labels), torch.device("cpu"), reps)
         t_gp = timed(lambda: gplinker_events(arg, head, tail, labels), torch.device("cpu"), reps)
-        rows.append({"case": name, "batch": b, "n": n, "argument_cells": int((arg > 0).sum()),
-                     "link_cells": int((head > 0).sum() + (tail > 0).sum()), "events": sum(map(len, ref)),
-                     "reference_s": t_ref, "gplinker_s": t_gp, "speedup": t_ref / t_gp, "identical": ref == got})
-        print(f"  event decode {name}: reference {t_ref:.3f}s, gplinker {t_gp:.4f}s ({t_ref / t_gp:.1f}x), identical={ref == got}", flush=True)
+        rows.append(
+            {
+                "case": name,
+                "batch": b,
+                "n": n,
+                "argument_cells": int((arg > 0).sum()),
+                "link_cells": int((head > 0).sum() + (tail > 0).sum()),
+                "events": sum(map(len, ref)),
+                "reference_s": t_ref,
+                "gplinker_s": t_gp,
+                "speedup": t_ref / t_gp,
+                "identical": ref == got,
+            }
+        )
+        print(
+            f"  event decode {name}: reference {t_ref:.3f}s, gplinker {t_gp:.4f}s ({t_ref / t_gp:.1f}x), identical={ref == got}",
+            flush=True,
+        )
     return rows
 
 
@@ -425,7 +486,9 @@ def throughput_table(device, quick, model_dir=None, dev_file=None):
     tok_dir = ROOT / "runs" / "bench_tok"
     tok_dir.mkdir(parents=True, exist_ok=True)
     chars = sorted({c.lower() for t in texts for c in t if not c.isspace()})
-    (tok_dir / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + chars + [f"##{c}" for c in chars]))
+    (tok_dir / "vocab.txt").write_text(
+        "\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + chars + [f"##{c}" for c in chars])
+    )
     tokenizer = BertTokenizerFast.from_pretrained(str(tok_dir))
     from gplinker.model import GPLinkerModel as M
 
@@ -473,15 +536,29 @@ def throughput_table(device, quick, model_dir=None, dev_file=None):
             ex.model.encoder = trained.model.encoder
             secs = timed(lambda: ex.window_cells(windows, 32), device, 1 if quick else 2)
             ex.model.encoder = saved
-            rows.append({"ner inference": "length-sorted + ONNX Runtime encoder", "texts": len(texts), "seconds": secs,
-                         "texts_per_s": len(texts) / secs, "dev_f1": f1_o})
+            rows.append(
+                {
+                    "ner inference": "length-sorted + ONNX Runtime encoder",
+                    "texts": len(texts),
+                    "seconds": secs,
+                    "texts_per_s": len(texts) / secs,
+                    "dev_f1": f1_o,
+                }
+            )
             print(f"  inference ONNX Runtime: {len(texts) / secs:.1f} texts/s, F1 {f1_o}", flush=True)
     if device.type == "cpu":
         q = torch.ao.quantization.quantize_dynamic(ex.model, {torch.nn.Linear}, dtype=torch.qint8)
         exq = Extractor(q, tokenizer, task, ex.settings, device)
         secs = timed(lambda: exq.window_cells(windows, 32), device, 1 if quick else 2)
-        rows.append({"ner inference": "length-sorted + dynamic int8", "texts": len(texts), "seconds": secs,
-                     "texts_per_s": len(texts) / secs, "dev_f1": f1_q})
+        rows.append(
+            {
+                "ner inference": "length-sorted + dynamic int8",
+                "texts": len(texts),
+                "seconds": secs,
+                "texts_per_s": len(texts) / secs,
+                "dev_f1": f1_q,
+            }
+        )
         print(f"  inference int8: {len(texts) / secs:.1f} texts/s", flush=True)
     return rows
 
@@ -496,7 +573,11 @@ def markdown(title, rows, fmt=None):
         for c in cols:
             v = r[c]
             if isinstance(v, float):
-                v = f"{v:+.1%}" if c.startswith("overhead") else (f"{v:.2f}" if c in ("speedup",) else f"{v:.1f}" if c in ("texts_per_s", "peak_mib") else f"{v:.4f}")
+                v = (
+                    f"{v:+.1%}"
+                    if c.startswith("overhead")
+                    else (f"{v:.2f}" if c in ("speedup",) else f"{v:.1f}" if c in ("texts_per_s", "peak_mib") else f"{v:.4f}")
+                )
             cells.append(str(v))
         out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out) + "\n"
@@ -507,8 +588,11 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="fewer lengths and repeats")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--out", default=str(ROOT / "docs" / "performance.md"))
-    ap.add_argument("--ner-model", default=str(ROOT / "runs" / "quickstart" / "ner" / "model"),
-                    help="a trained NER model for the F1 change of int8 quantization (quickstart's by default)")
+    ap.add_argument(
+        "--ner-model",
+        default=str(ROOT / "runs" / "quickstart" / "ner" / "model"),
+        help="a trained NER model for the F1 change of int8 quantization (quickstart's by default)",
+    )
     ap.add_argument("--ner-dev", default=str(ROOT / "data" / "ner" / "en_dev.jsonl"))
     ap.add_argument("--repeat", type=int, default=None, help="timed repeats per training-step cell (median)")
     ap.add_argument("--lengths", default=None, help="comma-separated sequence lengths for the training-step table")
@@ -516,8 +600,9 @@ def main() -> int:
     args = ap.parse_args()
     device = torch.device(args.device)
     sections = args.sections.split(",")
-    machine = (f"{platform.machine()}, {os.cpu_count()} CPU threads, torch {torch.__version__}"
-               + (f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ", CPU only"))
+    machine = f"{platform.machine()}, {os.cpu_count()} CPU threads, torch {torch.__version__}" + (
+        f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ", CPU only"
+    )
     print(f"machine: {machine}", flush=True)
     results = {"machine": machine, "device": str(device)}
     lengths = [int(x) for x in args.lengths.split(",")] if args.lengths else ([64, 128] if args.quick else [64, 128, 256, 512])
@@ -534,15 +619,37 @@ def main() -> int:
         results["memory"] = memory_table(device)
     import shlex
 
-    md = [f"# Performance ({device.type})", "", f"Machine: {machine}. Command: `{shlex.join(['python', 'bench/perf.py', *sys.argv[1:]])}`.", ""]
-    md.append(markdown("1. Training step: what the heads and loss add to the encoder (MiniLM-L6 size; batch 16, 8 from n = 256; "
-                       "median of interleaved repeats)", results.get("train_step", [])))
+    md = [
+        f"# Performance ({device.type})",
+        "",
+        f"Machine: {machine}. Command: `{shlex.join(['python', 'bench/perf.py', *sys.argv[1:]])}`.",
+        "",
+    ]
+    md.append(
+        markdown(
+            "1. Training step: what the heads and loss add to the encoder (MiniLM-L6 size; batch 16, 8 from n = 256; "
+            "median of interleaved repeats)",
+            results.get("train_step", []),
+        )
+    )
     md.append(markdown("2. Sparse vs dense multilabel loss (forward + backward on given logits)", results.get("loss", [])))
-    md.append(markdown("3. Relation decoding: gplinker vs the reference scripts' decoder, same logits", results.get("decode", [])))
-    md.append(markdown("3b. Event decoding: gplinker vs the reference script's decoder (argument-pair loop), same logits, "
-                       "10 event types x 8 roles", results.get("event_decode", [])))
-    md.append(markdown("4. Inference throughput (NER head, random MiniLM-size encoder, varied lengths; dev_f1: a trained "
-                       "model's entity F1 on --ner-dev with and without int8, when --ner-model exists)", results.get("throughput", [])))
+    md.append(
+        markdown("3. Relation decoding: gplinker vs the reference scripts' decoder, same logits", results.get("decode", []))
+    )
+    md.append(
+        markdown(
+            "3b. Event decoding: gplinker vs the reference script's decoder (argument-pair loop), same logits, "
+            "10 event types x 8 roles",
+            results.get("event_decode", []),
+        )
+    )
+    md.append(
+        markdown(
+            "4. Inference throughput (NER head, random MiniLM-size encoder, varied lengths; dev_f1: a trained "
+            "model's entity F1 on --ner-dev with and without int8, when --ner-model exists)",
+            results.get("throughput", []),
+        )
+    )
     md.append(markdown("5. Peak memory of a training step, n = 512, batch 8, 2 + 48 + 48 channels", results.get("memory", [])))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ encoder, steps, wall time, the dev F1 at every level the task reports, and the e
 Finished rows are reused (their ``train_summary.json`` is kept under ``runs/quality``) unless
 ``--force`` is given, so an interrupted run resumes where it stopped.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,8 +44,17 @@ class Row:
     note: str = ""
 
     def command(self, out_dir: str) -> list[str]:
-        common = ["--train", f"{DATA}/{self.train}", "--dev", f"{DATA}/{self.dev}", "--encoder", self.encoder,
-                  *self.args, "--output", out_dir]
+        common = [
+            "--train",
+            f"{DATA}/{self.train}",
+            "--dev",
+            f"{DATA}/{self.dev}",
+            "--encoder",
+            self.encoder,
+            *self.args,
+            "--output",
+            out_dir,
+        ]
         if self.system == "baseline":
             return ["python", "bench/token_baseline.py", *common]
         return ["python", "run.py", "train", self.task, *common, "--device", "cpu"]
@@ -53,33 +63,140 @@ class Row:
 ME5 = ["--trim-vocab", "train", "--lr", "5e-5", "--head-lr", "1e-3", "--batch-size", "16"]
 MINILM = ["--lr", "1e-4", "--head-lr", "1e-3", "--batch-size", "16"]
 ROWS = [
-    Row("cluener_gp", "CLUENER", "ner", "gplinker", "me5-small", "cluener/train.json", "cluener/dev.json",
-        ME5 + ["--max-steps", "300", "--max-length", "128", "--stride", "32"]),
-    Row("cluener_bio", "CLUENER", "ner", "baseline", "me5-small", "cluener/train.json", "cluener/dev.json",
-        ME5 + ["--max-steps", "300", "--max-length", "128", "--stride", "32"]),
-    Row("cluener_gp_long", "CLUENER", "ner", "gplinker", "me5-small", "cluener/train.json", "cluener/dev.json",
-        ME5 + ["--max-steps", "800", "--max-length", "128", "--stride", "32"], note="the flat-NER pair with a larger budget"),
-    Row("cluener_bio_long", "CLUENER", "ner", "baseline", "me5-small", "cluener/train.json", "cluener/dev.json",
-        ME5 + ["--max-steps", "800", "--max-length", "128", "--stride", "32"], note="the flat-NER pair with a larger budget"),
-    Row("cluener_gp_frozen", "CLUENER", "ner", "gplinker", "me5-small", "cluener/train.json", "cluener/dev.json",
+    Row(
+        "cluener_gp",
+        "CLUENER",
+        "ner",
+        "gplinker",
+        "me5-small",
+        "cluener/train.json",
+        "cluener/dev.json",
+        ME5 + ["--max-steps", "300", "--max-length", "128", "--stride", "32"],
+    ),
+    Row(
+        "cluener_bio",
+        "CLUENER",
+        "ner",
+        "baseline",
+        "me5-small",
+        "cluener/train.json",
+        "cluener/dev.json",
+        ME5 + ["--max-steps", "300", "--max-length", "128", "--stride", "32"],
+    ),
+    Row(
+        "cluener_gp_long",
+        "CLUENER",
+        "ner",
+        "gplinker",
+        "me5-small",
+        "cluener/train.json",
+        "cluener/dev.json",
+        ME5 + ["--max-steps", "800", "--max-length", "128", "--stride", "32"],
+        note="the flat-NER pair with a larger budget",
+    ),
+    Row(
+        "cluener_bio_long",
+        "CLUENER",
+        "ner",
+        "baseline",
+        "me5-small",
+        "cluener/train.json",
+        "cluener/dev.json",
+        ME5 + ["--max-steps", "800", "--max-length", "128", "--stride", "32"],
+        note="the flat-NER pair with a larger budget",
+    ),
+    Row(
+        "cluener_gp_frozen",
+        "CLUENER",
+        "ner",
+        "gplinker",
+        "me5-small",
+        "cluener/train.json",
+        "cluener/dev.json",
         ["--freeze-embeddings", *ME5[2:], "--max-steps", "300", "--max-length", "128", "--stride", "32"],
-        note="full 250k vocabulary, word embeddings frozen instead of trimmed"),
-    Row("cmeee_gp", "CMeEE (nested)", "ner", "gplinker", "me5-small", "cmeee/train.json", "cmeee/dev.json",
-        ME5 + ["--max-steps", "200", "--max-length", "256", "--stride", "64"]),
-    Row("conll04_ner_gp", "CoNLL04 entities", "ner", "gplinker", "minilm-l6", "conll04/train.json", "conll04/dev.json",
-        MINILM + ["--max-steps", "300", "--max-length", "128"]),
-    Row("conll04_ner_bio", "CoNLL04 entities", "ner", "baseline", "minilm-l6", "conll04/train.json", "conll04/dev.json",
-        MINILM + ["--max-steps", "300", "--max-length", "128"]),
-    Row("conll04_rel", "CoNLL04", "relation", "gplinker", "minilm-l6", "conll04/train.json", "conll04/dev.json",
-        MINILM + ["--max-steps", "400", "--max-length", "128"]),
-    Row("webnlg_rel", "WebNLG*", "relation", "gplinker", "minilm-l6", "webnlg/train.json", "webnlg/dev.json",
-        MINILM + ["--max-steps", "400", "--max-length", "128"]),
-    Row("fewfc_event", "FewFC", "event", "gplinker", "me5-small", "fewfc/train.jsonl", "fewfc/dev.jsonl",
-        ME5 + ["--max-steps", "200", "--max-length", "256", "--stride", "64"]),
-    Row("fewfc_event_long", "FewFC", "event", "gplinker", "me5-small", "fewfc/train.jsonl", "fewfc/dev.jsonl",
-        ME5 + ["--max-steps", "450", "--max-length", "256", "--stride", "64"], note="FewFC with a larger budget"),
-    Row("phee_event", "PHEE", "event", "gplinker", "minilm-l6", "phee/train.jsonl", "phee/dev.jsonl",
-        MINILM + ["--max-steps", "400", "--max-length", "160", "--stride", "48"]),
+        note="full 250k vocabulary, word embeddings frozen instead of trimmed",
+    ),
+    Row(
+        "cmeee_gp",
+        "CMeEE (nested)",
+        "ner",
+        "gplinker",
+        "me5-small",
+        "cmeee/train.json",
+        "cmeee/dev.json",
+        ME5 + ["--max-steps", "200", "--max-length", "256", "--stride", "64"],
+    ),
+    Row(
+        "conll04_ner_gp",
+        "CoNLL04 entities",
+        "ner",
+        "gplinker",
+        "minilm-l6",
+        "conll04/train.json",
+        "conll04/dev.json",
+        MINILM + ["--max-steps", "300", "--max-length", "128"],
+    ),
+    Row(
+        "conll04_ner_bio",
+        "CoNLL04 entities",
+        "ner",
+        "baseline",
+        "minilm-l6",
+        "conll04/train.json",
+        "conll04/dev.json",
+        MINILM + ["--max-steps", "300", "--max-length", "128"],
+    ),
+    Row(
+        "conll04_rel",
+        "CoNLL04",
+        "relation",
+        "gplinker",
+        "minilm-l6",
+        "conll04/train.json",
+        "conll04/dev.json",
+        MINILM + ["--max-steps", "400", "--max-length", "128"],
+    ),
+    Row(
+        "webnlg_rel",
+        "WebNLG*",
+        "relation",
+        "gplinker",
+        "minilm-l6",
+        "webnlg/train.json",
+        "webnlg/dev.json",
+        MINILM + ["--max-steps", "400", "--max-length", "128"],
+    ),
+    Row(
+        "fewfc_event",
+        "FewFC",
+        "event",
+        "gplinker",
+        "me5-small",
+        "fewfc/train.jsonl",
+        "fewfc/dev.jsonl",
+        ME5 + ["--max-steps", "200", "--max-length", "256", "--stride", "64"],
+    ),
+    Row(
+        "fewfc_event_long",
+        "FewFC",
+        "event",
+        "gplinker",
+        "me5-small",
+        "fewfc/train.jsonl",
+        "fewfc/dev.jsonl",
+        ME5 + ["--max-steps", "450", "--max-length", "256", "--stride", "64"],
+        note="FewFC with a larger budget",
+    ),
+    Row(
+        "phee_event",
+        "PHEE",
+        "event",
+        "gplinker",
+        "minilm-l6",
+        "phee/train.jsonl",
+        "phee/dev.jsonl",
+        MINILM + ["--max-steps", "400", "--max-length", "160", "--stride", "48"],
+    ),
 ]
 
 
@@ -95,8 +212,10 @@ def machine() -> str:
     import torch
     import transformers
 
-    return (f"{cpu}, {os.cpu_count()} cores visible, torch {torch.__version__} "
-            f"({torch.get_num_threads()} threads), transformers {transformers.__version__}, Python {platform.python_version()}")
+    return (
+        f"{cpu}, {os.cpu_count()} cores visible, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), transformers {transformers.__version__}, Python {platform.python_version()}"
+    )
 
 
 def run_row(row: Row, runs: Path, force: bool) -> dict | None:
@@ -120,21 +239,32 @@ def run_row(row: Row, runs: Path, force: bool) -> dict | None:
     summary = json.loads(summary_file.read_text(encoding="utf-8"))
     wall_file = out / "wall_seconds.txt"
     best = summary["best"]
-    levels = {k: {m: v[m] for m in ("precision", "recall", "f1", "n_gold", "n_pred") if m in v}
-              for k, v in (best.get("metrics") or {}).items() if isinstance(v, dict) and "f1" in v}
+    levels = {
+        k: {m: v[m] for m in ("precision", "recall", "f1", "n_gold", "n_pred") if m in v}
+        for k, v in (best.get("metrics") or {}).items()
+        if isinstance(v, dict) and "f1" in v
+    }
     trim = out / "trim_report.json"
     return {
-        "name": row.name, "corpus": row.corpus, "task": row.task,
+        "name": row.name,
+        "corpus": row.corpus,
+        "task": row.task,
         "system": "gplinker (Efficient GlobalPointer)" if row.system == "gplinker" else "AutoModelForTokenClassification (BIO)",
-        "encoder": row.encoder, "vocabulary": "frozen, full" if "--freeze-embeddings" in row.args
+        "encoder": row.encoder,
+        "vocabulary": "frozen, full"
+        if "--freeze-embeddings" in row.args
         else ("trimmed to train texts" if "--trim-vocab" in row.args else "full"),
-        "steps": summary["steps"], "train_seconds": summary["seconds"],
+        "steps": summary["steps"],
+        "train_seconds": summary["seconds"],
         "wall_seconds": float(wall_file.read_text()) if wall_file.is_file() else None,
-        "best_epoch": best.get("epoch"), "best_step": best.get("step"), "levels": levels,
+        "best_epoch": best.get("epoch"),
+        "best_step": best.get("step"),
+        "levels": levels,
         "last_step": summary["history"][-1]["step"] if summary.get("history") else None,
         "last_levels": summary["history"][-1].get("dev") if summary.get("history") else None,
         "trim_report": json.loads(trim.read_text()) if trim.is_file() else None,
-        "note": row.note, "command": shlex.join(row.command(f"runs/quality/{row.name}")),
+        "note": row.note,
+        "command": shlex.join(row.command(f"runs/quality/{row.name}")),
     }
 
 
@@ -143,49 +273,74 @@ def _f1(r: dict, level: str) -> float | None:
 
 
 def render(results: list[dict], machine_line: str) -> str:
-    lines = ["# Quality on the public corpora, CPU budget", "",
-             "Dev-set scores of short CPU training runs (fixed optimizer steps, batch 16), written by "
-             "`python bench/quality.py`. Each row is one command, run from the repository root with the corpora "
-             f"at `{DATA}`. The best dev evaluation (after each epoch and at the last step) is reported, as the "
-             "training loop keeps that checkpoint. These are budget runs, far from convergence: for full-length runs "
-             "on a GPU see `docs/runs/README.md`.", "",
-             f"Machine: {machine_line}.", "",
-             "| corpus | system | encoder | vocabulary | steps | wall (s) | dev F1 (P / R) |",
-             "|---|---|---|---|---:|---:|---|"]
+    lines = [
+        "# Quality on the public corpora, CPU budget",
+        "",
+        "Dev-set scores of short CPU training runs (fixed optimizer steps, batch 16), written by "
+        "`python bench/quality.py`. Each row is one command, run from the repository root with the corpora "
+        f"at `{DATA}`. The best dev evaluation (after each epoch and at the last step) is reported, as the "
+        "training loop keeps that checkpoint. These are budget runs, far from convergence: for full-length runs "
+        "on a GPU see `docs/runs/README.md`.",
+        "",
+        f"Machine: {machine_line}.",
+        "",
+        "| corpus | system | encoder | vocabulary | steps | wall (s) | dev F1 (P / R) |",
+        "|---|---|---|---|---:|---:|---|",
+    ]
     for r in results:
         f1s = "<br>".join(f"{lvl} **{v['f1']:.4f}** ({v['precision']:.3f} / {v['recall']:.3f})" for lvl, v in r["levels"].items())
         wall = f"{r['wall_seconds']:.0f}" if r["wall_seconds"] else "-"
         lines.append(f"| {r['corpus']} | {r['system']} | {r['encoder']} | {r['vocabulary']} | {r['steps']} | {wall} | {f1s} |")
     later = [r for r in results if r.get("last_levels") and r["last_step"] != r["best_step"]]
     if later:
-        lines += ["", "The checkpoint is chosen by the first level's F1 (events, triples, entities); where the last "
-                  "evaluation differs from the chosen one:", ""]
+        lines += [
+            "",
+            "The checkpoint is chosen by the first level's F1 (events, triples, entities); where the last "
+            "evaluation differs from the chosen one:",
+            "",
+        ]
         for r in later:
             f1s = ", ".join(f"{k} {v['f1']:.4f}" for k, v in r["last_levels"].items())
             lines.append(f"- `{r['name']}` at step {r['last_step']} (chosen: step {r['best_step']}): {f1s}")
-    lines += ["", "## GlobalPointer vs token classification on flat NER", "",
-              "Same encoder, windows, data, steps, batch size, learning rates, schedule and scorer (exact (label, start, "
-              "end) match on character offsets; the baseline's tags are read into entities by the conlleval rules "
-              "seqeval uses by default).", ""]
+    lines += [
+        "",
+        "## GlobalPointer vs token classification on flat NER",
+        "",
+        "Same encoder, windows, data, steps, batch size, learning rates, schedule and scorer (exact (label, start, "
+        "end) match on character offsets; the baseline's tags are read into entities by the conlleval rules "
+        "seqeval uses by default).",
+        "",
+    ]
     by = {r["name"]: r for r in results}
-    for gp, bio in (("cluener_gp", "cluener_bio"), ("cluener_gp_long", "cluener_bio_long"),
-                    ("conll04_ner_gp", "conll04_ner_bio")):
+    for gp, bio in (
+        ("cluener_gp", "cluener_bio"),
+        ("cluener_gp_long", "cluener_bio_long"),
+        ("conll04_ner_gp", "conll04_ner_bio"),
+    ):
         if gp in by and bio in by:
             a, b = _f1(by[gp], "entities"), _f1(by[bio], "entities")
-            lines.append(f"- {by[gp]['corpus']} ({by[gp]['encoder']}, {by[gp]['steps']} steps): GlobalPointer {a:.4f} vs "
-                         f"BIO {b:.4f}, {100 * (a - b):+.2f} F1 points.")
+            lines.append(
+                f"- {by[gp]['corpus']} ({by[gp]['encoder']}, {by[gp]['steps']} steps): GlobalPointer {a:.4f} vs "
+                f"BIO {b:.4f}, {100 * (a - b):+.2f} F1 points."
+            )
     if "cluener_gp" in by and "cluener_gp_frozen" in by:
         t, f = by["cluener_gp"], by["cluener_gp_frozen"]
-        lines += ["", "## Trimming vs freezing the word embeddings (me5-small, CLUENER)", "",
-                  f"- trimmed to the training texts' pieces: entities F1 {_f1(t, 'entities'):.4f}, {t['wall_seconds']:.0f} s wall;",
-                  f"- full vocabulary, embeddings frozen: entities F1 {_f1(f, 'entities'):.4f}, {f['wall_seconds']:.0f} s wall."]
+        lines += [
+            "",
+            "## Trimming vs freezing the word embeddings (me5-small, CLUENER)",
+            "",
+            f"- trimmed to the training texts' pieces: entities F1 {_f1(t, 'entities'):.4f}, {t['wall_seconds']:.0f} s wall;",
+            f"- full vocabulary, embeddings frozen: entities F1 {_f1(f, 'entities'):.4f}, {f['wall_seconds']:.0f} s wall.",
+        ]
         rep = t.get("trim_report")
         if rep:
-            lines.append(f"- trimming to the training texts changes the tokenization of {rep['texts_changed']} of "
-                         f"{rep['texts']} dev texts ({rep['new_unknown_tokens']} new unknown tokens among {rep['tokens']}); "
-                         "on every other text the trimmed encoder computes exactly what the full one does, so this is "
-                         "the whole F1 cost of trimming relative to training the full matrix (`--trim-vocab train+dev` "
-                         "removes it when the texts to predict are known).")
+            lines.append(
+                f"- trimming to the training texts changes the tokenization of {rep['texts_changed']} of "
+                f"{rep['texts']} dev texts ({rep['new_unknown_tokens']} new unknown tokens among {rep['tokens']}); "
+                "on every other text the trimmed encoder computes exactly what the full one does, so this is "
+                "the whole F1 cost of trimming relative to training the full matrix (`--trim-vocab train+dev` "
+                "removes it when the texts to predict are known)."
+            )
     lines += ["", "## Commands", ""]
     for r in results:
         lines.append(f"- `{r['name']}`: `{r['command']}`" + (f" ({r['note']})" if r["note"] else ""))
@@ -228,8 +383,9 @@ def main(argv: list[str] | None = None) -> int:
     machine_line = machine()
     md = render(results, machine_line)
     Path(args.out + ".md").write_text(md, encoding="utf-8")
-    Path(args.out + ".json").write_text(json.dumps({"machine": machine_line, "rows": results}, ensure_ascii=False, indent=2),
-                                        encoding="utf-8")
+    Path(args.out + ".json").write_text(
+        json.dumps({"machine": machine_line, "rows": results}, ensure_ascii=False, indent=2), encoding="utf-8"
+    )
     print(md)
     return 0
 

@@ -19,6 +19,7 @@ gone before its batch started dropped.
 Without --model it trains the quick start's English NER model (minilm-l6) once into
 runs/bench_serve (as bench/serve.py does). Every loop is bounded in time and count.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,8 +39,16 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from serve import Server, ensure_model, offline, same_record, texts_for_bench  # noqa: E402
 
-BAD = [b"{not json", b'{"text": 5}', b'{"texts": []}', b'{"text": "a", "models": ["nope"]}', b"[1, 2]",
-       b'{"text": "a", "threshold": "0.9"}', b'{"text": "a", "threshold": NaN}', b'{"text": "bad \\ud800"}']
+BAD = [
+    b"{not json",
+    b'{"text": 5}',
+    b'{"texts": []}',
+    b'{"text": "a", "models": ["nope"]}',
+    b"[1, 2]",
+    b'{"text": "a", "threshold": "0.9"}',
+    b'{"text": "a", "threshold": NaN}',
+    b'{"text": "bad \\ud800"}',
+]
 
 
 def rss_mb(pid: int) -> float:
@@ -57,8 +66,9 @@ def health(url: str) -> dict:
         return json.loads(r.read())
 
 
-async def exchange(port: int, head: bytes, body_parts: list[bytes], timeout: float, delay: float = 0.0,
-                   read: bool = True) -> tuple[int, bytes, int]:
+async def exchange(
+    port: int, head: bytes, body_parts: list[bytes], timeout: float, delay: float = 0.0, read: bool = True
+) -> tuple[int, bytes, int]:
     """One request on a fresh connection: (status, body, bytes of the body sent before the answer
     came); status 0 when the connection ended without an answer."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -109,12 +119,29 @@ def chunk(data: bytes) -> bytes:
     return f"{len(data):x}\r\n".encode() + data + b"\r\n"
 
 
-async def soak(server: Server, texts: list[str], want: dict[str, dict], seconds: float, clients: int, limit: int,
-               seed: int) -> dict:
+async def soak(
+    server: Server, texts: list[str], want: dict[str, dict], seconds: float, clients: int, limit: int, seed: int
+) -> dict:
     rng = random.Random(seed)
     port = server.port
-    stats = {k: 0 for k in ("valid", "valid_ok", "wrong", "lost", "malformed", "malformed_4xx", "surrogate_batches",
-                            "disconnected", "disconnected_texts", "chunked_oversize", "chunked_413", "slow", "slow_ok")}
+    stats = {
+        k: 0
+        for k in (
+            "valid",
+            "valid_ok",
+            "wrong",
+            "lost",
+            "malformed",
+            "malformed_4xx",
+            "surrogate_batches",
+            "disconnected",
+            "disconnected_texts",
+            "chunked_oversize",
+            "chunked_413",
+            "slow",
+            "slow_ok",
+        )
+    }
     statuses: dict[int, int] = {}
     oversize_sent: list[int] = []
     samples = {"rss_mb": [], "waiting": []}
@@ -153,8 +180,12 @@ async def soak(server: Server, texts: list[str], want: dict[str, dict], seconds:
             status, data, _ = await exchange(port, post_head(len(body)), [body], 60)
             note(status)
             recs = json.loads(data).get("records", []) if status == 200 else []
-            good = (len(recs) == 3 and "error" in recs[1] and same_record(recs[0], want[asked[0]])
-                    and same_record(recs[2], want[asked[1]]))
+            good = (
+                len(recs) == 3
+                and "error" in recs[1]
+                and same_record(recs[0], want[asked[0]])
+                and same_record(recs[2], want[asked[1]])
+            )
             stats["surrogate_batches"] += 1
             stats["malformed_4xx"] += good
             stats["wrong"] += not good
@@ -208,8 +239,15 @@ async def soak(server: Server, texts: list[str], want: dict[str, dict], seconds:
     await asyncio.gather(sampler(), *(client(k) for k in range(clients)))
     await asyncio.sleep(5)  # let the model finish what it holds
     end = health(server.url)
-    return {"stats": stats, "statuses": {str(k): v for k, v in sorted(statuses.items())}, "oversize_sent_max": max(oversize_sent or [0]),
-            "rss_mb": samples["rss_mb"], "waiting": samples["waiting"], "queue": end["queue"], "texts_run": end["texts"]}
+    return {
+        "stats": stats,
+        "statuses": {str(k): v for k, v in sorted(statuses.items())},
+        "oversize_sent_max": max(oversize_sent or [0]),
+        "rss_mb": samples["rss_mb"],
+        "waiting": samples["waiting"],
+        "queue": end["queue"],
+        "texts_run": end["texts"],
+    }
 
 
 def thirds(values: list[float]) -> list[float]:
@@ -225,27 +263,43 @@ def report(result: dict, args, rss_start: float, limit: int) -> str:
     rows = [
         ("valid requests (1-4 texts)", s["valid"], f"{s['valid_ok']} equal to offline"),
         ("slow senders (body over ~2 s)", s["slow"], f"{s['slow_ok']} equal to offline"),
-        ("malformed requests", s["malformed"], f"{s['malformed_4xx']} answered as specified (4xx; a surrogate in texts: its record's error, "
-                                               f"the others answered, {s['surrogate_batches']} such)"),
+        (
+            "malformed requests",
+            s["malformed"],
+            f"{s['malformed_4xx']} answered as specified (4xx; a surrogate in texts: its record's error, "
+            f"the others answered, {s['surrogate_batches']} such)",
+        ),
         ("clients gone after sending 48 long texts", s["disconnected"], f"{s['disconnected_texts']} texts sent"),
-        ("chunked bodies 4x over the limit", s["chunked_oversize"], f"{s['chunked_413']} answered 413; at most "
-                                                                     f"{result['oversize_sent_max'] / 2**20:.1f} MiB sent before the answer "
-                                                                     f"(limit {limit / 2**20:.1f} MiB)"),
+        (
+            "chunked bodies 4x over the limit",
+            s["chunked_oversize"],
+            f"{s['chunked_413']} answered 413; at most "
+            f"{result['oversize_sent_max'] / 2**20:.1f} MiB sent before the answer "
+            f"(limit {limit / 2**20:.1f} MiB)",
+        ),
     ]
-    lines = [f"`python bench/soak.py --seconds {args.seconds:g} --clients {args.clients}` on {platform.machine()}, "
-             f"{os.cpu_count()} cores, server `--max-queue {args.max_queue} --timeout {args.timeout:g}`:", "",
-             "| traffic | requests | outcome |", "|---|---|---|"]
+    lines = [
+        f"`python bench/soak.py --seconds {args.seconds:g} --clients {args.clients}` on {platform.machine()}, "
+        f"{os.cpu_count()} cores, server `--max-queue {args.max_queue} --timeout {args.timeout:g}`:",
+        "",
+        "| traffic | requests | outcome |",
+        "|---|---|---|",
+    ]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
-    lines += ["", "| target | measured |", "|---|---|",
-              f"| 0 responses 5xx | {five} (statuses: {', '.join(f'{k}: {v}' for k, v in result['statuses'].items())}) |",
-              f"| 0 wrong answers | {s['wrong']} |",
-              f"| 0 lost answers (timeouts, dropped connections, non-200 on valid requests) | {lost} |",
-              f"| RSS bounded | {rss_start:.0f} MB after start; peak in each third of the run "
-              f"{' / '.join(f'{x:.0f}' for x in thirds(result['rss_mb']))} MB; {result['rss_mb'][-1] if result['rss_mb'] else 0:.0f} MB "
-              "at the end |",
-              f"| queue bounded | peak {q['peak']} texts waiting (limit {q['limit']}), {q['waiting']} at the end |",
-              f"| jobs of gone clients dropped before they ran | {q['dropped']} dropped; {q['ran_for_gone']} already in a running batch "
-              f"when their client went (a forward pass is not interrupted) |"]
+    lines += [
+        "",
+        "| target | measured |",
+        "|---|---|",
+        f"| 0 responses 5xx | {five} (statuses: {', '.join(f'{k}: {v}' for k, v in result['statuses'].items())}) |",
+        f"| 0 wrong answers | {s['wrong']} |",
+        f"| 0 lost answers (timeouts, dropped connections, non-200 on valid requests) | {lost} |",
+        f"| RSS bounded | {rss_start:.0f} MB after start; peak in each third of the run "
+        f"{' / '.join(f'{x:.0f}' for x in thirds(result['rss_mb']))} MB; {result['rss_mb'][-1] if result['rss_mb'] else 0:.0f} MB "
+        "at the end |",
+        f"| queue bounded | peak {q['peak']} texts waiting (limit {q['limit']}), {q['waiting']} at the end |",
+        f"| jobs of gone clients dropped before they ran | {q['dropped']} dropped; {q['ran_for_gone']} already in a running batch "
+        f"when their client went (a forward pass is not interrupted) |",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -280,11 +334,16 @@ def main() -> int:
         text = doc.read_text(encoding="utf-8")
         start, end = "<!-- soak -->", "<!-- /soak -->"
         if start in text and end in text:
-            text = text[: text.index(start) + len(start)] + "\n" + table + text[text.index(end):]
+            text = text[: text.index(start) + len(start)] + "\n" + table + text[text.index(end) :]
             doc.write_text(text, encoding="utf-8")
     s = result["stats"]
-    ok = (not any(k.startswith("5") for k in result["statuses"]) and s["wrong"] == 0 and s["lost"] == 0
-          and s["chunked_413"] == s["chunked_oversize"] and s["malformed_4xx"] == s["malformed"])
+    ok = (
+        not any(k.startswith("5") for k in result["statuses"])
+        and s["wrong"] == 0
+        and s["lost"] == 0
+        and s["chunked_413"] == s["chunked_oversize"]
+        and s["malformed_4xx"] == s["malformed"]
+    )
     return 0 if ok else 1
 
 

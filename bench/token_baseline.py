@@ -11,6 +11,7 @@ that does not continue an ``X`` chunk starts a new one) and scored by gplinker's
         --dev ../shared/datasets/cluener/dev.json --encoder me5-small --trim-vocab train \\
         --max-steps 300 --batch-size 16 --lr 5e-5 --head-lr 1e-3 --max-length 128 --output runs/x
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,8 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gplinker.model import collate as gplinker_collate  # noqa: E402
 from gplinker.offsets import Featurizer, Window, WindowIndex, align_span, token_span_to_chars, touches_cut  # noqa: E402
 from gplinker.structures import Document, Span  # noqa: E402
-from gplinker.training import length_bucketed_batches, main_f1, set_seed, warmup_linear_decay  # noqa: E402
 from gplinker.tasks import default_registry, ner  # noqa: E402
+from gplinker.training import length_bucketed_batches, main_f1, set_seed, warmup_linear_decay  # noqa: E402
 
 logger = logging.getLogger("token_baseline")
 IGNORE = -100
@@ -119,7 +120,9 @@ def train_step(model, batch: dict[str, torch.Tensor], optimizer, scheduler, dtyp
 
 
 @torch.no_grad()
-def predict(model, featurizer: Featurizer, pad_id: int, docs: Sequence[Document], names: list[str], batch_size: int = 32) -> list[Document]:
+def predict(
+    model, featurizer: Featurizer, pad_id: int, docs: Sequence[Document], names: list[str], batch_size: int = 32
+) -> list[Document]:
     model.eval()
     windows = featurizer.windows([d.text for d in docs])
     order = sorted(range(len(windows)), key=lambda k: len(windows[k]))
@@ -134,8 +137,10 @@ def predict(model, featurizer: Featurizer, pad_id: int, docs: Sequence[Document]
     for k, w in enumerate(windows):
         by_doc[w.doc_index].append(k)
     model.train()
-    return [decode(Document(text=d.text, id=d.id), [windows[k] for k in ks], [rows[k] for k in ks], names)
-            for d, ks in zip(docs, by_doc)]
+    return [
+        decode(Document(text=d.text, id=d.id), [windows[k] for k in ks], [rows[k] for k in ks], names)
+        for d, ks in zip(docs, by_doc)
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -158,8 +163,12 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        handlers=[logging.StreamHandler(), logging.FileHandler(out / "train.log")], force=True)
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=[logging.StreamHandler(), logging.FileHandler(out / "train.log")],
+        force=True,
+    )
     for noisy in ("transformers", "httpx", "urllib3", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     from transformers import AutoModelForTokenClassification, AutoTokenizer
@@ -178,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     tokenizer = AutoTokenizer.from_pretrained(path, use_fast=True)
     set_seed(args.seed)  # the classifier layer is initialised here
     model = AutoModelForTokenClassification.from_pretrained(
-        path, num_labels=len(names), id2label=dict(enumerate(names)), label2id=tag_index).float()
+        path, num_labels=len(names), id2label=dict(enumerate(names)), label2id=tag_index
+    ).float()
     featurizer = Featurizer(tokenizer, args.max_length, args.stride)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
@@ -186,16 +196,23 @@ def main(argv: list[str] | None = None) -> int:
     tagged = [window_tags(train_docs[w.doc_index], w, tag_index) for w in windows]
     tags = [t for t, _ in tagged]
     clashes = sum(c for _, c in tagged)
-    logger.info("%d documents, %d windows, %d BIO tags; %d gold spans left untagged (overlap an earlier one)",
-                len(train_docs), len(windows), len(names), clashes)
+    logger.info(
+        "%d documents, %d windows, %d BIO tags; %d gold spans left untagged (overlap an earlier one)",
+        len(train_docs),
+        len(windows),
+        len(names),
+        clashes,
+    )
     head = [p_ for n, p_ in model.named_parameters() if n.startswith("classifier")]
     enc = [(n, p_) for n, p_ in model.named_parameters() if not n.startswith("classifier")]
     no_decay = ("bias", "LayerNorm.weight")
-    optimizer = torch.optim.AdamW([
-        {"params": [p_ for n, p_ in enc if not n.endswith(no_decay)], "lr": args.lr, "weight_decay": 0.01},
-        {"params": [p_ for n, p_ in enc if n.endswith(no_decay)], "lr": args.lr, "weight_decay": 0.0},
-        {"params": head, "lr": args.head_lr, "weight_decay": 0.0},
-    ])
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": [p_ for n, p_ in enc if not n.endswith(no_decay)], "lr": args.lr, "weight_decay": 0.01},
+            {"params": [p_ for n, p_ in enc if n.endswith(no_decay)], "lr": args.lr, "weight_decay": 0.0},
+            {"params": head, "lr": args.head_lr, "weight_decay": 0.0},
+        ]
+    )
     steps_per_epoch = math.ceil(len(windows) / args.batch_size)
     total = steps_per_epoch * args.epochs if args.max_steps is None else args.max_steps
     scheduler = warmup_linear_decay(optimizer, total, int(total * 0.1))
@@ -217,15 +234,28 @@ def main(argv: list[str] | None = None) -> int:
         pred = predict(model, featurizer, pad_id, dev_docs, names)
         metrics = ner.NERTask(labels, "nested").evaluate(dev_docs, pred)
         f1 = main_f1(metrics)
-        history.append({"epoch": epoch, "step": step, "seconds": round(time.time() - t0, 1),
-                        "dev": {k: {m: v[m] for m in ("precision", "recall", "f1")} for k, v in metrics.items()}})
+        history.append(
+            {
+                "epoch": epoch,
+                "step": step,
+                "seconds": round(time.time() - t0, 1),
+                "dev": {k: {m: v[m] for m in ("precision", "recall", "f1")} for k, v in metrics.items()},
+            }
+        )
         logger.info("epoch %d step %d dev entities f1=%.4f", epoch, step, f1)
         if f1 > best["f1"]:
             best.update(f1=f1, metrics=metrics, epoch=epoch, step=step)
         if step >= total:
             break
-    summary = {"best": best, "history": history, "steps": step, "seconds": round(time.time() - t0, 1),
-               "train_windows": len(windows), "untagged_gold_spans": clashes, "config": vars(args)}
+    summary = {
+        "best": best,
+        "history": history,
+        "steps": step,
+        "seconds": round(time.time() - t0, 1),
+        "train_windows": len(windows),
+        "untagged_gold_spans": clashes,
+        "config": vars(args),
+    }
     (out / "train_summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8")
     print(f"trained {step} steps in {summary['seconds']:.0f}s; best dev entity F1 {best['f1']:.4f} (epoch {best['epoch']})")
     return 0

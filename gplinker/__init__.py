@@ -4,6 +4,7 @@ The library is task-agnostic and works in character offsets at every public boun
 (NER, relations, events) live in ``gplinker.tasks`` (the repository's ``tasks/`` folder) and are
 found by name through :func:`gplinker.tasks.default_registry`.
 """
+
 from gplinker.structures import Argument, Document, Event, Relation, Span
 
 __all__ = ["Argument", "Document", "Event", "Relation", "Span"]

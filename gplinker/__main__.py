@@ -1,4 +1,5 @@
 """``python -m gplinker``: the gplinker command line."""
+
 import sys
 
 from gplinker.cli import main

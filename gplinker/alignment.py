@@ -6,6 +6,7 @@ positive cells back to characters and merges the windows once: an item cut by a 
 dropped when another window holds it away from its edges, and an item seen by several windows
 keeps its best logit.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -37,8 +38,10 @@ class AlignmentStats:
             self.examples.append(f"{kind}: {text}")
 
     def summary(self) -> str:
-        return (f"{self.total} gold spans: {self.misaligned} off token boundaries, "
-                f"{self.unplaceable} not placeable on tokens, {self.outside_windows} in no window")
+        return (
+            f"{self.total} gold spans: {self.misaligned} off token boundaries, "
+            f"{self.unplaceable} not placeable on tokens, {self.outside_windows} in no window"
+        )
 
 
 def _spans_of(specs: Sequence[HeadSpec], targets: Targets) -> set[tuple[int, int]]:
@@ -52,8 +55,14 @@ def _spans_of(specs: Sequence[HeadSpec], targets: Targets) -> set[tuple[int, int
     return spans
 
 
-def align_targets(specs: Sequence[HeadSpec], doc: Document, targets: Targets, windows: Sequence[Window],
-                  policy: AlignPolicy = "expand", stats: AlignmentStats | None = None) -> list[TokenCells]:
+def align_targets(
+    specs: Sequence[HeadSpec],
+    doc: Document,
+    targets: Targets,
+    windows: Sequence[Window],
+    policy: AlignPolicy = "expand",
+    stats: AlignmentStats | None = None,
+) -> list[TokenCells]:
     """Token-level target cells of each window of ``doc``; fills ``stats`` in the same pass.
 
     A span target lands in every window that holds the span (placed by ``policy``); a pair
@@ -141,8 +150,11 @@ def merge_windows(specs: Sequence[HeadSpec], windows: Sequence[Window], cells: S
                 if spec.axes == "span":
                     held = index.held_elsewhere(k, (int(a[r]), int(b[r])))
                 else:
-                    held = index.held_elsewhere(k, (int(w.token_starts[i[r]]), int(w.token_ends[i[r]])),
-                                                (int(w.token_starts[j[r]]), int(w.token_ends[j[r]])))
+                    held = index.held_elsewhere(
+                        k,
+                        (int(w.token_starts[i[r]]), int(w.token_ends[i[r]])),
+                        (int(w.token_starts[j[r]]), int(w.token_ends[j[r]])),
+                    )
                 keep[r] = not held  # another window sees it away from its edges: trust that one
             rows.append(np.column_stack([ch, a, b])[keep])
             logits.append(hc.logits[keep])

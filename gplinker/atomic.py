@@ -6,6 +6,7 @@ swapped in, so a crash at any moment leaves either the previous complete version
 never a mix. Between the two renames of a directory swap the previous version waits at
 ``PATH.previous``; :func:`recover_directory` finds it if a crash happened right there.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -23,8 +24,11 @@ class SaveError(OSError):
     """A write that failed for want of space: says so, and what survived (the previous version)."""
 
     def __init__(self, path: str | Path, survived: str) -> None:
-        super().__init__(errno.ENOSPC, f"{path}: could not be written: no space left on device — {survived}; free some "
-                                       "space (or choose another folder) and run it again")
+        super().__init__(
+            errno.ENOSPC,
+            f"{path}: could not be written: no space left on device — {survived}; free some "
+            "space (or choose another folder) and run it again",
+        )
 
     def __str__(self) -> str:
         return self.strerror
@@ -159,8 +163,13 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
         if is_disk_full(e):
-            survived = ("the previous version there is intact" if path.exists() else
-                        f"the previous version is intact at {previous}" if previous.exists() else "nothing was written there")
+            survived = (
+                "the previous version there is intact"
+                if path.exists()
+                else f"the previous version is intact at {previous}"
+                if previous.exists()
+                else "nothing was written there"
+            )
             raise SaveError(path, survived) from e
         raise
     shutil.rmtree(previous, ignore_errors=True)
@@ -197,13 +206,17 @@ class OutputLock:
             try:
                 fd = os.open(self.path.with_suffix(".excl"), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
             except FileExistsError:
-                raise ValueError(f"{self.path.parent} is in use by another gplinker job; wait for it or choose another "
-                                 f"--output (remove {self.path.with_suffix('.excl')} if no job is running)") from None
+                raise ValueError(
+                    f"{self.path.parent} is in use by another gplinker job; wait for it or choose another "
+                    f"--output (remove {self.path.with_suffix('.excl')} if no job is running)"
+                ) from None
         except OSError:
             holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() if hasattr(os, "pread") else "?"
             os.close(fd)
-            raise ValueError(f"{self.path.parent} is in use by another gplinker job (pid {holder or '?'}); wait for it "
-                             "or choose another --output") from None
+            raise ValueError(
+                f"{self.path.parent} is in use by another gplinker job (pid {holder or '?'}); wait for it "
+                "or choose another --output"
+            ) from None
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode("ascii"))
         self._fd = fd

@@ -1,5 +1,6 @@
 """Dynamic micro-batching for the server: texts of concurrent requests gathered into one model
 call, with a bounded queue, deadlines, and jobs of gone clients dropped before they run."""
+
 from __future__ import annotations
 
 import asyncio
@@ -69,8 +70,13 @@ class MicroBatcher:
                 pass
         self.executor.shutdown(wait=True)
 
-    async def submit(self, docs: Sequence[Document], threshold: float, models: tuple[str, ...] | None,
-                     gone: Callable[[], Awaitable[Any]] | None = None) -> list[dict[str, Any]]:
+    async def submit(
+        self,
+        docs: Sequence[Document],
+        threshold: float,
+        models: tuple[str, ...] | None,
+        gone: Callable[[], Awaitable[Any]] | None = None,
+    ) -> list[dict[str, Any]]:
         """The records of ``docs`` once the model has run them. :class:`QueueFull` when they would
         pass ``max_queue``; :class:`Gone` when ``gone`` (awaits the client's disconnect) returns or
         ``timeout_s`` passes first -- their texts not yet run are then dropped, never run."""
@@ -86,8 +92,9 @@ class MicroBatcher:
         answered = asyncio.gather(*(j.future for j in jobs))
         watcher = asyncio.ensure_future(gone()) if gone is not None else None
         try:
-            done, _ = await asyncio.wait([answered] + ([watcher] if watcher else []), timeout=self.settings.timeout_s,
-                                         return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                [answered] + ([watcher] if watcher else []), timeout=self.settings.timeout_s, return_when=asyncio.FIRST_COMPLETED
+            )
             if answered in done:
                 return list(answered.result())
             raise Gone("disconnected" if watcher is not None and watcher in done else "deadline")
@@ -143,8 +150,10 @@ class MicroBatcher:
                 records = await loop.run_in_executor(self.executor, self._run, batch)
             except Exception as e:  # noqa: BLE001 - a batch that fails as a whole answers each text with the error
                 logger.exception("batch of %d texts failed", len(batch))
-                records = [{"text": j.doc.text, "entities": [], "relations": [], "events": [],
-                            "error": f"{type(e).__name__}: {e}"} for j in batch]
+                records = [
+                    {"text": j.doc.text, "entities": [], "relations": [], "events": [], "error": f"{type(e).__name__}: {e}"}
+                    for j in batch
+                ]
             for j, rec in zip(batch, records):
                 if j.future.done():
                     self.ran_for_gone += 1

@@ -5,6 +5,7 @@ A head's cells are taken down to a logit of ``floor`` (below the decision thresh
 measurement sees near-misses as well as decoded items; a cell is right when the gold has it
 (:func:`gplinker.alignment.gold_cells`, for link heads too).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -47,8 +48,14 @@ def cell_outcomes(extractor, docs: Sequence[Document], floor: float = -3.0, batc
             hc = c[spec.name]
             logits.append(hc.logits)
             correct.append(np.array([tuple(r) in gold for r in hc.rows.tolist()], dtype=bool))
-        out.append(Outcomes(spec.name, np.concatenate(logits) if logits else np.zeros(0), np.concatenate(correct) if correct
-                            else np.zeros(0, bool), n_gold))
+        out.append(
+            Outcomes(
+                spec.name,
+                np.concatenate(logits) if logits else np.zeros(0),
+                np.concatenate(correct) if correct else np.zeros(0, bool),
+                n_gold,
+            )
+        )
     return out
 
 
@@ -59,8 +66,11 @@ def reliability(probs: np.ndarray, correct: np.ndarray, bins: int = BINS) -> lis
     """(mean score, fraction right, count) per equal-width score bin with items."""
     edges = np.linspace(0.0, 1.0, bins + 1)
     which = np.clip(np.digitize(probs, edges[1:-1]), 0, bins - 1)
-    return [(float(probs[which == b].mean()), float(correct[which == b].mean()), int((which == b).sum()))
-            for b in range(bins) if (which == b).any()]
+    return [
+        (float(probs[which == b].mean()), float(correct[which == b].mean()), int((which == b).sum()))
+        for b in range(bins)
+        if (which == b).any()
+    ]
 
 
 def ece(probs: np.ndarray, correct: np.ndarray, bins: int = BINS) -> float:

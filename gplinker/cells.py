@@ -3,6 +3,7 @@
 The same structure travels at two levels: per window in token positions (inside the library) and
 per document in character offsets (what a task decodes, see :mod:`gplinker.alignment`).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -8,6 +8,7 @@ step, and the position in the epoch's batch order. It is written atomically
 Nothing in it is pickled. Training takes a :func:`snapshot` (host copies) at the step and a
 :class:`BackgroundWriter` writes it while the next steps run.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -87,8 +88,15 @@ def _frozen_key(frozen: dict[str, torch.Tensor]) -> str:
     return hashlib.sha256(repr(parts).encode()).hexdigest()
 
 
-def snapshot(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any,
-             progress: dict[str, Any], epoch_rng_state: tuple, best_state: dict[str, torch.Tensor] | None) -> Snapshot:
+def snapshot(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    scaler: Any,
+    progress: dict[str, Any],
+    epoch_rng_state: tuple,
+    best_state: dict[str, torch.Tensor] | None,
+) -> Snapshot:
     """Copy everything a checkpoint holds, now (tensors to the host, random states, positions)."""
     frozen_names = {n for n, p in model.named_parameters() if not p.requires_grad}
     state = model.state_dict()
@@ -100,10 +108,16 @@ def snapshot(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler
         tensors["best"] = {k: v.contiguous() for k, v in best_state.items() if k not in frozen_names}  # frozen: as above
     tensors["rng"] = {"torch": torch.get_rng_state()}
     key = _frozen_key(frozen) if frozen else ""
-    meta = {"progress": progress, "optimizer": opt_meta, "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
-            "python_random": _random_state_to_json(random.getstate()), "numpy_random": _numpy_state_to_json(),
-            "epoch_batch_rng": _random_state_to_json(epoch_rng_state), "frozen_key": key}
+    meta = {
+        "progress": progress,
+        "optimizer": opt_meta,
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
+        "python_random": _random_state_to_json(random.getstate()),
+        "numpy_random": _numpy_state_to_json(),
+        "epoch_batch_rng": _random_state_to_json(epoch_rng_state),
+        "frozen_key": key,
+    }
     return Snapshot(tensors, json.loads(json.dumps(meta)), frozen, key)  # meta deep-copied: later steps cannot change it
 
 
@@ -143,8 +157,16 @@ def write(out_dir: str | Path, snap: Snapshot) -> Path:
     return path
 
 
-def save(out_dir: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any,
-         progress: dict[str, Any], epoch_rng_state: tuple, best_state: dict[str, torch.Tensor] | None) -> Path:
+def save(
+    out_dir: str | Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    scaler: Any,
+    progress: dict[str, Any],
+    epoch_rng_state: tuple,
+    best_state: dict[str, torch.Tensor] | None,
+) -> Path:
     """Write ``out_dir/checkpoint`` atomically, now; ``progress`` is the loop's JSON-able position."""
     return write(out_dir, snapshot(model, optimizer, scheduler, scaler, progress, epoch_rng_state, best_state))
 
@@ -193,8 +215,9 @@ class BackgroundWriter:
             self._thread = None
 
 
-def load(out_dir: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
-         scaler: Any) -> tuple[dict[str, Any], tuple, dict[str, torch.Tensor] | None]:
+def load(
+    out_dir: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any
+) -> tuple[dict[str, Any], tuple, dict[str, torch.Tensor] | None]:
     """Restore a checkpoint written by :func:`save`; returns (progress, the batch-order generator's
     state at the start of its epoch, the best weights so far or None). Random states are restored."""
     path = Path(out_dir) / CHECKPOINT_DIR

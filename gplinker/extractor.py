@@ -3,6 +3,7 @@
 Prediction runs featurize -> model -> :func:`gplinker.alignment.merge_windows` -> ``task.decode``,
 the same path for evaluation during training, ``predict``, ``pipeline`` and the server.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,8 @@ from gplinker.batching import forward_batches
 from gplinker.cells import DocumentCells, HeadCells
 from gplinker.model import GPLinkerModel, collate
 from gplinker.offsets import Featurizer, Window
-from gplinker.settings import ModelSettings
 from gplinker.packing import ROW_TOKENS, collate_packed, pack_rows, packing_works, position_offset, should_pack
+from gplinker.settings import ModelSettings
 from gplinker.structures import Document
 from gplinker.task import Task
 
@@ -49,8 +50,10 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
         raise ValueError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from e
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"device {device!r} asked for, but this torch build has no CUDA GPU available "
-                             f"(torch {torch.__version__}); use --device cpu or install a CUDA build of torch")
+            raise ValueError(
+                f"device {device!r} asked for, but this torch build has no CUDA GPU available "
+                f"(torch {torch.__version__}); use --device cpu or install a CUDA build of torch"
+            )
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise ValueError(f"device {device!r} asked for, but only {torch.cuda.device_count()} GPU(s) are visible")
     return dev
@@ -59,8 +62,15 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 class Extractor:
     """Predicts structures for texts with one task's model; load with :meth:`from_pretrained`."""
 
-    def __init__(self, model: GPLinkerModel, tokenizer, task: Task, settings: ModelSettings,
-                 device: str | torch.device | None = None, info: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        model: GPLinkerModel,
+        tokenizer,
+        task: Task,
+        settings: ModelSettings,
+        device: str | torch.device | None = None,
+        info: dict[str, Any] | None = None,
+    ) -> None:
         self.model, self.tokenizer, self.task, self.settings = model, tokenizer, task, settings
         self.featurizer = Featurizer(tokenizer, settings.max_length, settings.stride)
         self.device = resolve_device(device)
@@ -79,8 +89,14 @@ class Extractor:
         return self._packs[key]
 
     @classmethod
-    def build(cls, encoder_name: str, task: Task, settings: ModelSettings, device: str | torch.device | None = None,
-              seed: int | None = None) -> "Extractor":
+    def build(
+        cls,
+        encoder_name: str,
+        task: Task,
+        settings: ModelSettings,
+        device: str | torch.device | None = None,
+        seed: int | None = None,
+    ) -> "Extractor":
         """A fresh (untrained heads) extractor on a pretrained encoder; ``seed`` makes the heads'
         random initialisation reproducible (training seeds only what comes after it)."""
         from gplinker.encoders import load_encoder
@@ -88,7 +104,13 @@ class Extractor:
         encoder, tokenizer = load_encoder(encoder_name)
         if seed is not None:
             torch.manual_seed(seed)
-        ex = cls(GPLinkerModel(encoder, task.head_specs(), settings.head_type, settings.head_size, settings.label_sharing), tokenizer, task, settings, device)
+        ex = cls(
+            GPLinkerModel(encoder, task.head_specs(), settings.head_type, settings.head_size, settings.label_sharing),
+            tokenizer,
+            task,
+            settings,
+            device,
+        )
         ex.info["encoder"] = encoder_name
         return ex
 
@@ -101,14 +123,21 @@ class Extractor:
             self.tokenizer.save_pretrained(tmp / model_dir.ENCODER_DIR)
             heads = {k: v.detach().cpu().contiguous() for k, v in self.model.heads.state_dict().items()}
             save_file(heads, str(tmp / model_dir.HEADS_NAME))
-            config = {"format_version": model_dir.FORMAT_VERSION, "gplinker_version": __version__,
-                      "task": self.task.name, "task_config": self.task.config(), **asdict(self.settings),
-                      "info": self.info, "fingerprint": model_dir.fingerprint(tmp)}
+            config = {
+                "format_version": model_dir.FORMAT_VERSION,
+                "gplinker_version": __version__,
+                "task": self.task.name,
+                "task_config": self.task.config(),
+                **asdict(self.settings),
+                "info": self.info,
+                "fingerprint": model_dir.fingerprint(tmp),
+            }
             (tmp / model_dir.CONFIG_NAME).write_text(json.dumps(config, ensure_ascii=False, indent=2), encoding="utf-8")
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, device: str | torch.device | None = None,
-                        registry: "TaskRegistry | None" = None) -> "Extractor":
+    def from_pretrained(
+        cls, path: str | Path, device: str | torch.device | None = None, registry: "TaskRegistry | None" = None
+    ) -> "Extractor":
         """Load a directory written by :meth:`save_pretrained`; needs no network, imports nothing
         the directory names and runs none of its code. Every file is checked before a module is
         built from it (:mod:`gplinker.model_dir`); any problem is one :class:`ModelDirError`.
@@ -116,24 +145,33 @@ class Extractor:
         (``gplinker.tasks.default_registry()`` for the built-ins; ``gplinker.tasks.load(path)``
         passes it for you)."""
         if registry is None:
-            raise TypeError("Extractor.from_pretrained needs registry=: the tasks a model may name, e.g. "
-                            "gplinker.tasks.default_registry(); or load with gplinker.tasks.load(path)")
+            raise TypeError(
+                "Extractor.from_pretrained needs registry=: the tasks a model may name, e.g. "
+                "gplinker.tasks.default_registry(); or load with gplinker.tasks.load(path)"
+            )
         path = model_dir.resolve(path)
         config = model_dir.read_config(path, registry.names())
         task, settings = task_and_settings(path, config, registry)
         encoder, tokenizer = _load_encoder(path / model_dir.ENCODER_DIR, settings)
         heads = _load_heads(path / model_dir.HEADS_NAME, task, settings, encoder.config)
-        model = GPLinkerModel(encoder.float(), task.head_specs(), settings.head_type, settings.head_size,
-                              settings.label_sharing)
+        model = GPLinkerModel(encoder.float(), task.head_specs(), settings.head_type, settings.head_size, settings.label_sharing)
         model.heads.load_state_dict(heads)
         model.eval()
-        return cls(model, tokenizer, task, settings, device, info=config.get("info") if isinstance(config.get("info"), dict) else None)
+        return cls(
+            model, tokenizer, task, settings, device, info=config.get("info") if isinstance(config.get("info"), dict) else None
+        )
 
     # ---- prediction --------------------------------------------------------------------------
     @torch.no_grad()
-    def window_cells(self, windows: Sequence[Window], batch_size: int = 32, progress: bool = False,
-                     sort: bool = True, thresholds: dict[str, float] | None = None,
-                     pack: bool | None = None) -> list[dict[str, HeadCells]]:
+    def window_cells(
+        self,
+        windows: Sequence[Window],
+        batch_size: int = 32,
+        progress: bool = False,
+        sort: bool = True,
+        thresholds: dict[str, float] | None = None,
+        pack: bool | None = None,
+    ) -> list[dict[str, HeadCells]]:
         """Positive cells (token positions) of every window.
 
         Windows are sorted by length and cut into forward batches of at most ``batch_size`` where
@@ -158,8 +196,11 @@ class Extractor:
             rows = [[k] for k in range(len(windows))]
         sizes = [sum(lengths[k] for k in r) for r in rows]
         order = sorted(range(len(rows)), key=sizes.__getitem__) if sort else list(range(len(rows)))
-        ranges = (forward_batches([sizes[r] for r in order], batch_size) if sort
-                  else [(b, min(b + batch_size, len(order))) for b in range(0, len(order), batch_size)])
+        ranges = (
+            forward_batches([sizes[r] for r in order], batch_size)
+            if sort
+            else [(b, min(b + batch_size, len(order))) for b in range(0, len(order), batch_size)]
+        )
         out: list[dict[str, HeadCells]] = [{} for _ in windows]
         bar = tqdm(total=len(windows), desc="predict", unit="win", disable=not progress, leave=False)
         for b0, b1 in ranges:
@@ -173,8 +214,9 @@ class Extractor:
         self.model.train(was_training)
         return out
 
-    def _padded_cells(self, windows: Sequence[Window], idx: list[int], thresholds: dict[str, float],
-                      out: list[dict[str, HeadCells]]) -> None:
+    def _padded_cells(
+        self, windows: Sequence[Window], idx: list[int], thresholds: dict[str, float], out: list[dict[str, HeadCells]]
+    ) -> None:
         """One forward call over windows ``idx``, one padded row each; fills ``out[k]``."""
         batch = collate([windows[k] for k in idx], self.pad_id)
         per_head = self.model.positive_cells(**{k: v.to(self.device) for k, v in batch.items()}, thresholds=thresholds)
@@ -185,17 +227,24 @@ class Extractor:
             for r, k in enumerate(idx):
                 out[k][name] = HeadCells(cells[bounds[r] : bounds[r + 1], 1:], values[bounds[r] : bounds[r + 1]])
 
-    def _packed_cells(self, windows: Sequence[Window], rows: list[list[int]], thresholds: dict[str, float],
-                      out: list[dict[str, HeadCells]]) -> None:
+    def _packed_cells(
+        self, windows: Sequence[Window], rows: list[list[int]], thresholds: dict[str, float], out: list[dict[str, HeadCells]]
+    ) -> None:
         """One forward call over packed ``rows`` (lists of window indices); fills ``out[k]`` with
         each window's cells in its own token positions."""
         members = [k for r in rows for k in r]
         local = {k: x for x, k in enumerate(members)}
-        packed = collate_packed([windows[k] for k in members], [[local[k] for k in r] for r in rows], self.pad_id,
-                                position_offset(self.model.encoder))
+        packed = collate_packed(
+            [windows[k] for k in members], [[local[k] for k in r] for r in rows], self.pad_id, position_offset(self.model.encoder)
+        )
         tensors = {k: v.to(self.device) for k, v in packed.tensors.items()}
-        per_head = self.model.positive_cells(tensors["input_ids"], tensors["attention_mask"], tensors["span_mask"],
-                                             thresholds=thresholds, position_ids=tensors["position_ids"])
+        per_head = self.model.positive_cells(
+            tensors["input_ids"],
+            tensors["attention_mask"],
+            tensors["span_mask"],
+            thresholds=thresholds,
+            position_ids=tensors["position_ids"],
+        )
         segments = packed.tensors["span_mask"].numpy()  # (B, n) segment id of each text position
         window_of = np.zeros((len(rows), 1 + int(packed.segment.max())), dtype=np.int64)  # (B, S+1) -> local window
         window_of[packed.row, packed.segment] = np.arange(len(members))
@@ -211,8 +260,9 @@ class Extractor:
                 sel = by[bounds[x] : bounds[x + 1]]
                 out[k][name] = HeadCells(rel[sel], values[sel])
 
-    def document_cells(self, texts: Sequence[str], batch_size: int = 32, progress: bool = False,
-                       thresholds: dict[str, float] | None = None) -> list[DocumentCells]:
+    def document_cells(
+        self, texts: Sequence[str], batch_size: int = 32, progress: bool = False, thresholds: dict[str, float] | None = None
+    ) -> list[DocumentCells]:
         """Each text's positive cells in characters, its windows merged: what the task decodes."""
         windows = self.featurizer.windows(list(texts))
         cells = self.window_cells(windows, batch_size, progress, thresholds=thresholds)
@@ -235,8 +285,9 @@ class Extractor:
 def _damaged(file: Path, e: BaseException, what: str = "the file is damaged") -> model_dir.ModelDirError:
     text = str(e).strip()
     first = text.splitlines()[0][:200] if text else ""
-    return model_dir.ModelDirError(f"{file}: {what} ({type(e).__name__}{': ' + first if first else ''}) — copy or train "
-                                   "the model again")
+    return model_dir.ModelDirError(
+        f"{file}: {what} ({type(e).__name__}{': ' + first if first else ''}) — copy or train the model again"
+    )
 
 
 def task_and_settings(path: Path, config: dict[str, Any], registry: "TaskRegistry") -> tuple[Task, ModelSettings]:
@@ -246,14 +297,18 @@ def task_and_settings(path: Path, config: dict[str, Any], registry: "TaskRegistr
         task = registry.task_from_config(config["task"], config["task_config"])
         settings = ModelSettings(**{f.name: config[f.name] for f in fields(ModelSettings) if f.name in config})
     except (KeyError, TypeError, ValueError) as e:
-        raise model_dir.ModelDirError(f"{cfg_file}: bad task or model settings ({type(e).__name__}: {e}) — the file is "
-                                      "damaged; save or copy the model again") from e
+        raise model_dir.ModelDirError(
+            f"{cfg_file}: bad task or model settings ({type(e).__name__}: {e}) — the file is "
+            "damaged; save or copy the model again"
+        ) from e
     if "label_sharing" not in config:  # saved before labels shared biases: its heads have none
         settings.label_sharing = False
     for spec in task.head_specs():
         if spec.channels > model_dir.MAX_LABELS:
-            raise model_dir.ModelDirError(f"{cfg_file}: {spec.channels} labels for head {spec.name!r}, over the "
-                                          f"{model_dir.MAX_LABELS} gplinker supports — the file is damaged")
+            raise model_dir.ModelDirError(
+                f"{cfg_file}: {spec.channels} labels for head {spec.name!r}, over the "
+                f"{model_dir.MAX_LABELS} gplinker supports — the file is damaged"
+            )
     return task, settings
 
 
@@ -268,23 +323,30 @@ def _load_encoder(enc_dir: Path, settings: ModelSettings):
     model_dir.check_encoder_sizes(enc_dir, cfg, shapes)
     positions = cfg.get("max_position_embeddings")
     if isinstance(positions, int) and positions > 0 and settings.max_length > positions:
-        raise model_dir.ModelDirError(f"{enc_dir.parent / model_dir.CONFIG_NAME}: max_length {settings.max_length} is over "
-                                      f"the encoder's {positions} positions — the file is damaged; save or copy the model again")
+        raise model_dir.ModelDirError(
+            f"{enc_dir.parent / model_dir.CONFIG_NAME}: max_length {settings.max_length} is over "
+            f"the encoder's {positions} positions — the file is damaged; save or copy the model again"
+        )
     try:
         tokenizer = AutoTokenizer.from_pretrained(enc_dir, use_fast=True, local_files_only=True, trust_remote_code=False)
     except Exception as e:  # noqa: BLE001 - the tokenizers library raises plain Exceptions for damaged files
         raise _damaged(enc_dir / model_dir.TOKENIZER_NAME, e, "the tokenizer cannot be loaded") from e
     if not getattr(tokenizer, "is_fast", False):
-        raise model_dir.ModelDirError(f"{enc_dir / model_dir.TOKENIZER_NAME}: not a fast tokenizer (character offsets need "
-                                      "one) — copy or train the model again")
+        raise model_dir.ModelDirError(
+            f"{enc_dir / model_dir.TOKENIZER_NAME}: not a fast tokenizer (character offsets need "
+            "one) — copy or train the model again"
+        )
     vocab = cfg.get("vocab_size")
     if isinstance(vocab, int) and len(tokenizer) > vocab:
-        raise model_dir.ModelDirError(f"{enc_dir / model_dir.TOKENIZER_NAME}: {len(tokenizer)} tokens but the encoder embeds "
-                                      f"{vocab} — the tokenizer and the encoder do not belong together; copy or train the model again")
+        raise model_dir.ModelDirError(
+            f"{enc_dir / model_dir.TOKENIZER_NAME}: {len(tokenizer)} tokens but the encoder embeds "
+            f"{vocab} — the tokenizer and the encoder do not belong together; copy or train the model again"
+        )
     try:
         try:
-            encoder = AutoModel.from_pretrained(enc_dir, add_pooling_layer=False, use_safetensors=True,
-                                                local_files_only=True, trust_remote_code=False)
+            encoder = AutoModel.from_pretrained(
+                enc_dir, add_pooling_layer=False, use_safetensors=True, local_files_only=True, trust_remote_code=False
+            )
         except TypeError:
             encoder = AutoModel.from_pretrained(enc_dir, use_safetensors=True, local_files_only=True, trust_remote_code=False)
     except (OSError, ValueError, RuntimeError, SafetensorError, json.JSONDecodeError) as e:
@@ -305,16 +367,19 @@ def _load_heads(heads_file: Path, task: Task, settings: ModelSettings, encoder_c
     and settings make (built on the meta device: no memory) before anything is read."""
     shapes = model_dir.safetensors_shapes(heads_file)
     with torch.device("meta"):
-        probe = GPLinkerModel(_ConfigOnly(encoder_config), task.head_specs(), settings.head_type, settings.head_size,
-                              settings.label_sharing)
+        probe = GPLinkerModel(
+            _ConfigOnly(encoder_config), task.head_specs(), settings.head_type, settings.head_size, settings.label_sharing
+        )
     expected = probe.heads.state_dict()
     for key in sorted(set(expected) | set(shapes)):
         if key not in shapes or key not in expected or shapes[key] != tuple(expected[key].shape):
             got = shapes.get(key, "missing")
             want = tuple(expected[key].shape) if key in expected else "not expected"
-            raise model_dir.ModelDirError(f"{heads_file}: tensor {key!r} is {got}, but the labels and settings in "
-                                          f"{model_dir.CONFIG_NAME} need {want} — the weights and the label lists do "
-                                          "not belong together; copy or train the model again")
+            raise model_dir.ModelDirError(
+                f"{heads_file}: tensor {key!r} is {got}, but the labels and settings in "
+                f"{model_dir.CONFIG_NAME} need {want} — the weights and the label lists do "
+                "not belong together; copy or train the model again"
+            )
     try:
         return load_file(str(heads_file))
     except (SafetensorError, OSError) as e:

@@ -1,4 +1,5 @@
 """Optional dependencies (the package's extras): one check, one message naming the install."""
+
 from __future__ import annotations
 
 import importlib

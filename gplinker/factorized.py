@@ -12,6 +12,7 @@ only gathers. Memory is O(B·n² + B·n·H) instead of O(B·H·n²). Shifts (row
 maxima of u) and float64 keep it exact; :func:`gplinker.losses.span_loss` on materialised logits
 is the reference it is tested against.
 """
+
 from __future__ import annotations
 
 import torch
@@ -21,8 +22,14 @@ from gplinker.masks import span_mask
 NEG = -1e4  # a finite "minus infinity" for float64 sums: exp underflows to 0, gradients stay finite
 
 
-def factorized_span_loss(scores: torch.Tensor, start_bias: torch.Tensor, end_bias: torch.Tensor,
-                         mask: torch.Tensor, indices: torch.Tensor, tril: bool = True) -> torch.Tensor:
+def factorized_span_loss(
+    scores: torch.Tensor,
+    start_bias: torch.Tensor,
+    end_bias: torch.Tensor,
+    mask: torch.Tensor,
+    indices: torch.Tensor,
+    tril: bool = True,
+) -> torch.Tensor:
     """Sparse multilabel loss of an Efficient GlobalPointer head, summed over channels, mean over batch.
 
     ``scores``: (B, n, n) shared ``q_i·k_j/√d``; ``start_bias``/``end_bias``: (B, H, n);
@@ -89,9 +96,15 @@ def _materialized_loss(scores, start_bias, end_bias, mask, indices, tril):
     return span_loss(logits, indices)
 
 
-def factorized_positive_cells(scores: torch.Tensor, start_bias: torch.Tensor, end_bias: torch.Tensor,
-                              mask: torch.Tensor, tril: bool = True, channel_chunk: int = 16, threshold: float = 0.0
-                              ) -> tuple[torch.Tensor, torch.Tensor]:
+def factorized_positive_cells(
+    scores: torch.Tensor,
+    start_bias: torch.Tensor,
+    end_bias: torch.Tensor,
+    mask: torch.Tensor,
+    tril: bool = True,
+    channel_chunk: int = 16,
+    threshold: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Cells ``(b, h, i, j)`` with logit > ``threshold`` and their logits, testing ``channel_chunk``
     channels at a time so at most B·chunk·n² logits exist at once. -> ((N, 4) long, (N,) float)."""
     allowed = span_mask(mask, tril)  # (B, 1, n, n)

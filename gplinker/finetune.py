@@ -1,5 +1,6 @@
 """Fine-tuning a saved model on new data: the same encoder and settings, the heads grown to the
 union of the saved labels and the new data's labels (a new label's channel starts fresh)."""
+
 from __future__ import annotations
 
 import logging
@@ -18,8 +19,9 @@ def extend_extractor(base: Extractor, new: Task) -> Extractor:
         raise ValueError(f"the saved model is a {base.task.name} model; it cannot be fine-tuned for {new.name}")
     task = base.task.extended_with(new)
     old_labels, new_labels = base.task.channel_labels(), task.channel_labels()
-    model = GPLinkerModel(base.model.encoder, task.head_specs(), base.settings.head_type, base.settings.head_size,
-                          base.settings.label_sharing)
+    model = GPLinkerModel(
+        base.model.encoder, task.head_specs(), base.settings.head_type, base.settings.head_size, base.settings.label_sharing
+    )
     for name, head in model.heads.items():
         index = {lab: c for c, lab in enumerate(old_labels[name])}
         mapping = {c: index[lab] for c, lab in enumerate(new_labels[name]) if lab in index}

@@ -1,6 +1,7 @@
 """The server's gate, as a plain ASGI middleware: the Host header, the API key and the body size
 are checked before anything else, and the body is read here counting bytes (Starlette's
 BaseHTTPMiddleware costs a task and a stream per request)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -46,9 +47,17 @@ async def too_large(message: str, receive, send) -> None:
     reset the connection and the client loses the answer, and once a response is complete the
     server no longer hands the app what the client sends."""
     body = json.dumps({"error": message}).encode()
-    await send({"type": "http.response.start", "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body, "more_body": True})
     await linger(receive)
     await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -122,8 +131,9 @@ class Guard:
                 return None  # the client went before sending its request: nothing to answer
             size += len(message.get("body", b""))
             if size > limit:
-                await too_large(f"request body over the limit of {limit} bytes; send fewer or shorter texts per request",
-                                receive, send)
+                await too_large(
+                    f"request body over the limit of {limit} bytes; send fewer or shorter texts per request", receive, send
+                )
                 return None
             parts.append(message.get("body", b""))
             if not message.get("more_body", False):
@@ -134,17 +144,25 @@ class Guard:
         413), or None."""
         host, hosts = headers.get("host"), self.hosts
         if hosts is not None and host is not None and host_name(host) not in hosts:
-            return problem(400, f"this server does not answer to the host name {host_name(host)!r}; reach it as "
-                                f"{' or '.join(sorted(hosts))}, or start it with --allowed-host NAME")
+            return problem(
+                400,
+                f"this server does not answer to the host name {host_name(host)!r}; reach it as "
+                f"{' or '.join(sorted(hosts))}, or start it with --allowed-host NAME",
+            )
         path, key = scope.get("path", ""), self.settings.api_key
         if key and path != "/health" and not authorised(headers.get("authorization"), key):
             from fastapi.responses import JSONResponse
 
             page = path == "/" and scope.get("method") == "GET"
-            return JSONResponse({"error": "missing or wrong API key; send 'Authorization: Bearer KEY'"}, status_code=401,
-                                headers={"WWW-Authenticate": 'Basic realm="gplinker"' if page else "Bearer"})
+            return JSONResponse(
+                {"error": "missing or wrong API key; send 'Authorization: Bearer KEY'"},
+                status_code=401,
+                headers={"WWW-Authenticate": 'Basic realm="gplinker"' if page else "Bearer"},
+            )
         length = headers.get("content-length", "")
         if length.isdigit() and int(length) > self.settings.max_body_bytes:
-            return (f"request body of {int(length)} bytes is over the limit of {self.settings.max_body_bytes} bytes; send "
-                    "fewer or shorter texts per request")  # a 413, sent by too_large
+            return (
+                f"request body of {int(length)} bytes is over the limit of {self.settings.max_body_bytes} bytes; send "
+                "fewer or shorter texts per request"
+            )  # a 413, sent by too_large
         return None

@@ -1,4 +1,5 @@
 """GlobalPointer heads (kexue.fm 8373) and Efficient GlobalPointer (8877), with RoPE and masks."""
+
 from __future__ import annotations
 
 import math
@@ -78,8 +79,15 @@ class SharedLabelBias(nn.Module):
 class GlobalPointer(nn.Module):
     """Per label h: ``s_h(i, j) = q_{h,i} · k_{h,j} / sqrt(d)`` with separate projections."""
 
-    def __init__(self, hidden_size: int, heads: int, head_size: int = 64, use_rope: bool = True, tril_mask: bool = True,
-                 groups: Sequence[Sequence[str]] = ()) -> None:
+    def __init__(
+        self,
+        hidden_size: int,
+        heads: int,
+        head_size: int = 64,
+        use_rope: bool = True,
+        tril_mask: bool = True,
+        groups: Sequence[Sequence[str]] = (),
+    ) -> None:
         super().__init__()
         self.heads, self.head_size = heads, head_size
         self.use_rope, self.tril_mask = use_rope, tril_mask
@@ -114,8 +122,9 @@ class GlobalPointer(nn.Module):
         if self.shared is not None:
             self.shared.copy_groups(src.shared)
 
-    def positive_cells(self, hidden: torch.Tensor, mask: torch.Tensor, channel_chunk: int = 16,
-                       threshold: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    def positive_cells(
+        self, hidden: torch.Tensor, mask: torch.Tensor, channel_chunk: int = 16, threshold: float = 0.0
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """((N, 4) cells (b, h, i, j) with logit > ``threshold``, (N,) their logits)."""
         logits = self(hidden, mask)  # (B, H, n, n)
         cells = positive_cells(logits, threshold)
@@ -135,8 +144,16 @@ class EfficientGlobalPointer(nn.Module):
     works on the positives from the first step.
     """
 
-    def __init__(self, hidden_size: int, heads: int, head_size: int = 64, use_rope: bool = True, tril_mask: bool = True,
-                 groups: Sequence[Sequence[str]] = (), initial_logit: float = INITIAL_LOGIT) -> None:
+    def __init__(
+        self,
+        hidden_size: int,
+        heads: int,
+        head_size: int = 64,
+        use_rope: bool = True,
+        tril_mask: bool = True,
+        groups: Sequence[Sequence[str]] = (),
+        initial_logit: float = INITIAL_LOGIT,
+    ) -> None:
         super().__init__()
         self.heads, self.head_size = heads, head_size
         self.use_rope, self.tril_mask = use_rope, tril_mask
@@ -181,8 +198,9 @@ class EfficientGlobalPointer(nn.Module):
         if self.shared is not None:
             self.shared.copy_groups(src.shared)
 
-    def positive_cells(self, hidden: torch.Tensor, mask: torch.Tensor, channel_chunk: int = 16,
-                       threshold: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    def positive_cells(
+        self, hidden: torch.Tensor, mask: torch.Tensor, channel_chunk: int = 16, threshold: float = 0.0
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """((N, 4) cells (b, h, i, j) with logit > ``threshold``, (N,) their logits), a few channels at a time."""
         return factorized_positive_cells(*self.factors(hidden), mask, self.tril_mask, channel_chunk, threshold)
 
@@ -190,8 +208,15 @@ class EfficientGlobalPointer(nn.Module):
 HEADS = {"standard": GlobalPointer, "efficient": EfficientGlobalPointer}
 
 
-def build_head(kind: str, hidden_size: int, heads: int, head_size: int = 64, use_rope: bool = True, tril_mask: bool = True,
-               groups: Sequence[Sequence[str]] = ()) -> nn.Module:
+def build_head(
+    kind: str,
+    hidden_size: int,
+    heads: int,
+    head_size: int = 64,
+    use_rope: bool = True,
+    tril_mask: bool = True,
+    groups: Sequence[Sequence[str]] = (),
+) -> nn.Module:
     """A head by name: ``standard`` (GlobalPointer) or ``efficient`` (Efficient GlobalPointer);
     ``groups``: per label, the groups whose bias it shares (:class:`SharedLabelBias`; none: no sharing)."""
     if kind not in HEADS:

@@ -2,6 +2,7 @@
 this one renderer. Entities are boxes inline in the text (a nested span is a box inside its
 parent, each with its own label badge), triples a table, events frames; a legend lists every
 label with its colour and model. Every text and label is escaped; no external assets."""
+
 from __future__ import annotations
 
 import colorsys
@@ -23,8 +24,28 @@ table{border-collapse:collapse;margin:.4em 0;font-size:.92em} td,th{border-botto
 """
 MAX_ITEMS = 300  # per kind and record; a barely trained model can fire thousands (all are in the JSONL)
 # Well-separated colours (Tableau 10 + 10 more), given to labels in order of first appearance.
-PALETTE = ["#4e79a7", "#e15759", "#59a14f", "#b07aa1", "#f28e2b", "#76b7b2", "#9c755f", "#edc948", "#ff9da7", "#bab0ac",
-           "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#393b79", "#637939"]
+PALETTE = [
+    "#4e79a7",
+    "#e15759",
+    "#59a14f",
+    "#b07aa1",
+    "#f28e2b",
+    "#76b7b2",
+    "#9c755f",
+    "#edc948",
+    "#ff9da7",
+    "#bab0ac",
+    "#1f77b4",
+    "#d62728",
+    "#2ca02c",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#17becf",
+    "#bcbd22",
+    "#393b79",
+    "#637939",
+]
 
 
 class Colours:
@@ -88,7 +109,7 @@ def highlight(text: str, entities: Sequence[dict[str, Any]], colours: Colours, s
         out, pos = [], start
         for n in nodes:
             out.append(escape(text[pos : n["start"]]))
-            c = colours(str(n['label']))
+            c = colours(str(n["label"]))
             inner = render(n["_kids"], n["start"], n["end"])
             out.append(f'<span class="ent" style="--c:{c}" title="{_title(n)}">{inner}{_badge(n, c, show_model)}</span>')
             pos = n["end"]
@@ -97,8 +118,9 @@ def highlight(text: str, entities: Sequence[dict[str, Any]], colours: Colours, s
 
     html = render(roots, 0, len(text))
     if crossing:
-        items = ", ".join(f"{escape(text[e['start']:e['end']])} {_badge(e, colours(str(e['label'])), show_model)}"
-                          for e in crossing)
+        items = ", ".join(
+            f"{escape(text[e['start'] : e['end']])} {_badge(e, colours(str(e['label'])), show_model)}" for e in crossing
+        )
         html += f'</div><div class="cross">overlapping spans: {items}'
     return html
 
@@ -139,9 +161,11 @@ def render_record(rec: dict[str, Any], colours: Colours, show_model: bool = Fals
         for r in relations:
             sc = f"{r['score']:.2f}" if r.get("score") is not None else ""
             model = f"<td>{escape(str(r.get('model', '')))}</td>" if show_model else ""
-            parts.append(f"<tr><td>{escape(r['head']['text'])} <span class=\"score\">{escape(r['head']['label'])}</span></td>"
-                         f"<td>{escape(r['label'])}</td><td>{escape(r['tail']['text'])} "
-                         f"<span class=\"score\">{escape(r['tail']['label'])}</span></td><td>{sc}</td>{model}</tr>")
+            parts.append(
+                f'<tr><td>{escape(r["head"]["text"])} <span class="score">{escape(r["head"]["label"])}</span></td>'
+                f"<td>{escape(r['label'])}</td><td>{escape(r['tail']['text'])} "
+                f'<span class="score">{escape(r["tail"]["label"])}</span></td><td>{sc}</td>{model}</tr>'
+            )
         parts.append("</table>")
     for ev in events:
         model = f' <span class="score">{escape(str(ev["model"]))}</span>' if show_model and ev.get("model") else ""
@@ -184,5 +208,7 @@ def fragment(records: Sequence[dict[str, Any]], numbered: bool = True) -> str:
 
 def render(records: Iterable[dict[str, Any]], title: str = "gplinker report") -> str:
     """The whole report as one HTML document (no external assets)."""
-    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{escape(title)}</title>"
-            f"<style>{CSS}</style></head><body><h1>{escape(title)}</h1>\n{fragment(list(records))}\n</body></html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
+        f"<style>{CSS}</style></head><body><h1>{escape(title)}</h1>\n{fragment(list(records))}\n</body></html>\n"
+    )

@@ -1,4 +1,5 @@
 """Reading and writing records, with errors that name the file, the line and the fix."""
+
 from __future__ import annotations
 
 import json
@@ -11,7 +12,14 @@ from gplinker import atomic
 from gplinker.structures import Document, text_problem
 from gplinker.structures import _offset as as_offset  # noqa: F401 - readers' strict offsets
 
-READ_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError, RecursionError)  # a malformed record, as readers see it
+READ_ERRORS = (
+    KeyError,
+    TypeError,
+    ValueError,
+    AttributeError,
+    IndexError,
+    RecursionError,
+)  # a malformed record, as readers see it
 
 logger = logging.getLogger(__name__)
 
@@ -65,8 +73,7 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as e:
-            raise DataError(path, no, f"not valid JSON ({e.msg} at column {e.colno})",
-                            "each line must be one JSON object") from e
+            raise DataError(path, no, f"not valid JSON ({e.msg} at column {e.colno})", "each line must be one JSON object") from e
         except RecursionError as e:
             raise DataError(path, no, "JSON nested too deeply", "each line must be one JSON object") from e
         yield no, obj
@@ -79,8 +86,12 @@ def load_json_records(path: str | Path) -> Iterator[tuple[int | None, Any]]:
         try:
             records = json.loads(text)
         except json.JSONDecodeError as e:
-            raise DataError(path, e.lineno, f"not valid JSON ({e.msg} at column {e.colno})",
-                            "the file must hold one JSON array, or one JSON object per line") from e
+            raise DataError(
+                path,
+                e.lineno,
+                f"not valid JSON ({e.msg} at column {e.colno})",
+                "the file must hold one JSON array, or one JSON object per line",
+            ) from e
         except RecursionError as e:
             raise DataError(path, None, "JSON nested too deeply", "the file must hold one JSON array of records") from e
         if not isinstance(records, list):
@@ -105,8 +116,16 @@ def record_error(path: str | Path, no: int | None, problem: str, fix: str = "") 
     return DataError(p, line, problem + suffix, fix)
 
 
-def check_surface(path: str | Path, no: int | None, text: str, start: int, end: int, surface: str | None,
-                  what: str = "span", fix: str = "check the offsets") -> None:
+def check_surface(
+    path: str | Path,
+    no: int | None,
+    text: str,
+    start: int,
+    end: int,
+    surface: str | None,
+    what: str = "span",
+    fix: str = "check the offsets",
+) -> None:
     """A DataError unless ``[start, end)`` lies in ``text`` and reads ``surface`` (when given)."""
     if not isinstance(text, str):
         raise record_error(path, no, f"the text is {type(text).__name__}, not a string", "give every record a text string")
@@ -126,9 +145,13 @@ def read_documents_jsonl(path: str | Path) -> list[Document]:
                 raise ValueError("record is not a JSON object")
             docs.append(Document.from_json(obj))
         except READ_ERRORS as e:
-            raise record_error(path, no, f"bad record: {e}",
-                               'expected {"text": ..., "entities": [{"start": int, "end": int, "label": str}]} '
-                               "with character offsets, end exclusive") from e
+            raise record_error(
+                path,
+                no,
+                f"bad record: {e}",
+                'expected {"text": ..., "entities": [{"start": int, "end": int, "label": str}]} '
+                "with character offsets, end exclusive",
+            ) from e
     return docs
 
 
@@ -173,8 +196,7 @@ def detect_format(path: str | Path, sniffers: dict[str, Sniffer]) -> str:
     for name, sniff in sniffers.items():
         if sniff(head):
             return name
-    raise DataError(path, None, "could not detect the dataset format",
-                    f"pass --format with one of: {', '.join(sniffers)}")
+    raise DataError(path, None, "could not detect the dataset format", f"pass --format with one of: {', '.join(sniffers)}")
 
 
 INPUT_FORMATS = ("auto", "text", "jsonl")
@@ -260,11 +282,15 @@ def input_record(path: str | Path, no: int, raw: bytes, fmt: str) -> InputRecord
     try:
         obj = json.loads(line)
     except ValueError as e:
-        return InputRecord(no, error=f"{path}, line {no}: not valid JSON ({e}) — each line must be one JSON object; "
-                                     "pass --input-format text for plain text")
+        return InputRecord(
+            no,
+            error=f"{path}, line {no}: not valid JSON ({e}) — each line must be one JSON object; "
+            "pass --input-format text for plain text",
+        )
     if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
-        return InputRecord(no, error=f'{path}, line {no}: no string field "text" — each line must be a JSON object '
-                                     'with a "text" string')
+        return InputRecord(
+            no, error=f'{path}, line {no}: no string field "text" — each line must be a JSON object with a "text" string'
+        )
     problem = text_problem(obj["text"])
     if problem:
         return InputRecord(no, error=f'{path}, line {no}: field "text": {problem}')

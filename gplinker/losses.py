@@ -3,6 +3,7 @@
 Both compute, per head channel, ``log(1 + Σ_neg e^s) + log(1 + Σ_pos e^-s)``, sum over channels
 and average over the batch. Logits are cast to float32 first.
 """
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """Which cells of a head exist: padding and special tokens on both axes, and the lower triangle."""
+
 from __future__ import annotations
 
 import torch

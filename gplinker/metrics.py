@@ -1,4 +1,5 @@
 """Micro precision / recall / F1 over sets of tuples, with a per-label breakdown."""
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -33,8 +34,14 @@ class PRF:
         self.n_gold += len(gold)
 
     def to_json(self) -> dict[str, float | int]:
-        return {"precision": self.precision, "recall": self.recall, "f1": self.f1,
-                "tp": self.tp, "n_pred": self.n_pred, "n_gold": self.n_gold}
+        return {
+            "precision": self.precision,
+            "recall": self.recall,
+            "f1": self.f1,
+            "tp": self.tp,
+            "n_pred": self.n_pred,
+            "n_gold": self.n_gold,
+        }
 
 
 def score(gold: Iterable[set], pred: Iterable[set], label_of: Callable[[tuple], Hashable] | None = None) -> dict:

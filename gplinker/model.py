@@ -1,4 +1,5 @@
 """A shared transformer encoder feeding named GlobalPointer heads, and batch collation."""
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -21,18 +22,30 @@ class GPLinkerModel(nn.Module):
     Efficient GlobalPointer head trains and decodes without materialising its (B, H, n, n) logits.
     """
 
-    def __init__(self, encoder: nn.Module, specs: Sequence[HeadSpec], head_type: str = "efficient", head_size: int = 64,
-                 label_sharing: bool = False) -> None:
+    def __init__(
+        self,
+        encoder: nn.Module,
+        specs: Sequence[HeadSpec],
+        head_type: str = "efficient",
+        head_size: int = 64,
+        label_sharing: bool = False,
+    ) -> None:
         super().__init__()
         self.encoder = encoder
         hidden = encoder.config.hidden_size
         self.specs = list(specs)
         self.heads = nn.ModuleDict(
-            {s.name: build_head(head_type, hidden, s.channels, head_size, s.use_rope, s.tril_mask,
-                                s.groups if label_sharing else ()) for s in self.specs}
+            {
+                s.name: build_head(
+                    head_type, hidden, s.channels, head_size, s.use_rope, s.tril_mask, s.groups if label_sharing else ()
+                )
+                for s in self.specs
+            }
         )
 
-    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor | None = None) -> torch.Tensor:
+    def encode(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """(B, n) ids and attention mask ((B, 1, n, n) for packed rows, with their (B, n)
         ``position_ids``) -> (B, n, D) hidden states."""
         if position_ids is None:
@@ -44,8 +57,14 @@ class GPLinkerModel(nn.Module):
         hidden = self.encode(input_ids, attention_mask)  # (B, n, D)
         return {name: head(hidden, span_mask) for name, head in self.heads.items()}
 
-    def training_loss(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, span_mask: torch.Tensor,
-                      labels: dict[str, torch.Tensor], factorized: bool = True) -> tuple[torch.Tensor, dict[str, float]]:
+    def training_loss(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        span_mask: torch.Tensor,
+        labels: dict[str, torch.Tensor],
+        factorized: bool = True,
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         """Sum of the heads' sparse multilabel losses, and each part. ``labels``: {head: (B, H, K)}."""
         hidden = self.encode(input_ids, attention_mask)  # (B, n, D)
         parts = {name: head.loss(hidden, span_mask, labels[name], factorized) for name, head in self.heads.items()}
@@ -53,20 +72,29 @@ class GPLinkerModel(nn.Module):
         return total, {k: float(v.detach()) for k, v in parts.items()}
 
     @torch.no_grad()
-    def positive_cells(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, span_mask: torch.Tensor,
-                       channel_chunk: int = 16, thresholds: dict[str, float] | None = None,
-                       position_ids: torch.Tensor | None = None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    def positive_cells(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        span_mask: torch.Tensor,
+        channel_chunk: int = 16,
+        thresholds: dict[str, float] | None = None,
+        position_ids: torch.Tensor | None = None,
+    ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """{head: ((N, 4) cells (b, h, i, j) with logit > the head's threshold (default 0), (N,) their logits)}.
 
         ``span_mask`` may hold segment ids (packed rows, :mod:`gplinker.packing`): no cell joins two segments."""
         hidden = self.encode(input_ids, attention_mask, position_ids)  # (B, n, D)
         thresholds = thresholds or {}
-        return {name: head.positive_cells(hidden, span_mask, channel_chunk, thresholds.get(name, 0.0))
-                for name, head in self.heads.items()}
+        return {
+            name: head.positive_cells(hidden, span_mask, channel_chunk, thresholds.get(name, 0.0))
+            for name, head in self.heads.items()
+        }
 
 
-def collate(windows: Sequence[Window], pad_id: int, specs: Sequence[HeadSpec] = (),
-            targets: Sequence[TokenCells] | None = None) -> dict[str, torch.Tensor | dict[str, torch.Tensor]]:
+def collate(
+    windows: Sequence[Window], pad_id: int, specs: Sequence[HeadSpec] = (), targets: Sequence[TokenCells] | None = None
+) -> dict[str, torch.Tensor | dict[str, torch.Tensor]]:
     """Pad windows to the longest one and, with ``targets``, build sparse labels per head.
 
     Labels are (B, H, K) flat cell indices ``i*n + j``; channels with fewer than K positives are
@@ -81,8 +109,11 @@ def collate(windows: Sequence[Window], pad_id: int, specs: Sequence[HeadSpec] = 
         ids[r, : len(w)] = w.input_ids
         att[r, : len(w)] = 1
         spans[r, : len(w)] = w.token_starts >= 0
-    batch: dict = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(att),
-                   "span_mask": torch.from_numpy(spans)}
+    batch: dict = {
+        "input_ids": torch.from_numpy(ids),
+        "attention_mask": torch.from_numpy(att),
+        "span_mask": torch.from_numpy(spans),
+    }
     if targets is not None:
         labels = {}
         for spec in specs:

@@ -9,6 +9,7 @@ built from it -- sizes, types, the safetensors headers against the configs, the 
 and refuses a directory that is damaged, mixed or hostile, naming the file and the fix. Nothing a
 directory holds is ever run: no module it names is imported, no custom code of an encoder.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -34,8 +35,23 @@ DERIVED = ("encoder.onnx",)  # written beside a model after its save (``--onnx``
 MAX_JSON_BYTES = 64 << 20  # gplinker.json, config.json, tokenizer_config.json
 MAX_HEADER_BYTES = 100 << 20  # a safetensors header (safetensors' own limit)
 MAX_LABELS = 100_000  # labels (channels) of one head
-SAFETENSORS_DTYPES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2,
-                      "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
+SAFETENSORS_DTYPES = {
+    "BOOL": 1,
+    "U8": 1,
+    "I8": 1,
+    "F8_E5M2": 1,
+    "F8_E4M3": 1,
+    "I16": 2,
+    "U16": 2,
+    "F16": 2,
+    "BF16": 2,
+    "I32": 4,
+    "U32": 4,
+    "F32": 4,
+    "I64": 8,
+    "U64": 8,
+    "F64": 8,
+}
 # encoder config values that size the modules built from it: they must agree with the weights
 CODE_SUFFIXES = (".py", ".pyc", ".pyo", ".so", ".pyd", ".dll", ".dylib", ".sh", ".exe")
 LAYER_KEYS = ("num_hidden_layers", "n_layer", "num_layers", "n_layers")
@@ -87,16 +103,21 @@ def resolve(path: str | Path) -> Path:
     if not p.exists():
         previous = recover_directory(p)
         if previous is not None:
-            logger.warning("%s is missing but %s holds the complete previous model (a save was interrupted); loading that",
-                           p, previous)
+            logger.warning(
+                "%s is missing but %s holds the complete previous model (a save was interrupted); loading that", p, previous
+            )
             return previous
-        raise ModelDirError(f"{p}: the model directory does not exist — pass the model/ folder that 'train' wrote "
-                            "(for example runs/quickstart/ner/model)")
+        raise ModelDirError(
+            f"{p}: the model directory does not exist — pass the model/ folder that 'train' wrote "
+            "(for example runs/quickstart/ner/model)"
+        )
     if not p.is_dir():
         raise ModelDirError(f"{p}: is a file, not a model directory — pass the folder holding {CONFIG_NAME}")
     if not (p / CONFIG_NAME).is_file():
         hint = f" (did you mean {p / 'model'}?)" if (p / "model" / CONFIG_NAME).is_file() else ""
-        raise ModelDirError(f"{p}: not a gplinker model directory, no {CONFIG_NAME}{hint} — pass the model/ folder that 'train' wrote")
+        raise ModelDirError(
+            f"{p}: not a gplinker model directory, no {CONFIG_NAME}{hint} — pass the model/ folder that 'train' wrote"
+        )
     return p
 
 
@@ -108,8 +129,10 @@ def is_model_dir(path: Path) -> bool:
 def _regular_file(file: Path, what: str) -> None:
     """A regular file, not a link or a device: a model directory is plain files."""
     if file.is_symlink():
-        raise ModelDirError(f"{file}: is a symbolic link — a model directory holds plain files; copy the model with "
-                            "its files (cp -rL) instead of linking them")
+        raise ModelDirError(
+            f"{file}: is a symbolic link — a model directory holds plain files; copy the model with "
+            "its files (cp -rL) instead of linking them"
+        )
     if not file.exists():
         raise ModelDirError(f"{file}: missing ({what}) — the model directory is incomplete; copy or train it again")
     if not file.is_file():
@@ -121,8 +144,10 @@ def load_json(file: Path, what: str) -> Any:
     _regular_file(file, what)
     size = file.stat().st_size
     if size > MAX_JSON_BYTES:
-        raise ModelDirError(f"{file}: {size} bytes, over the {MAX_JSON_BYTES >> 20} MiB a {what} may have — the file is "
-                            "damaged; save or copy the model again")
+        raise ModelDirError(
+            f"{file}: {size} bytes, over the {MAX_JSON_BYTES >> 20} MiB a {what} may have — the file is "
+            "damaged; save or copy the model again"
+        )
     try:
         return json.loads(file.read_bytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -165,8 +190,12 @@ def safetensors_shapes(file: Path) -> dict[str, tuple[int, ...]]:
             raise bad(f"tensor {name!r} has dtype {dtype!r}")
         if not (isinstance(shape, list) and all(type(d) is int and 0 <= d for d in shape)):
             raise bad(f"tensor {name!r} has shape {shape!r}")
-        if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(o) is int for o in offsets)
-                and 0 <= offsets[0] <= offsets[1] <= data):
+        if not (
+            isinstance(offsets, list)
+            and len(offsets) == 2
+            and all(type(o) is int for o in offsets)
+            and 0 <= offsets[0] <= offsets[1] <= data
+        ):
             raise bad(f"tensor {name!r} lies outside the file ({offsets!r}, {data} data bytes)")
         if math.prod(shape) * SAFETENSORS_DTYPES[dtype] != offsets[1] - offsets[0]:
             raise bad(f"tensor {name!r} of shape {shape} and dtype {dtype} does not fill its {offsets[1] - offsets[0]} bytes")
@@ -177,8 +206,10 @@ def safetensors_shapes(file: Path) -> dict[str, tuple[int, ...]]:
 def _check_version(file: Path, config: dict[str, Any]) -> int:
     version = config.get("format_version", 1)
     if type(version) is not int or version not in KNOWN_FORMATS:
-        raise ModelDirError(f"{file}: \"format_version\" is {version!r}; this gplinker reads versions "
-                            f"{', '.join(map(str, KNOWN_FORMATS))} — upgrade gplinker (pip install -U gplinker) to load it")
+        raise ModelDirError(
+            f'{file}: "format_version" is {version!r}; this gplinker reads versions '
+            f"{', '.join(map(str, KNOWN_FORMATS))} — upgrade gplinker (pip install -U gplinker) to load it"
+        )
     return version
 
 
@@ -190,25 +221,34 @@ def _check_fingerprint(path: Path, file: Path, config: dict[str, Any], version: 
         logger.warning("%s has no fingerprint (saved by an older gplinker); its files are not checked", file)
         return
     if not isinstance(expected, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in expected.items()):
-        raise ModelDirError(f"{file}: \"fingerprint\" is missing or not an object of file hashes — the file is damaged; "
-                            "save or copy the model again")
+        raise ModelDirError(
+            f'{file}: "fingerprint" is missing or not an object of file hashes — the file is damaged; '
+            "save or copy the model again"
+        )
     covered = model_files(path) if version >= 2 else weight_files(path)
     if version == 1:
-        logger.warning("%s was saved by an older gplinker: only its weight files are fingerprinted; save it again to "
-                       "cover its tokenizer and configs too", file)
+        logger.warning(
+            "%s was saved by an older gplinker: only its weight files are fingerprinted; save it again to "
+            "cover its tokenizer and configs too",
+            file,
+        )
     for rel in sorted(set(expected) | set(covered)):
         if rel not in covered:
             raise ModelDirError(f"{path / rel}: is missing — the model directory is incomplete; copy or train the model again")
         if rel not in expected:
             if version >= 2 and not rel.startswith(ENCODER_DIR + "/"):
                 continue  # a file a person put beside the model (a README): never read
-            raise ModelDirError(f"{path / rel}: was not saved with this model — the directory mixes files of different "
-                                "saves; remove the file, or copy or train the model again")
+            raise ModelDirError(
+                f"{path / rel}: was not saved with this model — the directory mixes files of different "
+                "saves; remove the file, or copy or train the model again"
+            )
         if (path / rel).is_symlink() or not (path / rel).is_file():
             _regular_file(path / rel, "a file of the model")
         if sha256(path / rel) != expected[rel]:
-            raise ModelDirError(f"{path / rel}: does not match the fingerprint saved in {CONFIG_NAME} — the file was "
-                                "changed or the directory mixes files of different saves; copy or train the model again")
+            raise ModelDirError(
+                f"{path / rel}: does not match the fingerprint saved in {CONFIG_NAME} — the file was "
+                "changed or the directory mixes files of different saves; copy or train the model again"
+            )
 
 
 def _check_encoder_config(enc: Path) -> dict[str, Any]:
@@ -224,19 +264,23 @@ def _check_encoder_config(enc: Path) -> dict[str, Any]:
     tok_cfg = load_json(tok_cfg_file, "tokenizer config") if tok_cfg_file.exists() or tok_cfg_file.is_symlink() else {}
     for f, c in ((cfg_file, cfg), (tok_cfg_file, tok_cfg)):
         if isinstance(c, dict) and "auto_map" in c:
-            raise ModelDirError(f"{f}: names custom code (\"auto_map\"); gplinker never runs code from a model directory — "
-                                "use an encoder architecture that transformers ships")
+            raise ModelDirError(
+                f'{f}: names custom code ("auto_map"); gplinker never runs code from a model directory — '
+                "use an encoder architecture that transformers ships"
+            )
     if not isinstance(tok_cfg, dict):
         raise ModelDirError(f"{tok_cfg_file}: not a JSON object — the file is damaged; copy or train the model again")
     model_type = cfg.get("model_type")
     if not isinstance(model_type, str) or model_type not in CONFIG_MAPPING:
-        raise ModelDirError(f"{cfg_file}: \"model_type\" {model_type!r} is not an architecture this transformers version "
-                            "ships; gplinker never runs custom model code — upgrade transformers or retrain on a supported encoder")
+        raise ModelDirError(
+            f'{cfg_file}: "model_type" {model_type!r} is not an architecture this transformers version '
+            "ships; gplinker never runs custom model code — upgrade transformers or retrain on a supported encoder"
+        )
     for key, value in cfg.items():
         if isinstance(value, bool) or value is None:
             continue
         if isinstance(value, float) and not math.isfinite(value):
-            raise ModelDirError(f"{cfg_file}: \"{key}\" is {value}; the file is damaged — copy or train the model again")
+            raise ModelDirError(f'{cfg_file}: "{key}" is {value}; the file is damaged — copy or train the model again')
     return cfg
 
 
@@ -259,8 +303,10 @@ def check_encoder_sizes(enc: Path, cfg: dict[str, Any], shapes: dict[str, tuple[
         if value is None:
             continue
         if type(value) is not int or not 1 <= value <= max(1, _layers_in(shapes)):
-            raise ModelDirError(f"{cfg_file}: \"{key}\" is {value!r} but the weights hold {_layers_in(shapes)} layers — the "
-                                "encoder config and its weights do not belong together; copy or train the model again")
+            raise ModelDirError(
+                f'{cfg_file}: "{key}" is {value!r} but the weights hold {_layers_in(shapes)} layers — the '
+                "encoder config and its weights do not belong together; copy or train the model again"
+            )
     try:
         config = AutoConfig.from_pretrained(enc, local_files_only=True, trust_remote_code=False)
         with torch.device("meta"):
@@ -269,8 +315,10 @@ def check_encoder_sizes(enc: Path, cfg: dict[str, Any], shapes: dict[str, tuple[
             except TypeError:
                 meta = AutoModel.from_config(config, trust_remote_code=False)
     except Exception as e:  # noqa: BLE001 - any failure to describe the architecture is a damaged config
-        raise ModelDirError(f"{cfg_file}: cannot describe an encoder ({type(e).__name__}: {_first_line(e)}) — the file is "
-                            "damaged; copy or train the model again") from e
+        raise ModelDirError(
+            f"{cfg_file}: cannot describe an encoder ({type(e).__name__}: {_first_line(e)}) — the file is "
+            "damaged; copy or train the model again"
+        ) from e
     prefix = getattr(meta, "base_model_prefix", "") or ""
 
     def bare(name: str) -> str:
@@ -280,14 +328,18 @@ def check_encoder_sizes(enc: Path, cfg: dict[str, Any], shapes: dict[str, tuple[
     for name, tensor in meta.state_dict().items():
         got = saved.get(bare(name))
         if got is not None and got != tuple(tensor.shape):
-            raise ModelDirError(f"{cfg_file}: the config makes {bare(name)!r} of shape {tuple(tensor.shape)} but the weights "
-                                f"hold {got} — the encoder config and its weights do not belong together; copy or "
-                                "train the model again")
+            raise ModelDirError(
+                f"{cfg_file}: the config makes {bare(name)!r} of shape {tuple(tensor.shape)} but the weights "
+                f"hold {got} — the encoder config and its weights do not belong together; copy or "
+                "train the model again"
+            )
     missing = sum(tensor.numel() for name, tensor in meta.state_dict().items() if bare(name) not in saved)
     present = sum(math.prod(s) for s in saved.values())
     if missing > max(present // 10, 1 << 20):
-        raise ModelDirError(f"{cfg_file}: the config describes {missing} parameters the weights do not hold — the encoder "
-                            "config and its weights do not belong together; copy or train the model again")
+        raise ModelDirError(
+            f"{cfg_file}: the config describes {missing} parameters the weights do not hold — the encoder "
+            "config and its weights do not belong together; copy or train the model again"
+        )
 
 
 def _first_line(e: BaseException) -> str:
@@ -305,22 +357,27 @@ def read_config(path: Path, task_names: list[str]) -> dict[str, Any]:
     version = _check_version(file, config)
     task = config.get("task")
     if not isinstance(task, str) or task not in task_names:
-        raise ModelDirError(f"{file}: \"task\" is {task!r}, not a registered task ({', '.join(task_names)}) — a model "
-                            "directory names its task, and a task of your own must be registered in Python before loading")
+        raise ModelDirError(
+            f'{file}: "task" is {task!r}, not a registered task ({", ".join(task_names)}) — a model '
+            "directory names its task, and a task of your own must be registered in Python before loading"
+        )
     if not isinstance(config.get("task_config"), dict):
-        raise ModelDirError(f"{file}: no \"task_config\" object — the file is damaged; save or copy the model again")
+        raise ModelDirError(f'{file}: no "task_config" object — the file is damaged; save or copy the model again')
     _regular_file(path / HEADS_NAME, "the heads' weights")
     enc = path / ENCODER_DIR
     _regular_file(enc / "config.json", "the encoder config")
     _regular_file(enc / TOKENIZER_NAME, "the tokenizer; without it the text would be split wrongly")
     unsafe = [rel for rel in weight_files(path) if not rel.endswith(".safetensors")]
     if unsafe:
-        raise ModelDirError(f"{path / unsafe[0]}: pickle-based weights are refused (they can run code when loaded) — "
-                            "convert them to safetensors")
+        raise ModelDirError(
+            f"{path / unsafe[0]}: pickle-based weights are refused (they can run code when loaded) — convert them to safetensors"
+        )
     code = [rel for rel in model_files(path) if rel.endswith(CODE_SUFFIXES)]
     if code:
-        raise ModelDirError(f"{path / code[0]}: a model directory holds data, not code — gplinker never runs it; remove "
-                            "the file, or copy or train the model again")
+        raise ModelDirError(
+            f"{path / code[0]}: a model directory holds data, not code — gplinker never runs it; remove "
+            "the file, or copy or train the model again"
+        )
     _check_fingerprint(path, file, config, version)
     _check_encoder_config(enc)
     return config

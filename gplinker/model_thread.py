@@ -7,6 +7,7 @@ libgomp then manages more threads than there are cores, stops spin-waiting betwe
 parallel regions of a forward pass, and every forward runs slower (about 20% on 2 cores, measured
 in docs/serving.md). Loading and running the models in the same single thread keeps one team.
 """
+
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor

@@ -3,6 +3,7 @@
 Public boundaries use character offsets (end exclusive); token indices ``(i, j)`` are inclusive
 positions inside one window and never leave the library.
 """
+
 from __future__ import annotations
 
 import logging

@@ -5,6 +5,7 @@ length) to ``encoder.onnx`` beside the saved model, then every prediction path (
 ``evaluate``, ``pipeline``) uses it unchanged. Needs ``pip install onnx onnxruntime onnxscript``
 (the ``onnx`` extra).
 """
+
 from __future__ import annotations
 
 import logging
@@ -46,9 +47,17 @@ def export_encoder(encoder: nn.Module, path: str | Path) -> Path:
     batch, length = torch.export.Dim("batch"), torch.export.Dim("length", max=encoder.config.max_position_embeddings)
     t0 = time.time()
     tmp = path.with_name(path.name + ".partial")
-    torch.onnx.export(wrapper, (ids, torch.ones_like(ids)), str(tmp), input_names=["input_ids", "attention_mask"],
-                      output_names=["last_hidden_state"], dynamo=True, optimize=True, external_data=False,
-                      dynamic_shapes={"input_ids": {0: batch, 1: length}, "attention_mask": {0: batch, 1: length}})
+    torch.onnx.export(
+        wrapper,
+        (ids, torch.ones_like(ids)),
+        str(tmp),
+        input_names=["input_ids", "attention_mask"],
+        output_names=["last_hidden_state"],
+        dynamo=True,
+        optimize=True,
+        external_data=False,
+        dynamic_shapes={"input_ids": {0: batch, 1: length}, "attention_mask": {0: batch, 1: length}},
+    )
     tmp.replace(path)
     encoder.train(was_training)
     logger.info("exported the encoder to %s in %.0fs", path, time.time() - t0)

@@ -5,6 +5,7 @@ The library's settings (:class:`gplinker.training.TrainConfig`,
 options class declare their fields with :func:`option`; the command line is generated from them,
 so every default and help text is written once, next to the value it describes.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -27,8 +28,7 @@ class OptionSpec:
     file: bool = False  # a path that must name an existing file
 
 
-def option(default: Any = dataclasses.MISSING, help: str = "", *, default_factory: Any = dataclasses.MISSING,
-           **spec: Any) -> Any:
+def option(default: Any = dataclasses.MISSING, help: str = "", *, default_factory: Any = dataclasses.MISSING, **spec: Any) -> Any:
     """A dataclass field with its :class:`OptionSpec` in the field's metadata."""
     kw = {"default": default} if default_factory is dataclasses.MISSING else {"default_factory": default_factory}
     return dataclasses.field(**kw, metadata={"option": OptionSpec(help=help, **spec)})

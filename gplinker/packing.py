@@ -11,6 +11,7 @@ Whether an encoder computes the same states packed is checked once per extractor
 (:func:`packing_works`): encoders that take no 4D mask or no position ids (or an ONNX session)
 keep padded batches.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -79,7 +80,9 @@ class PackedBatch:
     segment: np.ndarray  # (W,) its segment id in the row (1, 2, ...)
 
 
-def collate_packed(windows: Sequence[Window], rows: Sequence[Sequence[int]], pad_id: int, position_offset: int = 0) -> PackedBatch:
+def collate_packed(
+    windows: Sequence[Window], rows: Sequence[Sequence[int]], pad_id: int, position_offset: int = 0
+) -> PackedBatch:
     """Tensors for ``rows`` (lists of indices into ``windows``), padded to the longest row."""
     n = max(sum(len(windows[k]) for k in r) for r in rows)
     b = len(rows)
@@ -98,8 +101,12 @@ def collate_packed(windows: Sequence[Window], rows: Sequence[Sequence[int]], pad
             spans[r, at : at + m] = np.where(w.token_starts >= 0, s, 0)
             row[k], offset[k], segment[k] = r, at, s
             at += m
-    tensors = {"input_ids": torch.from_numpy(ids), "attention_mask": block_attention(torch.from_numpy(seg)),
-               "position_ids": torch.from_numpy(pos), "span_mask": torch.from_numpy(spans)}
+    tensors = {
+        "input_ids": torch.from_numpy(ids),
+        "attention_mask": block_attention(torch.from_numpy(seg)),
+        "position_ids": torch.from_numpy(pos),
+        "span_mask": torch.from_numpy(spans),
+    }
     return PackedBatch(tensors, row, offset, segment)
 
 
@@ -138,10 +145,15 @@ def packing_works(encoder: torch.nn.Module, pad_id: int, vocab_size: int, device
     was_training = encoder.training
     encoder.eval()  # dropout would make any two calls differ
     try:
-        packed = encoder(input_ids=ids.to(device), attention_mask=attention.to(device),
-                         position_ids=pos.to(device)).last_hidden_state[0]  # (14, D)
-        alone = [encoder(input_ids=x[None].to(device), attention_mask=torch.ones(1, len(x), dtype=torch.long, device=device)
-                         ).last_hidden_state[0] for x in (a, b)]
+        packed = encoder(
+            input_ids=ids.to(device), attention_mask=attention.to(device), position_ids=pos.to(device)
+        ).last_hidden_state[0]  # (14, D)
+        alone = [
+            encoder(
+                input_ids=x[None].to(device), attention_mask=torch.ones(1, len(x), dtype=torch.long, device=device)
+            ).last_hidden_state[0]
+            for x in (a, b)
+        ]
     except (TypeError, ValueError, RuntimeError, IndexError) as e:
         logger.info("packing off: the encoder does not take packed rows (%s: %s)", type(e).__name__, e)
         return False

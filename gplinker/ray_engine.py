@@ -8,6 +8,7 @@ and are written as one JSONL file per input file. ``ray.init(address=...)`` runs
 cluster; without an address a local Ray starts. :func:`extract_dataset` is the step for a user's own
 Ray pipeline. Needs the ``ray`` extra (``pip install -e ".[ray]"``).
 """
+
 from __future__ import annotations
 
 import json
@@ -51,8 +52,15 @@ class Predictor:
     """Ray Data callable class: loads the model once per actor; each batch of input lines ->
     the records ``predict`` writes for them (as JSON strings, so nested records travel intact)."""
 
-    def __init__(self, model: str, threshold: float = 0.0, batch_size: int = 32, device: str | None = None,
-                 threads: int | None = None, registry=None) -> None:
+    def __init__(
+        self,
+        model: str,
+        threshold: float = 0.0,
+        batch_size: int = 32,
+        device: str | None = None,
+        threads: int | None = None,
+        registry=None,
+    ) -> None:
         from gplinker.model_thread import model_thread
 
         # Ray Data calls __init__ on the actor's main thread and __call__ from a thread pool: both run
@@ -78,13 +86,16 @@ class Predictor:
         from gplinker.combine import predict_records
 
         sources = [str(s) for s in batch["source"]]
-        inputs = [input_record(src, int(line), raw if isinstance(raw, bytes) else bytes(raw), str(fmt))
-                  for src, line, raw, fmt in zip(sources, batch["line"], batch["raw"], batch["format"])]
+        inputs = [
+            input_record(src, int(line), raw if isinstance(raw, bytes) else bytes(raw), str(fmt))
+            for src, line, raw, fmt in zip(sources, batch["line"], batch["raw"], batch["format"])
+        ]
         records: list = [None] * len(inputs)
         for src in dict.fromkeys(sources):  # one source at a time, so error messages name their file
             rows = [k for k, s in enumerate(sources) if s == src]
-            for k, rec in zip(rows, predict_records(self.extractor, [inputs[k] for k in rows], src, self.threshold,
-                                                    self.batch_size)):
+            for k, rec in zip(
+                rows, predict_records(self.extractor, [inputs[k] for k in rows], src, self.threshold, self.batch_size)
+            ):
                 records[k] = rec
         out = {k: batch[k] for k in ("source", "line")}
         out["record"] = np.array([dumps(r) for r in records], dtype=object)  # as predict writes them
@@ -118,10 +129,18 @@ def lines_dataset(files: list[Path], input_format_name: str = "auto"):
 
             def to_line(batch, source=str(f)):
                 n = len(batch["text"])
-                raws = [json.dumps({k: (v.item() if hasattr(v, "item") else v) for k, v in zip(batch.keys(), vals)},
-                                   ensure_ascii=False).encode("utf-8") for vals in zip(*batch.values())]
-                return {"source": np.array([source] * n, dtype=object), "line": np.arange(1, n + 1),
-                        "raw": np.array(raws, dtype=object), "format": np.array(["jsonl"] * n, dtype=object)}
+                raws = [
+                    json.dumps(
+                        {k: (v.item() if hasattr(v, "item") else v) for k, v in zip(batch.keys(), vals)}, ensure_ascii=False
+                    ).encode("utf-8")
+                    for vals in zip(*batch.values())
+                ]
+                return {
+                    "source": np.array([source] * n, dtype=object),
+                    "line": np.arange(1, n + 1),
+                    "raw": np.array(raws, dtype=object),
+                    "format": np.array(["jsonl"] * n, dtype=object),
+                }
 
             parts.append(pq.map_batches(to_line, batch_format="numpy", num_cpus=LIGHT))
     ds = parts[0]
@@ -130,23 +149,56 @@ def lines_dataset(files: list[Path], input_format_name: str = "auto"):
     return ds
 
 
-def extract_dataset(ds, model: str, *, actors: int = 1, gpus_per_actor: float = 0.0, batch_size: int = 512,
-                    threshold: float = 0.0, threads: int | None = None, actor_cpus: float | None = None,
-                    forward_batch_size: int = 32, registry=None):
+def extract_dataset(
+    ds,
+    model: str,
+    *,
+    actors: int = 1,
+    gpus_per_actor: float = 0.0,
+    batch_size: int = 512,
+    threshold: float = 0.0,
+    threads: int | None = None,
+    actor_cpus: float | None = None,
+    forward_batch_size: int = 32,
+    registry=None,
+):
     """The extraction step for a Ray pipeline: rows ``{source, line, raw, format}`` (see
     :func:`lines_dataset`) -> rows ``{source, line, record}``, ``record`` the JSON of ``predict``'s record.
     ``batch_size``: rows per Ray batch; ``forward_batch_size``: windows per forward pass (``predict
     --batch-size``); ``actor_cpus``: logical CPUs each actor reserves (default: ``threads`` or 1)."""
-    return ds.map_batches(Predictor, fn_constructor_kwargs={"model": str(model), "threshold": threshold,
-                                                            "batch_size": forward_batch_size, "registry": registry,
-                                                            "device": "cuda" if gpus_per_actor else "cpu", "threads": threads},
-                          batch_size=batch_size, concurrency=actors, num_gpus=gpus_per_actor or None,
-                          num_cpus=actor_cpus or threads or 1, batch_format="numpy")
+    return ds.map_batches(
+        Predictor,
+        fn_constructor_kwargs={
+            "model": str(model),
+            "threshold": threshold,
+            "batch_size": forward_batch_size,
+            "registry": registry,
+            "device": "cuda" if gpus_per_actor else "cpu",
+            "threads": threads,
+        },
+        batch_size=batch_size,
+        concurrency=actors,
+        num_gpus=gpus_per_actor or None,
+        num_cpus=actor_cpus or threads or 1,
+        batch_format="numpy",
+    )
 
 
-def run(model: str, inputs: list[str], output_dir: str | Path, *, actors: int = 1, gpus_per_actor: float = 0.0,
-        address: str | None = None, input_format_name: str = "auto", threshold: float = 0.0, batch_size: int = 512,
-        threads: int | None = None, forward_batch_size: int = 32, registry=None) -> dict[str, int]:
+def run(
+    model: str,
+    inputs: list[str],
+    output_dir: str | Path,
+    *,
+    actors: int = 1,
+    gpus_per_actor: float = 0.0,
+    address: str | None = None,
+    input_format_name: str = "auto",
+    threshold: float = 0.0,
+    batch_size: int = 512,
+    threads: int | None = None,
+    forward_batch_size: int = 32,
+    registry=None,
+) -> dict[str, int]:
     """``predict --engine ray``: extract from every input file into ``output_dir/<file stem>.jsonl``
     (one record per input line, in order). Returns counts of records, predicted and failed."""
     _require()
@@ -172,9 +224,18 @@ def run(model: str, inputs: list[str], output_dir: str | Path, *, actors: int = 
         cpus = float(ray.cluster_resources().get("CPU", 1.0))
         # actors must leave room for the reading tasks, or they wait on each other forever
         actor_cpus = min(float(threads or 1), max(LIGHT, (cpus - 2 * LIGHT) / actors))
-        ds = extract_dataset(lines_dataset(files, input_format_name), model, actors=actors, gpus_per_actor=gpus_per_actor,
-                             batch_size=batch_size, threshold=threshold, threads=threads, actor_cpus=actor_cpus,
-                             forward_batch_size=forward_batch_size, registry=registry)
+        ds = extract_dataset(
+            lines_dataset(files, input_format_name),
+            model,
+            actors=actors,
+            gpus_per_actor=gpus_per_actor,
+            batch_size=batch_size,
+            threshold=threshold,
+            threads=threads,
+            actor_cpus=actor_cpus,
+            forward_batch_size=forward_batch_size,
+            registry=registry,
+        )
         counts = {"records": 0, "predicted": 0, "failed": 0}
         writers: dict[str, Any] = {}
         stack = []

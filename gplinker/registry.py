@@ -5,6 +5,7 @@ code it names. :func:`gplinker.tasks.default_registry` returns a fresh registry 
 tasks; a user adds a task of their own on purpose with :meth:`TaskRegistry.register` and passes
 that registry where a model is loaded.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -48,8 +49,10 @@ class TaskEntry:
         known = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
         unknown = sorted(set(given) - known)
         if unknown:
-            raise ValueError(f"unknown option(s) {', '.join(unknown)} for task {self.name!r}; "
-                             f"its options are: {', '.join(sorted(known)) or 'none'}")
+            raise ValueError(
+                f"unknown option(s) {', '.join(unknown)} for task {self.name!r}; "
+                f"its options are: {', '.join(sorted(known)) or 'none'}"
+            )
         return cls(**given)
 
     def resolve_format(self, path: str | Path, fmt: str = "auto") -> str:
@@ -64,8 +67,7 @@ class TaskEntry:
             fmt = detect_format(path, sniffers)
             logger.info("%s: detected format %s", path, fmt)
         if fmt not in self.formats:
-            raise DataError(path, None, f"unknown {self.name} format {fmt!r}",
-                            f"choose one of: auto, {', '.join(self.formats)}")
+            raise DataError(path, None, f"unknown {self.name} format {fmt!r}", f"choose one of: auto, {', '.join(self.formats)}")
         return fmt
 
     def read(self, path: str | Path, fmt: str = "auto", labelled: bool = True) -> list[Document]:
@@ -76,9 +78,13 @@ class TaskEntry:
         n = sum(self.annotations(d) for d in docs)
         logger.info("%s: %d documents, %d %s annotations (format %s)", path, len(docs), n, self.name, fmt)
         if labelled and docs and n == 0:
-            raise DataError(path, None, f"read {len(docs)} documents as format {fmt!r} but found no {self.name} annotation",
-                            f"check --format (this task's formats: {', '.join(self.formats)}) and that the file is "
-                            "labelled; pass an unlabelled file only where one is expected")
+            raise DataError(
+                path,
+                None,
+                f"read {len(docs)} documents as format {fmt!r} but found no {self.name} annotation",
+                f"check --format (this task's formats: {', '.join(self.formats)}) and that the file is "
+                "labelled; pass an unlabelled file only where one is expected",
+            )
         return docs
 
 

@@ -6,6 +6,7 @@ to try models in, and the limits that keep it up.
 so the server cannot disagree with it; texts are micro-batched (:mod:`gplinker.batcher`) behind
 the gate of :mod:`gplinker.guard`. Needs the ``serve`` extra (``pip install -e ".[serve]"``).
 """
+
 # no "from __future__ import annotations": FastAPI reads the request model of the endpoints
 # defined inside create_app from their live annotations
 import logging
@@ -26,9 +27,11 @@ from gplinker.structures import Document, text_problem
 logger = logging.getLogger(__name__)
 
 RETRY_AFTER_S = 1
-DESCRIPTION = ("Joint information extraction with GlobalPointer / GPLinker: entities, relation triples, events. Offsets "
-               "are characters, end exclusive; scores are probabilities (σ of the logit, temperature-scaled when "
-               "`gplinker calibrate --apply` was run).")
+DESCRIPTION = (
+    "Joint information extraction with GlobalPointer / GPLinker: entities, relation triples, events. Offsets "
+    "are characters, end exclusive; scores are probabilities (σ of the logit, temperature-scaled when "
+    "`gplinker calibrate --apply` was run)."
+)
 
 
 def require_extra() -> None:
@@ -74,8 +77,9 @@ def request_model():
         model_config = ConfigDict(extra="forbid")
         text: StrictStr | None = Field(None, description="one text")
         texts: list[StrictStr] | None = Field(None, description="several texts (one record each, in order)")
-        threshold: StrictFloat | StrictInt | None = Field(None, gt=0.0, le=1.0, allow_inf_nan=False,
-                                                          description="keep items with probability >= this, in (0, 1]")
+        threshold: StrictFloat | StrictInt | None = Field(
+            None, gt=0.0, le=1.0, allow_inf_nan=False, description="keep items with probability >= this, in (0, 1]"
+        )
         models: list[StrictStr] | None = Field(None, description="only these models (names from /info)")
 
     return ExtractRequest
@@ -94,8 +98,11 @@ def validated(req, settings: ServeSettings, names: list[str]) -> tuple[list[str]
         raise Refused(413, f"{len(texts)} texts is over the limit of {settings.max_texts} per request; split the request")
     long = [k for k, t in enumerate(texts) if len(t) > settings.max_chars]
     if long:
-        raise Refused(413, f"text {long[0]} has {len(texts[long[0]])} characters, over the limit of {settings.max_chars}; "
-                           "split it (longer texts up to the limit are windowed)")
+        raise Refused(
+            413,
+            f"text {long[0]} has {len(texts[long[0]])} characters, over the limit of {settings.max_chars}; "
+            "split it (longer texts up to the limit are windowed)",
+        )
     models = tuple(req.models) if req.models else None
     unknown = sorted(set(models or ()) - set(names))
     if unknown:
@@ -120,31 +127,62 @@ async def extract_records(req, request, batcher: MicroBatcher, settings: ServeSe
         raise Refused(503, f"the server is busy ({e}); retry later", {"Retry-After": str(RETRY_AFTER_S)}) from None
     except Gone as e:
         if e.reason == "deadline":
-            raise Refused(504, f"not answered within {settings.timeout_s:g} s; send fewer or shorter texts, or retry later") from None
+            raise Refused(
+                504, f"not answered within {settings.timeout_s:g} s; send fewer or shorter texts, or retry later"
+            ) from None
         raise Refused(499, "the client disconnected") from None  # nobody reads it
-    return [{"error": bad[k], "entities": [], "relations": [], "events": []} if k in bad else next(records)
-            for k in range(len(texts))]
+    return [
+        {"error": bad[k], "entities": [], "relations": [], "events": []} if k in bad else next(records) for k in range(len(texts))
+    ]
 
 
 def health(batcher: MicroBatcher, settings: ServeSettings, state: dict[str, Any]) -> dict[str, Any]:
-    return {"status": "ok" if state["ready"] else "starting", "ready": state["ready"], "models": batcher.pipeline.names(),
-            "uptime_s": round(time.time() - state["started"], 1),
-            "batches": batcher.batches, "texts": batcher.texts, "model_busy_s": round(batcher.busy_s, 3),
-            "queue": {"waiting": batcher.pending, "peak": batcher.peak_pending, "limit": settings.max_queue,
-                      "dropped": batcher.dropped, "ran_for_gone": batcher.ran_for_gone}}
+    return {
+        "status": "ok" if state["ready"] else "starting",
+        "ready": state["ready"],
+        "models": batcher.pipeline.names(),
+        "uptime_s": round(time.time() - state["started"], 1),
+        "batches": batcher.batches,
+        "texts": batcher.texts,
+        "model_busy_s": round(batcher.busy_s, 3),
+        "queue": {
+            "waiting": batcher.pending,
+            "peak": batcher.peak_pending,
+            "limit": settings.max_queue,
+            "dropped": batcher.dropped,
+            "ran_for_gone": batcher.ran_for_gone,
+        },
+    }
 
 
 def info(pipeline: Pipeline, settings: ServeSettings) -> dict[str, Any]:
-    models = [{"name": name, "task": ex.task.name, **ex.task.labels_summary(),
-               **{k: v for k, v in ex.task.config().items() if not isinstance(v, list)},
-               "max_length": ex.settings.max_length, "stride": ex.settings.stride,
-               "encoder": public_name(ex.info.get("encoder")), "dev_scores": ex.info.get("dev_scores")}
-              for ex, name in pipeline.models]
-    return {"version": __version__, "models": models,
-            "limits": {"max_chars": settings.max_chars, "max_texts": settings.max_texts, "max_batch": settings.max_batch,
-                       "max_wait_ms": settings.max_wait_ms, "max_body_bytes": settings.max_body_bytes,
-                       "max_queue": settings.max_queue, "timeout_s": settings.timeout_s},
-            "threshold": settings.threshold}
+    models = [
+        {
+            "name": name,
+            "task": ex.task.name,
+            **ex.task.labels_summary(),
+            **{k: v for k, v in ex.task.config().items() if not isinstance(v, list)},
+            "max_length": ex.settings.max_length,
+            "stride": ex.settings.stride,
+            "encoder": public_name(ex.info.get("encoder")),
+            "dev_scores": ex.info.get("dev_scores"),
+        }
+        for ex, name in pipeline.models
+    ]
+    return {
+        "version": __version__,
+        "models": models,
+        "limits": {
+            "max_chars": settings.max_chars,
+            "max_texts": settings.max_texts,
+            "max_batch": settings.max_batch,
+            "max_wait_ms": settings.max_wait_ms,
+            "max_body_bytes": settings.max_body_bytes,
+            "max_queue": settings.max_queue,
+            "timeout_s": settings.timeout_s,
+        },
+        "threshold": settings.threshold,
+    }
 
 
 def invalid_request(exc) -> Any:
@@ -153,8 +191,11 @@ def invalid_request(exc) -> Any:
     for err in exc.errors():
         where = ".".join(str(x) for x in err.get("loc", ()) if x != "body") or "body"
         details.append(f"{where}: {err.get('msg')}")
-    return problem(422, "invalid request: " + "; ".join(details) + ' — send JSON like {"text": "..."} or '
-                        '{"texts": ["...", "..."]}, optionally with "threshold" in (0, 1] and "models": [names]')
+    return problem(
+        422,
+        "invalid request: " + "; ".join(details) + ' — send JSON like {"text": "..."} or '
+        '{"texts": ["...", "..."]}, optionally with "threshold" in (0, 1] and "models": [names]',
+    )
 
 
 def create_app(pipeline: Pipeline, settings: ServeSettings | None = None, executor: ThreadPoolExecutor | None = None):
@@ -200,8 +241,11 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None, execut
     async def info_route():
         return info(pipeline, settings)
 
-    @app.post("/extract", summary="entities, triples and events of one text or several",
-              description="One combined record per text, as `gplinker pipeline` writes them.")
+    @app.post(
+        "/extract",
+        summary="entities, triples and events of one text or several",
+        description="One combined record per text, as `gplinker pipeline` writes them.",
+    )
     async def extract(req: ExtractRequest, request: Request):
         return JSONResponse({"records": await extract_records(req, request, batcher, settings)})  # no per-field re-encoding
 
@@ -217,8 +261,9 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None, execut
     return app
 
 
-def serve(pipeline: Pipeline, settings: ServeSettings, executor: ThreadPoolExecutor | None = None,
-          access_log: bool = False) -> int:
+def serve(
+    pipeline: Pipeline, settings: ServeSettings, executor: ThreadPoolExecutor | None = None, access_log: bool = False
+) -> int:
     """Serve ``pipeline`` with uvicorn until interrupted (graceful shutdown lets requests in flight
     finish). ``executor``: the :func:`model_thread` that loaded the models, which runs every batch."""
     require_extra()
@@ -227,8 +272,10 @@ def serve(pipeline: Pipeline, settings: ServeSettings, executor: ThreadPoolExecu
     if settings.host not in LOOPBACK and not settings.api_key:
         logger.warning("serving on %s without an API key: anyone who can reach this address can use the models", settings.host)
     app = create_app(pipeline, settings, executor)
-    logger.info("serving %s on http://%s:%d (page at /, API docs at /docs)", ", ".join(pipeline.names()), settings.host,
-                settings.port)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", access_log=access_log,
-                timeout_graceful_shutdown=30)
+    logger.info(
+        "serving %s on http://%s:%d (page at /, API docs at /docs)", ", ".join(pipeline.names()), settings.host, settings.port
+    )
+    uvicorn.run(
+        app, host=settings.host, port=settings.port, log_level="info", access_log=access_log, timeout_graceful_shutdown=30
+    )
     return 0

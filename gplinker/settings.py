@@ -4,6 +4,7 @@ Each field is declared with :func:`gplinker.options.option`, its help text and c
 beside its default, so the command line is generated from these classes and every default is
 written once. Nothing here imports torch: reading settings and building the command line stay light.
 """
+
 from __future__ import annotations
 
 import math
@@ -19,6 +20,8 @@ ALIGN_POLICIES: tuple[str, ...] = ("strict", "expand", "contract")  # how gold s
 def default_stride(max_length: int) -> int:
     """Tokens consecutive windows share when none is given: a quarter of the window, at most 64."""
     return min(64, max_length // 4)
+
+
 API_KEY_ENV = "GPLINKER_API_KEY"  # the server's API key when --api-key is not given
 
 
@@ -38,18 +41,31 @@ class TrainConfig:
     eval_batch_size: int = option(32, "windows per forward pass when evaluating")
     freeze_embeddings: bool = option(False, "do not train the word-embedding matrix", flag="--freeze-embeddings")
     factorized_loss: bool = option(True, "Efficient GlobalPointer: the loss without the [B, H, n, n] logits")
-    precision: str = option("fp32", "autocast for the encoder and heads (fp16 with a gradient scaler; the loss is computed "
-                            "in fp32/fp64)", flag="--precision", choices=("fp32", "bf16", "fp16"))
-    grad_accum: int = option(1, "batches per optimizer step; the effective batch is batch size x this x processes (torchrun)",
-                             flag="--grad-accum", minimum=1)
+    precision: str = option(
+        "fp32",
+        "autocast for the encoder and heads (fp16 with a gradient scaler; the loss is computed in fp32/fp64)",
+        flag="--precision",
+        choices=("fp32", "bf16", "fp16"),
+    )
+    grad_accum: int = option(
+        1,
+        "batches per optimizer step; the effective batch is batch size x this x processes (torchrun)",
+        flag="--grad-accum",
+        minimum=1,
+    )
     eval_every: int | None = option(None, "evaluate every N steps (default: after each epoch)", flag="--eval-every", minimum=1)
-    patience: int | None = option(None, "stop when dev F1 has not improved for this many evaluations (default: never)",
-                                  flag="--patience", minimum=1)
-    save_every: int | None = option(None, "write a resumable checkpoint to OUTPUT/checkpoint every N steps (atomically)",
-                                    flag="--save-every", minimum=1)
+    patience: int | None = option(
+        None, "stop when dev F1 has not improved for this many evaluations (default: never)", flag="--patience", minimum=1
+    )
+    save_every: int | None = option(
+        None, "write a resumable checkpoint to OUTPUT/checkpoint every N steps (atomically)", flag="--save-every", minimum=1
+    )
     resume: bool = option(False, "continue from OUTPUT/checkpoint (same command otherwise)", flag="--resume")
-    tune_link_threshold: bool = option(True, "relation, event: choose the link heads' threshold on --dev after training "
-                                       "(off: keep it at 0)", negate="--no-tune-link-threshold")
+    tune_link_threshold: bool = option(
+        True,
+        "relation, event: choose the link heads' threshold on --dev after training (off: keep it at 0)",
+        negate="--no-tune-link-threshold",
+    )
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISION_NAMES:
@@ -66,19 +82,34 @@ class TrainConfig:
 class ModelSettings:
     """Settings saved beside the weights; enough to rebuild the model offline."""
 
-    head_type: str = option("efficient", "Efficient GlobalPointer (shared projection, factorised loss) or the original "
-                            "GlobalPointer", flag="--head", choices=("efficient", "standard"))
+    head_type: str = option(
+        "efficient",
+        "Efficient GlobalPointer (shared projection, factorised loss) or the original GlobalPointer",
+        flag="--head",
+        choices=("efficient", "standard"),
+    )
     head_size: int = option(64, "dimension of the heads' queries and keys", flag="--head-size", minimum=1)
     max_length: int = option(256, "tokens per window, special tokens included", flag="--max-length", minimum=1)
-    stride: int | None = option(None, "tokens shared by consecutive windows of a long text (default: max length / 4, at "
-                                "most 64)", flag="--stride", minimum=0)
-    align: str = option("expand", "how gold spans off token boundaries are placed on tokens (they are counted in the log)",
-                        flag="--align", choices=("expand", "strict", "contract"))
+    stride: int | None = option(
+        None,
+        "tokens shared by consecutive windows of a long text (default: max length / 4, at most 64)",
+        flag="--stride",
+        minimum=0,
+    )
+    align: str = option(
+        "expand",
+        "how gold spans off token boundaries are placed on tokens (they are counted in the log)",
+        flag="--align",
+        choices=("expand", "strict", "contract"),
+    )
     link_threshold: float = option(0.0, "logit above which a link head's cell fires (chosen on dev by train)")
     temperature: float = option(1.0, "scores are σ(2·logit / temperature); fitted on dev by `gplinker calibrate`")
-    label_sharing: bool = option(True, "give every label its own bias only (default: event argument labels also share one "
-                                 "with their event type's labels and one with their role's labels)",
-                                 negate="--no-label-sharing")
+    label_sharing: bool = option(
+        True,
+        "give every label its own bias only (default: event argument labels also share one "
+        "with their event type's labels and one with their role's labels)",
+        negate="--no-label-sharing",
+    )
 
     def __post_init__(self) -> None:
         if self.stride is None and _is_int(self.max_length):
@@ -131,25 +162,43 @@ class ServeSettings:
     port: int = option(8000, "port to listen on", flag="--port", minimum=0)
 
     max_batch: int = option(32, "most texts gathered into one model call", flag="--max-batch", minimum=1)
-    max_wait_ms: float = option(10.0, "how long a request waits for others to batch with (0: no batching)",
-                                flag="--max-wait-ms", minimum=0.0)
+    max_wait_ms: float = option(
+        10.0, "how long a request waits for others to batch with (0: no batching)", flag="--max-wait-ms", minimum=0.0
+    )
     max_chars: int = option(100_000, "longest text accepted (413 beyond)", flag="--max-chars", minimum=1)
     max_texts: int = option(256, "most texts in one request (413 beyond)", flag="--max-texts", minimum=1)
     threshold: float = option(0.0, "default probability threshold")
-    api_key: str | None = option(None, "require 'Authorization: Bearer KEY' (default: $GPLINKER_API_KEY, none when unset)",
-                                 flag="--api-key")
-    batch_size: int = option(32, "most rows per forward pass (a row: one window, or several short ones packed); a gathered "
-                             "batch runs as length-sorted forwards of at most this size, cut where padding would cost more "
-                             "than another call", flag="--batch-size", minimum=1)
+    api_key: str | None = option(
+        None, "require 'Authorization: Bearer KEY' (default: $GPLINKER_API_KEY, none when unset)", flag="--api-key"
+    )
+    batch_size: int = option(
+        32,
+        "most rows per forward pass (a row: one window, or several short ones packed); a gathered "
+        "batch runs as length-sorted forwards of at most this size, cut where padding would cost more "
+        "than another call",
+        flag="--batch-size",
+        minimum=1,
+    )
     idle_gap_ms: float = option(2.0, "stop gathering once no text arrived for this long")
     max_body_bytes: int = option(0, "largest request body (0: derived from max_chars and max_texts)")
-    max_queue: int = option(1024, "most texts waiting for the model; beyond it requests get 503 with Retry-After",
-                            flag="--max-queue", minimum=1)
-    timeout_s: float = option(60.0, "seconds a request may take; then 504, and its texts not yet run are dropped",
-                              flag="--timeout", minimum=0.0, above=True)
-    allowed_hosts: tuple[str, ...] | None = option(None, "a Host name the server answers (repeat; '*' for any). Default: "
-                                                   "the names of --host (127.0.0.1: 127.0.0.1, localhost, ::1), any when "
-                                                   "bound to 0.0.0.0", flag="--allowed-host", metavar="NAME")
+    max_queue: int = option(
+        1024, "most texts waiting for the model; beyond it requests get 503 with Retry-After", flag="--max-queue", minimum=1
+    )
+    timeout_s: float = option(
+        60.0,
+        "seconds a request may take; then 504, and its texts not yet run are dropped",
+        flag="--timeout",
+        minimum=0.0,
+        above=True,
+    )
+    allowed_hosts: tuple[str, ...] | None = option(
+        None,
+        "a Host name the server answers (repeat; '*' for any). Default: "
+        "the names of --host (127.0.0.1: 127.0.0.1, localhost, ::1), any when "
+        "bound to 0.0.0.0",
+        flag="--allowed-host",
+        metavar="NAME",
+    )
 
     def __post_init__(self) -> None:
         if not self.max_body_bytes:

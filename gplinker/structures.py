@@ -2,6 +2,7 @@
 
 Every public offset is a *character* offset into ``Document.text``, end exclusive.
 """
+
 from __future__ import annotations
 
 import numbers
@@ -161,7 +162,6 @@ class Event:
         return cls(obj["label"], tuple(Argument.from_json(a, text) for a in _list(obj["arguments"], "arguments")), _score(obj))
 
 
-
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -172,8 +172,10 @@ def text_problem(text: str) -> str | None:
         return None
     m = _SURROGATE.search(text)
     if m:
-        return (f"the text holds a lone surrogate U+{ord(m.group()):04X} at character {m.start()}, which is not a "
-                "character (a broken \\u escape or a UTF-16 text cut in half?) — fix the text's encoding")
+        return (
+            f"the text holds a lone surrogate U+{ord(m.group()):04X} at character {m.start()}, which is not a "
+            "character (a broken \\u escape or a UTF-16 text cut in half?) — fix the text's encoding"
+        )
     return None
 
 

@@ -4,6 +4,7 @@ A task declares its heads, turns a document into character-level targets, and tu
 document's character-level cells back into structures. Tokens, windows, alignment and the merging
 of windows belong to the library (:mod:`gplinker.alignment`); a task never sees them.
 """
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod

@@ -2,6 +2,7 @@
 gradient accumulation, fp32 / bf16 / fp16 autocast, dev evaluation each epoch or every N steps with
 early stopping, the best model kept (saved atomically), resumable checkpoints, and data-parallel
 training across processes (``torchrun``; see :mod:`gplinker.distributed`)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -31,11 +32,21 @@ logger = logging.getLogger(__name__)
 
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-LINK_THRESHOLDS = (0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -5.0)  # logits tried for the link heads (both full-budget event runs chose -3, the old grid's edge)
+LINK_THRESHOLDS = (
+    0.0,
+    -0.5,
+    -1.0,
+    -1.5,
+    -2.0,
+    -3.0,
+    -4.0,
+    -5.0,
+)  # logits tried for the link heads (both full-budget event runs chose -3, the old grid's edge)
 
 
-def tune_link_threshold(extractor: Extractor, dev_docs: Sequence[Document], batch_size: int = 32,
-                        candidates: Sequence[float] = LINK_THRESHOLDS) -> tuple[float, dict[float, dict[str, Any]]]:
+def tune_link_threshold(
+    extractor: Extractor, dev_docs: Sequence[Document], batch_size: int = 32, candidates: Sequence[float] = LINK_THRESHOLDS
+) -> tuple[float, dict[float, dict[str, Any]]]:
     """The link heads' decision threshold (a logit) with the best main dev F1, and every
     candidate's metrics. Missing links split one event into several cliques (and lose triples);
     a lower link threshold trades link precision for recall, so it is chosen on dev. The model runs
@@ -52,9 +63,15 @@ def tune_link_threshold(extractor: Extractor, dev_docs: Sequence[Document], batc
     cells = extractor.document_cells([d.text for d in dev_docs], batch_size)
     results: dict[float, dict[str, Any]] = {}
     for t in candidates:
-        pred = [task.decode(Document(d.text, id=d.id),
-                            DocumentCells({name: hc.select(hc.logits > t) if name in links else hc for name, hc in c.heads.items()},
-                                          c.windows)) for d, c in zip(dev_docs, cells)]
+        pred = [
+            task.decode(
+                Document(d.text, id=d.id),
+                DocumentCells(
+                    {name: hc.select(hc.logits > t) if name in links else hc for name, hc in c.heads.items()}, c.windows
+                ),
+            )
+            for d, c in zip(dev_docs, cells)
+        ]
         results[t] = task.evaluate(dev_docs, pred)
     pool = list(candidates)
     band = task.count_band
@@ -80,6 +97,7 @@ def set_seed(seed: int) -> None:
 
 def warmup_linear_decay(optimizer: torch.optim.Optimizer, total: int, warmup: int) -> torch.optim.lr_scheduler.LambdaLR:
     """Learning rates rise linearly over ``warmup`` steps, then fall linearly to 0 at ``total``."""
+
     def factor(step: int) -> float:
         if step < warmup:
             return (step + 1) / (warmup + 1)
@@ -122,8 +140,7 @@ def training_windows(extractor: Extractor, docs: Sequence[Document]) -> tuple[li
     stats = AlignmentStats()
     targets: list[TokenCells] = [{} for _ in windows]
     for d, ks in zip(docs, by_doc):
-        placed = align_targets(specs, d, extractor.task.targets(d), [windows[k] for k in ks],
-                               extractor.settings.align, stats)  # type: ignore[arg-type]
+        placed = align_targets(specs, d, extractor.task.targets(d), [windows[k] for k in ks], extractor.settings.align, stats)  # type: ignore[arg-type]
         for k, cells in zip(ks, placed):
             targets[k] = cells
     return windows, targets, stats
@@ -156,14 +173,21 @@ class _LossModule(torch.nn.Module):
         super().__init__()
         self.model, self.factorized = model, factorized
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, span_mask: torch.Tensor,
-                labels: dict[str, torch.Tensor]) -> torch.Tensor:
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, span_mask: torch.Tensor, labels: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
         return self.model.training_loss(input_ids, attention_mask, span_mask, labels, self.factorized)[0]
 
 
-def train_step(extractor: Extractor, loss_module: torch.nn.Module, group: Sequence[tuple[Sequence[Window], Sequence[TokenCells]]],
-               config: TrainConfig, optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
-               scaler: torch.amp.GradScaler) -> float:
+def train_step(
+    extractor: Extractor,
+    loss_module: torch.nn.Module,
+    group: Sequence[tuple[Sequence[Window], Sequence[TokenCells]]],
+    config: TrainConfig,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scaler: torch.amp.GradScaler,
+) -> float:
     """One optimizer step over ``group`` (grad_accum batches of this process's windows); returns
     the mean loss. Gradients are synchronised across processes on the group's last batch only."""
     device, specs = extractor.device, extractor.task.head_specs()
@@ -227,9 +251,14 @@ def _step_shares(batch: list[int], accum: int, ctx: DistContext) -> list[list[in
     return out
 
 
-def train(extractor: Extractor, train_docs: Sequence[Document], dev_docs: Sequence[Document] | None,
-          config: TrainConfig, output_dir: str | Path | None = None,
-          on_epoch: Callable[[int, dict], None] | None = None) -> dict[str, Any]:
+def train(
+    extractor: Extractor,
+    train_docs: Sequence[Document],
+    dev_docs: Sequence[Document] | None,
+    config: TrainConfig,
+    output_dir: str | Path | None = None,
+    on_epoch: Callable[[int, dict], None] | None = None,
+) -> dict[str, Any]:
     """Train ``extractor`` in place; save the best model (by dev F1) to ``output_dir/model``.
 
     Under ``torchrun`` every process runs this with the same arguments: each takes its share of
@@ -241,8 +270,10 @@ def train(extractor: Extractor, train_docs: Sequence[Document], dev_docs: Sequen
     task, model = extractor.task, extractor.model
     ctx = DistContext.from_env(extractor.device)
     if extractor.settings.temperature != 1.0:  # fitted on other weights (--init-from a calibrated model): no longer true
-        logger.info("temperature %.3f reset to 1: it was fitted on the weights this training changes; run calibrate again",
-                    extractor.settings.temperature)
+        logger.info(
+            "temperature %.3f reset to 1: it was fitted on the weights this training changes; run calibrate again",
+            extractor.settings.temperature,
+        )
         extractor.settings.temperature = 1.0
     windows, targets, stats = training_windows(extractor, train_docs)
     if ctx.is_main:
@@ -274,12 +305,20 @@ def train(extractor: Extractor, train_docs: Sequence[Document], dev_docs: Sequen
     if config.resume:
         progress, epoch_rng_state, best_state = checkpoint.load(out, model, optimizer, scheduler, scaler)
         step, start_epoch, position, history = progress["step"], progress["epoch"], progress["position"], progress["history"]
-        best.f1, best.metrics, best.epoch, best.step, best.since = (progress["best"][k] for k in ("f1", "metrics", "epoch", "step", "since"))
+        best.f1, best.metrics, best.epoch, best.step, best.since = (
+            progress["best"][k] for k in ("f1", "metrics", "epoch", "step", "since")
+        )
         best.state = best_state
         rng.setstate(epoch_rng_state)
         t0 -= progress.get("seconds", 0.0)
         if ctx.is_main:
-            logger.info("resumed from %s at step %d (epoch %d, batch group %d)", out / checkpoint.CHECKPOINT_DIR, step, start_epoch, position)
+            logger.info(
+                "resumed from %s at step %d (epoch %d, batch group %d)",
+                out / checkpoint.CHECKPOINT_DIR,
+                step,
+                start_epoch,
+                position,
+            )
     stop = step >= total
     with checkpoint.BackgroundWriter() as writer:  # checkpoints are written while the next steps run
         for epoch in range(start_epoch, epochs + 1):
@@ -287,10 +326,17 @@ def train(extractor: Extractor, train_docs: Sequence[Document], dev_docs: Sequen
                 break
             model.train()
             epoch_rng_state = rng.getstate()
-            groups = [shares for b in length_bucketed_batches(lengths, step_batch, rng)
-                      if (shares := _step_shares(b, config.grad_accum, ctx))]
-            bar = tqdm(total=min(len(groups), total - step + position) - position, desc=f"epoch {epoch}/{epochs}", unit="step",
-                       disable=not ctx.is_main)
+            groups = [
+                shares
+                for b in length_bucketed_batches(lengths, step_batch, rng)
+                if (shares := _step_shares(b, config.grad_accum, ctx))
+            ]
+            bar = tqdm(
+                total=min(len(groups), total - step + position) - position,
+                desc=f"epoch {epoch}/{epochs}",
+                unit="step",
+                disable=not ctx.is_main,
+            )
             running = None
             for g in range(position, len(groups)):
                 group = [([windows[k] for k in share], [targets[k] for k in share]) for share in groups[g]]
@@ -302,14 +348,22 @@ def train(extractor: Extractor, train_docs: Sequence[Document], dev_docs: Sequen
                 epoch_done = g == len(groups) - 1
                 due = step % config.eval_every == 0 if config.eval_every else epoch_done
                 if due or step >= total:
-                    stop = _evaluate(extractor, dev_docs, config, ctx, best, history, out, epoch, step, running, t0) or step >= total
+                    stop = (
+                        _evaluate(extractor, dev_docs, config, ctx, best, history, out, epoch, step, running, t0) or step >= total
+                    )
                     model.train()
                     if on_epoch is not None and ctx.is_main:
                         on_epoch(epoch, history[-1])
                 if config.save_every and (step % config.save_every == 0) and ctx.is_main:
                     nxt = (epoch + 1, 0, rng.getstate()) if epoch_done else (epoch, g + 1, epoch_rng_state)
-                    progress = {"step": step, "epoch": nxt[0], "position": nxt[1], "history": history, "seconds": time.time() - t0,
-                                "best": {**best.to_json(), "since": best.since}}
+                    progress = {
+                        "step": step,
+                        "epoch": nxt[0],
+                        "position": nxt[1],
+                        "history": history,
+                        "seconds": time.time() - t0,
+                        "best": {**best.to_json(), "since": best.since},
+                    }
                     writer.submit(out, checkpoint.snapshot(model, optimizer, scheduler, scaler, progress, nxt[2], best.state))
                 if stop:
                     break
@@ -321,10 +375,16 @@ def train(extractor: Extractor, train_docs: Sequence[Document], dev_docs: Sequen
     tuned = None
     if ctx.is_main and dev_docs and config.tune_link_threshold and any(s.axes != "span" for s in task.head_specs()):
         chosen, by_threshold = tune_link_threshold(extractor, dev_docs, config.eval_batch_size)
-        tuned = {"chosen": chosen, "dev_f1": {str(t): main_f1(m) for t, m in by_threshold.items()},
-                 "dev_count_ratio": {str(t): round(count_ratio(m), 4) for t, m in by_threshold.items()}}
-        logger.info("link threshold chosen on dev: %+.1f (F1 / predicted per gold: %s)", chosen,
-                    ", ".join(f"{t}: {f:.4f} / {tuned['dev_count_ratio'][t]:.2f}" for t, f in tuned["dev_f1"].items()))
+        tuned = {
+            "chosen": chosen,
+            "dev_f1": {str(t): main_f1(m) for t, m in by_threshold.items()},
+            "dev_count_ratio": {str(t): round(count_ratio(m), 4) for t, m in by_threshold.items()},
+        }
+        logger.info(
+            "link threshold chosen on dev: %+.1f (F1 / predicted per gold: %s)",
+            chosen,
+            ", ".join(f"{t}: {f:.4f} / {tuned['dev_count_ratio'][t]:.2f}" for t, f in tuned["dev_f1"].items()),
+        )
         if best.metrics is not None:
             best.metrics = by_threshold[chosen]
         extractor.info.update(dev_scores=dev_scores(by_threshold[chosen]), link_threshold_dev_f1=tuned["dev_f1"])
@@ -333,17 +393,36 @@ def train(extractor: Extractor, train_docs: Sequence[Document], dev_docs: Sequen
     ctx.broadcast_module(model)  # every process ends on rank 0's (best) model ...
     best_json, history = ctx.broadcast_object((best.to_json(), history))  # ... and knows what rank 0 measured
     tuned = ctx.broadcast_object(tuned)
-    summary = {"best": best_json, "history": history, "steps": step, "seconds": round(time.time() - t0, 1),
-               "train_windows": len(windows), "alignment": asdict(stats), "config": asdict(config), "processes": ctx.world,
-               "link_threshold": tuned}
+    summary = {
+        "best": best_json,
+        "history": history,
+        "steps": step,
+        "seconds": round(time.time() - t0, 1),
+        "train_windows": len(windows),
+        "alignment": asdict(stats),
+        "config": asdict(config),
+        "processes": ctx.world,
+        "link_threshold": tuned,
+    }
     if out is not None and ctx.is_main:
         write_json(out / "train_summary.json", summary)
     ctx.barrier()
     return summary
 
 
-def _evaluate(extractor: Extractor, dev_docs: Sequence[Document] | None, config: TrainConfig, ctx: DistContext, best: _Best,
-              history: list, out: Path | None, epoch: int, step: int, running: float | None, t0: float) -> bool:
+def _evaluate(
+    extractor: Extractor,
+    dev_docs: Sequence[Document] | None,
+    config: TrainConfig,
+    ctx: DistContext,
+    best: _Best,
+    history: list,
+    out: Path | None,
+    epoch: int,
+    step: int,
+    running: float | None,
+    t0: float,
+) -> bool:
     """Rank 0 evaluates, keeps and saves the best model, writes progress; every rank learns whether
     to stop (patience). Returns the stop decision."""
     stop = False
@@ -353,8 +432,13 @@ def _evaluate(extractor: Extractor, dev_docs: Sequence[Document] | None, config:
         if dev_docs:
             metrics = extractor.task.evaluate(dev_docs, extractor.predict(dev_docs, config.eval_batch_size, progress=True))
             entry["dev"] = dev_scores(metrics)
-            logger.info("epoch %d step %d loss %.4f dev %s", epoch, step, running or 0.0,
-                        ", ".join(f"{k} f1={v['f1']:.4f}" for k, v in entry["dev"].items()))
+            logger.info(
+                "epoch %d step %d loss %.4f dev %s",
+                epoch,
+                step,
+                running or 0.0,
+                ", ".join(f"{k} f1={v['f1']:.4f}" for k, v in entry["dev"].items()),
+            )
             improved = best.offer(main_f1(metrics), metrics, epoch, step, extractor.model)
             if improved:
                 extractor.info.update(dev_scores=entry["dev"], best_epoch=epoch, best_step=step)
@@ -365,8 +449,10 @@ def _evaluate(extractor: Extractor, dev_docs: Sequence[Document] | None, config:
             extractor.save_pretrained(out / "model")
         history.append(entry)
         if out is not None:  # progress so far, readable while training runs
-            write_json(out / "train_progress.json", {"best": {k: v for k, v in best.to_json().items() if k != "metrics"},
-                                                     "history": history})
+            write_json(
+                out / "train_progress.json",
+                {"best": {k: v for k, v in best.to_json().items() if k != "metrics"}, "history": history},
+            )
     stop = ctx.broadcast_object(stop)
     ctx.barrier()
     return stop

@@ -10,6 +10,7 @@ add a task of your own, register it on a registry you pass along (nothing global
 
 :func:`load` loads a saved model with the built-in tasks.
 """
+
 from __future__ import annotations
 
 from gplinker.registry import TaskEntry, TaskRegistry
@@ -21,17 +22,18 @@ from .readers import ner as ner_readers
 from .readers import relation as relation_readers
 from .relation import RelationOptions, RelationTask
 
-__all__ = ["EventOptions", "EventTask", "NEROptions", "NERTask", "RelationOptions", "RelationTask", "default_registry",
-           "load"]
+__all__ = ["EventOptions", "EventTask", "NEROptions", "NERTask", "RelationOptions", "RelationTask", "default_registry", "load"]
 
 
 def default_registry() -> TaskRegistry:
     """A new registry of the built-in tasks."""
-    return TaskRegistry([
-        TaskEntry(NERTask, ner_readers.FORMATS, annotations=lambda d: len(d.entities)),
-        TaskEntry(RelationTask, relation_readers.FORMATS, annotations=lambda d: len(d.relations)),
-        TaskEntry(EventTask, event_readers.FORMATS, annotations=lambda d: len(d.events)),
-    ])
+    return TaskRegistry(
+        [
+            TaskEntry(NERTask, ner_readers.FORMATS, annotations=lambda d: len(d.entities)),
+            TaskEntry(RelationTask, relation_readers.FORMATS, annotations=lambda d: len(d.relations)),
+            TaskEntry(EventTask, event_readers.FORMATS, annotations=lambda d: len(d.events)),
+        ]
+    )
 
 
 def load(path, device=None, registry: TaskRegistry | None = None):

@@ -15,6 +15,7 @@ Cliques are found once per document, over character offsets, after the library h
 windows (a link fires only where one window holds both spans, so an event still has to fit in a
 window, as it must to be seen at all; arguments cut by a window edge were already dropped).
 """
+
 from __future__ import annotations
 
 import logging
@@ -42,10 +43,12 @@ class EventOptions:
     """``schema``: a schema file giving the (event type, role) labels (default: read them off the
     training data); ``keep_triggerless``: keep predicted events that have no trigger."""
 
-    schema: str | None = option(None, "event: schema file (DuEE schema JSONL or {type: [roles]}); default: from --train",
-                                flag="--schema", file=True)
-    keep_triggerless: bool = option(True, "event: drop predicted events without a trigger", negate="--drop-triggerless",
-                                    at_prediction=())
+    schema: str | None = option(
+        None, "event: schema file (DuEE schema JSONL or {type: [roles]}); default: from --train", flag="--schema", file=True
+    )
+    keep_triggerless: bool = option(
+        True, "event: drop predicted events without a trigger", negate="--drop-triggerless", at_prediction=()
+    )
 
 
 class _LinkLookup:
@@ -83,9 +86,14 @@ MAX_EVENTS_PER_TYPE = 64  # maximal cliques enumerated per event type and window
 MAX_ARGUMENT_CELLS = 1024  # most probable argument cells of one window that are decoded
 
 
-def events_from_graph(args: Sequence[tuple[str, str, int, int]], head_cells: np.ndarray, tail_cells: np.ndarray,
-                      scores: dict[tuple[str, str, int, int], float | None] | None = None,
-                      stats: dict[str, int] | None = None, scale: int = 1) -> list[tuple[str, frozenset]]:
+def events_from_graph(
+    args: Sequence[tuple[str, str, int, int]],
+    head_cells: np.ndarray,
+    tail_cells: np.ndarray,
+    scores: dict[tuple[str, str, int, int], float | None] | None = None,
+    stats: dict[str, int] | None = None,
+    scale: int = 1,
+) -> list[tuple[str, frozenset]]:
     """Events from decoded arguments and link cells (characters, or token positions of a window).
 
     ``args``: (event type, role, i, j); ``head_cells``/``tail_cells``: (N, 2) positive (min, max)
@@ -112,7 +120,7 @@ def events_from_graph(args: Sequence[tuple[str, str, int, int]], head_cells: np.
             logger.debug("event decoding capped: %d argument spans of type %r in one window", len(nodes), etype)
             if stats is not None:
                 stats["capped"] = stats.get("capped", 0) + 1
-            nodes = sorted(sorted(nodes, key=lambda ij: -best[(etype, *ij)])[:MAX_SPANS_PER_TYPE * scale])
+            nodes = sorted(sorted(nodes, key=lambda ij: -best[(etype, *ij)])[: MAX_SPANS_PER_TYPE * scale])
         graph = nx.Graph()
         graph.add_nodes_from(nodes)
         nd = np.array(nodes, dtype=np.int64).reshape(-1, 2)  # (S, 2) token (i, j) of each span
@@ -184,9 +192,11 @@ class EventTask(Task):
         # Argument labels share a bias with their event type's labels and with their role's labels.
         # Link heads: one channel each, no RoPE, triangle mask kept (pairs stored as (min, max)).
         groups = tuple((f"type={t}", f"role={r}") for t, r in self.labels)
-        return [HeadSpec("arguments", len(self.labels), use_rope=True, tril_mask=True, groups=groups),
-                HeadSpec("heads", 1, use_rope=False, tril_mask=True, axes="starts"),
-                HeadSpec("tails", 1, use_rope=False, tril_mask=True, axes="ends")]
+        return [
+            HeadSpec("arguments", len(self.labels), use_rope=True, tril_mask=True, groups=groups),
+            HeadSpec("heads", 1, use_rope=False, tril_mask=True, axes="starts"),
+            HeadSpec("tails", 1, use_rope=False, tril_mask=True, axes="ends"),
+        ]
 
     def targets(self, doc: Document) -> Targets:
         args, pairs = set(), set()
@@ -226,10 +236,15 @@ class EventTask(Task):
             known = [p for p in parts if p is not None]
             events[Event(etype, arguments)] = min(known) if known else None
         if stats.get("capped"):
-            logger.warning("event decoding capped in a %d-character text: the model fires on too many arguments "
-                           "(is it trained?); at most %d argument cells, %d spans per event type and %d events per "
-                           "type were kept", len(doc.text), limit, MAX_SPANS_PER_TYPE * cells.windows,
-                           MAX_EVENTS_PER_TYPE * cells.windows)
+            logger.warning(
+                "event decoding capped in a %d-character text: the model fires on too many arguments "
+                "(is it trained?); at most %d argument cells, %d spans per event type and %d events per "
+                "type were kept",
+                len(doc.text),
+                limit,
+                MAX_SPANS_PER_TYPE * cells.windows,
+                MAX_EVENTS_PER_TYPE * cells.windows,
+            )
         kept = drop_subsets(set(events))
         return doc.with_annotations(events=tuple(Event(e.label, e.arguments, events[e]) for e in kept))
 
@@ -285,8 +300,10 @@ class EventTask(Task):
         labels = config["labels"]
         if not isinstance(labels, list) or not all(isinstance(x, list) and len(x) == 2 for x in labels):
             raise ValueError("labels must be a list of [event type, role] pairs")
-        pairs = label_list([f"{t}\x00{r}" if isinstance(t, str) and isinstance(r, str) and t and r else None
-                            for t, r in labels], "labels (event type, role)")
+        pairs = label_list(
+            [f"{t}\x00{r}" if isinstance(t, str) and isinstance(r, str) and t and r else None for t, r in labels],
+            "labels (event type, role)",
+        )
         return cls([tuple(x.split("\x00")) for x in pairs], config_flag(config, "keep_triggerless", True))
 
     def labels_summary(self) -> dict[str, Any]:

@@ -1,4 +1,5 @@
 """Named-entity recognition, flat and nested: one GlobalPointer channel per entity type."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -20,8 +21,12 @@ class NEROptions:
     training data overlap, nested otherwise."""
 
     decode: Literal["auto", "flat", "nested"] = option(
-        "auto", "ner: flat (best non-overlapping spans) or nested; auto (default) is flat unless gold spans overlap",
-        flag="--decode", choices=("auto", "flat", "nested"), at_prediction=("flat", "nested"))
+        "auto",
+        "ner: flat (best non-overlapping spans) or nested; auto (default) is flat unless gold spans overlap",
+        flag="--decode",
+        choices=("auto", "flat", "nested"),
+        at_prediction=("flat", "nested"),
+    )
 
 
 def has_overlaps(docs: Sequence[Document]) -> bool:
@@ -64,7 +69,9 @@ class NERTask(Task):
         return [HeadSpec(self.head_name, len(self.labels), use_rope=True, tril_mask=True)]
 
     def targets(self, doc: Document) -> Targets:
-        return {self.head_name: {(self.label_index[s.label], s.start, s.end) for s in doc.entities if s.label in self.label_index}}
+        return {
+            self.head_name: {(self.label_index[s.label], s.start, s.end) for s in doc.entities if s.label in self.label_index}
+        }
 
     def decode(self, doc: Document, cells: DocumentCells) -> Document:
         c = cells[self.head_name]

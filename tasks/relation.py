@@ -6,6 +6,7 @@ A triple (s, p, o) is predicted when s and o are predicted entities and both lin
 (one channel per entity type, so one pass gives typed entities and triples) or has two channels,
 subject and object, for data without entity types.
 """
+
 from __future__ import annotations
 
 import logging
@@ -35,8 +36,11 @@ class RelationOptions:
     channels), or ``auto`` (typed when the data gives entity types)."""
 
     entity_mode: Literal["auto", "typed", "subject-object"] = option(
-        "auto", "relation: typed entity channels (default when the data has types) or subject/object channels",
-        flag="--entity-mode", choices=("auto", "typed", "subject-object"))
+        "auto",
+        "relation: typed entity channels (default when the data has types) or subject/object channels",
+        flag="--entity-mode",
+        choices=("auto", "typed", "subject-object"),
+    )
 
 
 def _last_word(text: str) -> str:
@@ -49,8 +53,15 @@ def _min_known(values: list[float | None]) -> float | None:
     return min(known) if known else None
 
 
-def link_pairs(subjects: np.ndarray, objects: np.ndarray, heads: np.ndarray, tails: np.ndarray,
-               n: int, max_pairs: int = MAX_PAIRS, stats: dict[str, int] | None = None) -> np.ndarray:
+def link_pairs(
+    subjects: np.ndarray,
+    objects: np.ndarray,
+    heads: np.ndarray,
+    tails: np.ndarray,
+    n: int,
+    max_pairs: int = MAX_PAIRS,
+    stats: dict[str, int] | None = None,
+) -> np.ndarray:
     """All (p, s_i, s_j, o_i, o_j) with ``heads[p, s_i, o_i]`` and ``tails[p, s_j, o_j]`` positive.
 
     ``subjects``/``objects``: (S, 2)/(O, 2) spans (start, end); ``heads``/``tails``: (N, 3)
@@ -73,8 +84,11 @@ def link_pairs(subjects: np.ndarray, objects: np.ndarray, heads: np.ndarray, tai
     keep = counts > 0
     if counts.sum() > max_pairs:
         budget = np.cumsum(counts) <= max_pairs
-        logger.debug("relation decoding capped: %d subject-object candidates in one document; examined %d",
-                     int(counts.sum()), int(counts[budget].sum()))
+        logger.debug(
+            "relation decoding capped: %d subject-object candidates in one document; examined %d",
+            int(counts.sum()),
+            int(counts[budget].sum()),
+        )
         if stats is not None:
             stats["capped"] = stats.get("capped", 0) + 1
         keep &= budget
@@ -119,9 +133,11 @@ class RelationTask(Task):
 
     def head_specs(self) -> list[HeadSpec]:
         # Link heads: no RoPE and no triangle mask (kexue.fm 8888): a subject may follow its object.
-        return [HeadSpec("entities", len(self.entity_labels), use_rope=True, tril_mask=True),
-                HeadSpec("heads", len(self.predicates), use_rope=False, tril_mask=False, axes="starts"),
-                HeadSpec("tails", len(self.predicates), use_rope=False, tril_mask=False, axes="ends")]
+        return [
+            HeadSpec("entities", len(self.entity_labels), use_rope=True, tril_mask=True),
+            HeadSpec("heads", len(self.predicates), use_rope=False, tril_mask=False, axes="starts"),
+            HeadSpec("tails", len(self.predicates), use_rope=False, tril_mask=False, axes="ends"),
+        ]
 
     def targets(self, doc: Document) -> Targets:
         if self.typed:
@@ -129,8 +145,11 @@ class RelationTask(Task):
             ents = {(self.entity_index[s.label], s.start, s.end) for s in spans if s.label in self.entity_index}
         else:
             ents = {(0, r.head.start, r.head.end) for r in doc.relations} | {(1, r.tail.start, r.tail.end) for r in doc.relations}
-        pairs = {(self.predicate_index[r.label], (r.head.start, r.head.end), (r.tail.start, r.tail.end))
-                 for r in doc.relations if r.label in self.predicate_index}
+        pairs = {
+            (self.predicate_index[r.label], (r.head.start, r.head.end), (r.tail.start, r.tail.end))
+            for r in doc.relations
+            if r.label in self.predicate_index
+        }
         return {"entities": ents, "heads": pairs, "tails": pairs}
 
     def decode(self, doc: Document, cells: DocumentCells) -> Document:
@@ -150,8 +169,9 @@ class RelationTask(Task):
             obj = np.unique(rows[rows[:, 0] == 1, 1:], axis=0)
         stats: dict[str, int] = {}
         max_pairs, max_triples = MAX_PAIRS * cells.windows, MAX_TRIPLES * cells.windows
-        found = link_pairs(subj.reshape(-1, 2), obj.reshape(-1, 2), head.rows, tail.rows, len(doc.text) + 1,
-                           max_pairs=max_pairs, stats=stats)
+        found = link_pairs(
+            subj.reshape(-1, 2), obj.reshape(-1, 2), head.rows, tail.rows, len(doc.text) + 1, max_pairs=max_pairs, stats=stats
+        )
         if len(found) > max_triples:
             stats["capped"] = stats.get("capped", 0) + 1
             found = found[:max_triples]
@@ -165,11 +185,16 @@ class RelationTask(Task):
                     rel = Relation(Span(sa, sb, sl, sp), self.predicates[p], Span(oa, ob, ol, op))
                     relations[rel] = _min_known([sp, op, *links])
         if stats.get("capped"):
-            logger.warning("relation decoding capped in a %d-character text: the model fires on too many spans or links "
-                           "(is it trained?); at most %d candidates and %d triples were kept",
-                           len(doc.text), max_pairs, max_triples)
-        return doc.with_annotations(entities=tuple(entities),
-                                    relations=tuple(Relation(r.head, r.label, r.tail, sc) for r, sc in relations.items()))
+            logger.warning(
+                "relation decoding capped in a %d-character text: the model fires on too many spans or links "
+                "(is it trained?); at most %d candidates and %d triples were kept",
+                len(doc.text),
+                max_pairs,
+                max_triples,
+            )
+        return doc.with_annotations(
+            entities=tuple(entities), relations=tuple(Relation(r.head, r.label, r.tail, sc) for r, sc in relations.items())
+        )
 
     def channel_labels(self) -> dict[str, list[str]]:
         return {"entities": list(self.entity_labels), "heads": list(self.predicates), "tails": list(self.predicates)}
@@ -177,12 +202,18 @@ class RelationTask(Task):
     def extended_with(self, other: Task) -> "RelationTask":
         assert isinstance(other, RelationTask)
         if other.typed != self.typed:
-            raise ValueError(f"the saved model has {'typed' if self.typed else 'subject/object'} entities but the new data "
-                             f"{'has' if other.typed else 'has no'} entity types; pass --entity-mode "
-                             f"{'typed' if self.typed else 'subject-object'}")
-        return RelationTask(self.entity_labels + [x for x in other.entity_labels if x not in self.entity_index] if self.typed
-                            else self.entity_labels,
-                            self.predicates + [x for x in other.predicates if x not in self.predicate_index], self.typed)
+            raise ValueError(
+                f"the saved model has {'typed' if self.typed else 'subject/object'} entities but the new data "
+                f"{'has' if other.typed else 'has no'} entity types; pass --entity-mode "
+                f"{'typed' if self.typed else 'subject-object'}"
+            )
+        return RelationTask(
+            self.entity_labels + [x for x in other.entity_labels if x not in self.entity_index]
+            if self.typed
+            else self.entity_labels,
+            self.predicates + [x for x in other.predicates if x not in self.predicate_index],
+            self.typed,
+        )
 
     def evaluate(self, gold: Sequence[Document], pred: Sequence[Document]) -> dict[str, Any]:
         typed = self.typed
@@ -193,8 +224,18 @@ class RelationTask(Task):
             return {("span", s.start, s.end) for r in d.relations for s in (r.head, r.tail)}
 
         def strict(d: Document) -> set:
-            return {(r.label, r.head.start, r.head.end, r.head.label if typed else None,
-                     r.tail.start, r.tail.end, r.tail.label if typed else None) for r in d.relations}
+            return {
+                (
+                    r.label,
+                    r.head.start,
+                    r.head.end,
+                    r.head.label if typed else None,
+                    r.tail.start,
+                    r.tail.end,
+                    r.tail.label if typed else None,
+                )
+                for r in d.relations
+            }
 
         def boundary(d: Document) -> set:
             return {(r.label, r.head.start, r.head.end, r.tail.start, r.tail.end) for r in d.relations}
@@ -222,14 +263,19 @@ class RelationTask(Task):
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "RelationTask":
-        return cls(label_list(config["entity_labels"], "entity_labels"), label_list(config["predicates"], "predicates"),
-                   config_flag(config, "typed", True))
+        return cls(
+            label_list(config["entity_labels"], "entity_labels"),
+            label_list(config["predicates"], "predicates"),
+            config_flag(config, "typed", True),
+        )
 
     @classmethod
     def from_documents(cls, docs: Sequence[Document], options: RelationOptions | None = None) -> "RelationTask":
         """Labels from training data."""
         mode = (options or RelationOptions()).entity_mode
-        labels = sorted({s.label for d in docs for s in d.entities} | {s.label for d in docs for r in d.relations for s in (r.head, r.tail)})
+        labels = sorted(
+            {s.label for d in docs for s in d.entities} | {s.label for d in docs for r in d.relations for s in (r.head, r.tail)}
+        )
         if mode == "auto":
             typed = bool(set(labels) - {UNTYPED})
         elif mode in ("typed", "subject-object"):

@@ -1,4 +1,5 @@
 """Shared fixtures: a tiny random BERT and its WordPiece tokenizer, built in-process, offline."""
+
 from __future__ import annotations
 
 import sys
@@ -26,6 +27,7 @@ def read(task: str, path, fmt: str = "auto", labelled: bool = True):
     """Documents of a data file through the task registry (as the CLI reads them)."""
     return REGISTRY[task].read(path, fmt, labelled)
 
+
 EN_WORDS = ["john", "smith", "mary", "johnson", "paris", "boston", "new", "york", "the", "in", "of", "and", "said"]
 EN_PIECES = ["un", "##believ", "##able", "##son", "pet", "##rova", "glob", "##ex"]
 
@@ -42,9 +44,16 @@ def build_tiny_encoder(path: Path, texts: list[str] = (), seed: int = 0, dropout
     # transformers 5: BertTokenizerFast(vocab_file=...) ignores the file; from_pretrained(dir) reads it.
     tokenizer = BertTokenizerFast.from_pretrained(str(path))
     torch.manual_seed(seed)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=512, hidden_dropout_prob=dropout,
-                        attention_probs_dropout_prob=dropout)
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=512,
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
+    )
     BertModel(config, add_pooling_layer=False).save_pretrained(str(path))
     tokenizer.save_pretrained(str(path))
     return path
@@ -107,7 +116,9 @@ def oracle_predict(task, tokenizer, docs, max_length=64, stride=16, policy="expa
                 mask = torch.from_numpy(w.token_starts >= 0)[None]
                 logits = logits.masked_fill(~span_mask(mask, spec.tril_mask), -1e12)
                 found = positive_cells(logits)
-                per_head[spec.name] = HeadCells(found[:, 1:].numpy(), logits[found[:, 0], found[:, 1], found[:, 2], found[:, 3]].numpy())
+                per_head[spec.name] = HeadCells(
+                    found[:, 1:].numpy(), logits[found[:, 0], found[:, 1], found[:, 2], found[:, 3]].numpy()
+                )
             cells.append(per_head)
         out.append(task.decode(Document(text=d.text, id=d.id), merge_windows(specs, ws, cells)))
     return out, windows

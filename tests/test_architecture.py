@@ -5,14 +5,28 @@ imports included) is read with ``ast``; a module may import its own layer and th
 the library and the server never import the tasks or the command line (the caller passes the
 task registry); the command line, outermost, may import anything.
 """
+
 import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
 LAYERS = {  # lower first; a module not listed here fails the test, so a new module must be placed
-    "values": ["gplinker", "structures", "cells", "task", "metrics", "registry", "io", "atomic", "options", "settings",
-               "model_dir", "extras", "html"],
+    "values": [
+        "gplinker",
+        "structures",
+        "cells",
+        "task",
+        "metrics",
+        "registry",
+        "io",
+        "atomic",
+        "options",
+        "settings",
+        "model_dir",
+        "extras",
+        "html",
+    ],
     "text": ["offsets", "alignment", "batching", "encoders", "e5"],
     "torch": ["losses", "masks", "decoding", "factorized", "heads", "model", "packing"],
     "runnable": ["extractor", "finetune", "onnx_runtime", "calibration", "checkpoint", "distributed", "model_thread"],

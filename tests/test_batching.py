@@ -1,5 +1,6 @@
 """Forward batches for prediction: a partition of the length-sorted windows that minimises padded
 tokens plus a cost per call."""
+
 import itertools
 
 import pytest

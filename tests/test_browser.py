@@ -1,5 +1,6 @@
 """The page in a real browser: Debian's chromium, headless, driven by selenium through
 chromium-driver, against `gplinker serve` running as its own process on 127.0.0.1."""
+
 import os
 import shutil
 import socket
@@ -9,14 +10,14 @@ import time
 import urllib.request
 
 import pytest
-
 from conftest import DATA, read
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(not (CHROMIUM and DRIVER),
-                                reason="needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver; "
-                                       ".ci/run installs them)")
+pytestmark = pytest.mark.skipif(
+    not (CHROMIUM and DRIVER),
+    reason="needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver; .ci/run installs them)",
+)
 
 
 def _free_port() -> int:
@@ -34,16 +35,34 @@ def server(tiny_encoder, tmp_path_factory):
     from gplinker.training import TrainConfig, train
 
     docs = read("ner", DATA / "zh_train.jsonl")[:8]
-    ex = Extractor.build(str(tiny_encoder), ner.NERTask.from_documents(docs), ModelSettings(head_size=16, max_length=32, stride=8),
-                         "cpu", seed=1)
+    ex = Extractor.build(
+        str(tiny_encoder), ner.NERTask.from_documents(docs), ModelSettings(head_size=16, max_length=32, stride=8), "cpu", seed=1
+    )
     out = tmp_path_factory.mktemp("served")
     summary = train(ex, docs, docs, TrainConfig(epochs=40, batch_size=4, lr=5e-3, head_lr=1e-2, warmup_ratio=0.0), out)
     assert summary["best"]["f1"] == 1.0
     port = _free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     log = open(out / "server.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "gplinker", "serve", "--model", str(out / "model"), "--host", "127.0.0.1",
-                             "--port", str(port), "--device", "cpu"], stdout=log, stderr=subprocess.STDOUT, env=env)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gplinker",
+            "serve",
+            "--model",
+            str(out / "model"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--device",
+            "cpu",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
     url = f"http://127.0.0.1:{port}"
     for _ in range(120):
         try:
@@ -67,9 +86,18 @@ def browser():
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=1200,900"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1200,900",
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(DRIVER), options=options)
     yield driver
@@ -83,7 +111,7 @@ def test_page_highlights_the_entity_with_its_label(server, browser, tmp_path):
 
     url, docs = server
     doc = docs[0]
-    gold = {(doc.text[s.start:s.end], s.label) for s in doc.entities}
+    gold = {(doc.text[s.start : s.end], s.label) for s in doc.entities}
     browser.get(url + "/")
     WebDriverWait(browser, 20).until(ec.presence_of_element_located((By.CSS_SELECTOR, "input.model")))
     box = browser.find_element(By.ID, "text")

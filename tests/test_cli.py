@@ -1,4 +1,5 @@
 """run.py end to end on the shipped examples with a tiny encoder: train, evaluate, predict."""
+
 import json
 import subprocess
 import sys
@@ -12,9 +13,30 @@ def run(*args):
 
 def test_train_evaluate_predict(tiny_encoder, tmp_path):
     out = tmp_path / "run"
-    r = run("train", "ner", "--train", DATA / "zh_train.jsonl", "--dev", DATA / "zh_dev.jsonl", "--encoder", tiny_encoder,
-            "--output", out, "--epochs", "2", "--batch-size", "8", "--max-length", "48", "--stride", "8", "--head-size", "16",
-            "--device", "cpu")
+    r = run(
+        "train",
+        "ner",
+        "--train",
+        DATA / "zh_train.jsonl",
+        "--dev",
+        DATA / "zh_dev.jsonl",
+        "--encoder",
+        tiny_encoder,
+        "--output",
+        out,
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--max-length",
+        "48",
+        "--stride",
+        "8",
+        "--head-size",
+        "16",
+        "--device",
+        "cpu",
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert (out / "model" / "gplinker.json").is_file() and (out / "train.log").is_file()
     metrics = json.loads((out / "metrics.json").read_text())
@@ -39,11 +61,13 @@ def test_train_evaluate_predict(tiny_encoder, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     recs = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text(encoding="utf-8").splitlines()]
     assert [x["text"] for x in recs] == ["王芳在杭州工作。", "", "李娜访问了百度公司。"]
-    assert all(x["text"][e["start"]:e["end"]] == e["text"] for x in recs for e in x["entities"])  # offsets read the text
+    assert all(x["text"][e["start"] : e["end"]] == e["text"] for x in recs for e in x["entities"])  # offsets read the text
 
     # JSONL with bad records: each still gets an output record, and the good ones are predicted
     bad = tmp_path / "in.jsonl"
-    bad.write_bytes(b'{"id": 1, "text": "\xe7\x8e\x8b\xe8\x8a\xb3"}\n{"id": 2}\n\n{"text": "\xff\xfe"}\n{"id": 5, "text": "x", "source": "s"}\n')
+    bad.write_bytes(
+        b'{"id": 1, "text": "\xe7\x8e\x8b\xe8\x8a\xb3"}\n{"id": 2}\n\n{"text": "\xff\xfe"}\n{"id": 5, "text": "x", "source": "s"}\n'
+    )
     r = run("predict", "--model", out / "model", "--input", bad, "--output", tmp_path / "q.jsonl")
     assert r.returncode == 0, r.stderr[-3000:]
     recs = [json.loads(x) for x in (tmp_path / "q.jsonl").read_text(encoding="utf-8").splitlines()]
@@ -69,9 +93,32 @@ def test_train_with_trimmed_vocabulary(tiny_encoder, tmp_path):
     from transformers import AutoTokenizer
 
     out = tmp_path / "run"
-    r = run("train", "ner", "--train", DATA / "en_train.jsonl", "--dev", DATA / "zh_dev.jsonl", "--encoder", tiny_encoder,
-            "--output", out, "--max-steps", "2", "--batch-size", "8", "--max-length", "48", "--stride", "8",
-            "--head-size", "16", "--trim-vocab", "train", "--device", "cpu")
+    r = run(
+        "train",
+        "ner",
+        "--train",
+        DATA / "en_train.jsonl",
+        "--dev",
+        DATA / "zh_dev.jsonl",
+        "--encoder",
+        tiny_encoder,
+        "--output",
+        out,
+        "--max-steps",
+        "2",
+        "--batch-size",
+        "8",
+        "--max-length",
+        "48",
+        "--stride",
+        "8",
+        "--head-size",
+        "16",
+        "--trim-vocab",
+        "train",
+        "--device",
+        "cpu",
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     full = AutoTokenizer.from_pretrained(str(tiny_encoder))
     trimmed = AutoTokenizer.from_pretrained(str(out / "model" / "encoder"))

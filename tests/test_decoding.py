@@ -1,4 +1,5 @@
 """Decoding hand-written logits, and micro/per-label scoring."""
+
 import numpy as np
 import pytest
 import torch

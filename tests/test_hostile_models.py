@@ -4,6 +4,7 @@ before any module is built from it, and nothing it holds is run.
 Most cases re-write the fingerprint in gplinker.json after the damage, as an attacker (or a careless
 edit followed by a copy) would: the checks behind the fingerprint must hold on their own.
 """
+
 import builtins
 import json
 import os
@@ -11,21 +12,21 @@ import struct
 import sys
 
 import pytest
+from conftest import DATA, read
 
 from gplinker import cli, model_dir
-from gplinker.tasks import load as load_model
 from gplinker.extractor import Extractor, ModelSettings
+from gplinker.tasks import load as load_model
 from gplinker.tasks import ner
-
-from conftest import DATA, read
 
 
 @pytest.fixture(scope="module")
 def saved(tiny_encoder, tmp_path_factory):
     """An untrained NER model directory (loading is what is tested, not predictions)."""
     docs = read("ner", DATA / "zh_train.jsonl")[:4]
-    ex = Extractor.build(str(tiny_encoder), ner.NERTask.from_documents(docs), ModelSettings(head_size=16, max_length=32, stride=8),
-                         "cpu", seed=0)
+    ex = Extractor.build(
+        str(tiny_encoder), ner.NERTask.from_documents(docs), ModelSettings(head_size=16, max_length=32, stride=8), "cpu", seed=0
+    )
     out = tmp_path_factory.mktemp("hostile") / "model"
     ex.save_pretrained(out)
     return out
@@ -95,36 +96,69 @@ CASES = {
     # fingerprint: every file, not only the weights
     "tokenizer.json deleted": (lambda p: (p / "encoder" / "tokenizer.json").unlink(), r"tokenizer.json: missing"),
     "tokenizer ids rotated": (rotate_tokenizer_ids, r"tokenizer.json: does not match the fingerprint"),
-    "tokenizer_config.json edited": (lambda p: edit_json(p, "encoder/tokenizer_config.json", refresh=False, do_lower_case=False),
-                                     r"tokenizer_config.json: does not match the fingerprint"),
-    "encoder config edited": (lambda p: edit_json(p, "encoder/config.json", refresh=False, hidden_act="relu"),
-                              r"config.json: does not match the fingerprint"),
-    "file added to encoder/": (lambda p: (p / "encoder" / "added_tokens.json").write_text('{"x": 5}'),
-                               r"added_tokens.json: was not saved with this model"),
+    "tokenizer_config.json edited": (
+        lambda p: edit_json(p, "encoder/tokenizer_config.json", refresh=False, do_lower_case=False),
+        r"tokenizer_config.json: does not match the fingerprint",
+    ),
+    "encoder config edited": (
+        lambda p: edit_json(p, "encoder/config.json", refresh=False, hidden_act="relu"),
+        r"config.json: does not match the fingerprint",
+    ),
+    "file added to encoder/": (
+        lambda p: (p / "encoder" / "added_tokens.json").write_text('{"x": 5}'),
+        r"added_tokens.json: was not saved with this model",
+    ),
     "fingerprint removed": (lambda p: edit(p, fingerprint=None), r'"fingerprint" is missing'),
-    "fingerprint not an object": (lambda p: edit(p, fingerprint=["heads.safetensors"]), r'"fingerprint" is missing or not an object'),
+    "fingerprint not an object": (
+        lambda p: edit(p, fingerprint=["heads.safetensors"]),
+        r'"fingerprint" is missing or not an object',
+    ),
     # code execution
-    "auto_map with unknown model_type": (lambda p: edit_json(p, "encoder/config.json", model_type="evilnet",
-                                                             auto_map={"AutoModel": "evil.EvilModel", "AutoConfig": "evil.EvilConfig"}),
-                                         r"names custom code"),
-    "auto_map with a known model_type": (lambda p: edit_json(p, "encoder/config.json", auto_map={"AutoModel": "evil.EvilModel"}),
-                                         r"names custom code"),
-    "auto_map in tokenizer_config.json": (lambda p: edit_json(p, "encoder/tokenizer_config.json",
-                                                              auto_map={"AutoTokenizer": ["evil.Tok", None]}), r"names custom code"),
+    "auto_map with unknown model_type": (
+        lambda p: edit_json(
+            p,
+            "encoder/config.json",
+            model_type="evilnet",
+            auto_map={"AutoModel": "evil.EvilModel", "AutoConfig": "evil.EvilConfig"},
+        ),
+        r"names custom code",
+    ),
+    "auto_map with a known model_type": (
+        lambda p: edit_json(p, "encoder/config.json", auto_map={"AutoModel": "evil.EvilModel"}),
+        r"names custom code",
+    ),
+    "auto_map in tokenizer_config.json": (
+        lambda p: edit_json(p, "encoder/tokenizer_config.json", auto_map={"AutoTokenizer": ["evil.Tok", None]}),
+        r"names custom code",
+    ),
     "unknown model_type": (lambda p: edit_json(p, "encoder/config.json", model_type="evilnet"), r"not an architecture"),
     # sizes from the configs, checked against the weights before anything is built
     "vocab_size 6e7": (lambda p: edit_json(p, "encoder/config.json", vocab_size=60_000_000), r"do not belong together"),
-    "vocab_size one too small": (lambda p: edit_json(p, "encoder/config.json",
-                                                     vocab_size=json.loads((p / "encoder/config.json").read_text())["vocab_size"] - 1),
-                                 r"do not belong together"),
+    "vocab_size one too small": (
+        lambda p: edit_json(
+            p, "encoder/config.json", vocab_size=json.loads((p / "encoder/config.json").read_text())["vocab_size"] - 1
+        ),
+        r"do not belong together",
+    ),
     "num_hidden_layers 20000": (lambda p: edit_json(p, "encoder/config.json", num_hidden_layers=20000), r"weights hold 2 layers"),
     "num_hidden_layers '2'": (lambda p: edit_json(p, "encoder/config.json", num_hidden_layers="2"), r"num_hidden_layers"),
-    "intermediate_size changed": (lambda p: edit_json(p, "encoder/config.json", intermediate_size=4096), r"do not belong together"),
-    "hidden_size not divisible by heads": (lambda p: edit_json(p, "encoder/config.json", num_attention_heads=5),
-                                           r"cannot describe an encoder|do not belong together"),
-    "layer_norm_eps infinite": (lambda p: ((p / "encoder/config.json").write_text(
-        (p / "encoder/config.json").read_text().replace('"layer_norm_eps": 1e-12', '"layer_norm_eps": 1e999')), refingerprint(p)),
-        r"layer_norm_eps"),
+    "intermediate_size changed": (
+        lambda p: edit_json(p, "encoder/config.json", intermediate_size=4096),
+        r"do not belong together",
+    ),
+    "hidden_size not divisible by heads": (
+        lambda p: edit_json(p, "encoder/config.json", num_attention_heads=5),
+        r"cannot describe an encoder|do not belong together",
+    ),
+    "layer_norm_eps infinite": (
+        lambda p: (
+            (p / "encoder/config.json").write_text(
+                (p / "encoder/config.json").read_text().replace('"layer_norm_eps": 1e-12', '"layer_norm_eps": 1e999')
+            ),
+            refingerprint(p),
+        ),
+        r"layer_norm_eps",
+    ),
     "10^6 labels": (lambda p: task_config(p, labels=[f"L{k}" for k in range(1_000_000)]), r"100000"),
     "labels [1, null, {}]": (lambda p: task_config(p, labels=[1, None, {}]), r"labels\[0\] is 1"),
     "duplicate labels": (lambda p: task_config(p, labels=["PER", "PER"]), r"lists a label twice"),
@@ -133,7 +167,10 @@ CASES = {
     "head_size 2^40": (lambda p: edit(p, head_size=2**40), r"head_size must be an even number"),
     "head_size true": (lambda p: edit(p, head_size=True), r"head_size"),
     "max_length '64'": (lambda p: edit(p, max_length="64"), r"max_length must be a whole number"),
-    "max_length past the encoder's positions": (lambda p: edit(p, max_length=4096, stride=64), r"over the encoder's 512 positions"),
+    "max_length past the encoder's positions": (
+        lambda p: edit(p, max_length=4096, stride=64),
+        r"over the encoder's 512 positions",
+    ),
     "stride past max_length": (lambda p: edit(p, stride=1000), r"stride must be"),
     "head_type unknown": (lambda p: edit(p, head_type="evil"), r"unknown head type"),
     "temperature NaN": (lambda p: edit(p, temperature=float("nan")), r"temperature must be a finite number above 0"),
@@ -147,25 +184,49 @@ CASES = {
     "gplinker.json nested 100000 deep": (lambda p: (p / "gplinker.json").write_text(nested(100000)), r"nested too deeply"),
     "gplinker.json not an object": (lambda p: (p / "gplinker.json").write_text("[1, 2]"), r"not a JSON object"),
     # weights: headers checked against the file before any tensor is read
-    "heads header length 2^40": (lambda p: bogus_header(p, "heads.safetensors", b"{}", 2**40), r"heads.safetensors: cannot be read"),
-    "heads header shape past the file": (lambda p: bogus_header(
-        p, "heads.safetensors", json.dumps({"x": {"dtype": "F32", "shape": [2**30, 2**30], "data_offsets": [0, 2**62]}}).encode()),
-        r"heads.safetensors: cannot be read"),
-    "heads header dtype unknown": (lambda p: bogus_header(
-        p, "heads.safetensors", json.dumps({"x": {"dtype": "EVIL", "shape": [1], "data_offsets": [0, 4]}}).encode()),
-        r"heads.safetensors: cannot be read"),
-    "encoder header not JSON": (lambda p: bogus_header(p, "encoder/model.safetensors", b"\xff\xfe" * 8),
-                                r"model.safetensors: cannot be read"),
-    "damaged tokenizer.json": (lambda p: ((p / "encoder/tokenizer.json").write_text('{"model": {"type": "WordPiece"'),
-                                          refingerprint(p)), r"tokenizer.json: the tokenizer cannot be loaded"),
-    "tokenizer larger than the embeddings": (lambda p: edit_json(p, "encoder/config.json", vocab_size=20), r"do not belong together"),
+    "heads header length 2^40": (
+        lambda p: bogus_header(p, "heads.safetensors", b"{}", 2**40),
+        r"heads.safetensors: cannot be read",
+    ),
+    "heads header shape past the file": (
+        lambda p: bogus_header(
+            p,
+            "heads.safetensors",
+            json.dumps({"x": {"dtype": "F32", "shape": [2**30, 2**30], "data_offsets": [0, 2**62]}}).encode(),
+        ),
+        r"heads.safetensors: cannot be read",
+    ),
+    "heads header dtype unknown": (
+        lambda p: bogus_header(
+            p, "heads.safetensors", json.dumps({"x": {"dtype": "EVIL", "shape": [1], "data_offsets": [0, 4]}}).encode()
+        ),
+        r"heads.safetensors: cannot be read",
+    ),
+    "encoder header not JSON": (
+        lambda p: bogus_header(p, "encoder/model.safetensors", b"\xff\xfe" * 8),
+        r"model.safetensors: cannot be read",
+    ),
+    "damaged tokenizer.json": (
+        lambda p: ((p / "encoder/tokenizer.json").write_text('{"model": {"type": "WordPiece"'), refingerprint(p)),
+        r"tokenizer.json: the tokenizer cannot be loaded",
+    ),
+    "tokenizer larger than the embeddings": (
+        lambda p: edit_json(p, "encoder/config.json", vocab_size=20),
+        r"do not belong together",
+    ),
     # links and devices: a model directory is plain files
-    "weights a link to /dev/zero": (lambda p: ((p / "encoder/model.safetensors").unlink(),
-                                               os.symlink("/dev/zero", p / "encoder/model.safetensors")), r"symbolic link"),
-    "tokenizer a link to /etc/passwd": (lambda p: ((p / "encoder/tokenizer.json").unlink(),
-                                                   os.symlink("/etc/passwd", p / "encoder/tokenizer.json")), r"symbolic link"),
-    "gplinker.json a link to /etc/passwd": (lambda p: ((p / "gplinker.json").unlink(), os.symlink("/etc/passwd", p / "gplinker.json")),
-                                            r"symbolic link"),
+    "weights a link to /dev/zero": (
+        lambda p: ((p / "encoder/model.safetensors").unlink(), os.symlink("/dev/zero", p / "encoder/model.safetensors")),
+        r"symbolic link",
+    ),
+    "tokenizer a link to /etc/passwd": (
+        lambda p: ((p / "encoder/tokenizer.json").unlink(), os.symlink("/etc/passwd", p / "encoder/tokenizer.json")),
+        r"symbolic link",
+    ),
+    "gplinker.json a link to /etc/passwd": (
+        lambda p: ((p / "gplinker.json").unlink(), os.symlink("/etc/passwd", p / "gplinker.json")),
+        r"symbolic link",
+    ),
     "encoder config missing": (lambda p: (p / "encoder/config.json").unlink(), r"config.json: missing"),
     "pickle weights": (lambda p: (p / "encoder" / "pytorch_model.bin").write_bytes(b"\x80\x04evil"), r"pickle"),
 }
@@ -188,9 +249,15 @@ def test_custom_code_in_an_encoder_is_never_run_nor_asked_about(model, tmp_path,
     code = f"open({str(marker)!r}, 'w').write('ran')\n"
     for folder in (model / "encoder", tmp_path / "enc"):
         folder.mkdir(exist_ok=True)
-        (folder / "evil.py").write_text(code + "from transformers import PretrainedConfig\nclass EvilConfig(PretrainedConfig):\n"
-                                        "    model_type = 'evilnet'\n")
-    edit_json(model, "encoder/config.json", model_type="evilnet", auto_map={"AutoConfig": "evil.EvilConfig", "AutoModel": "evil.EvilModel"})
+        (folder / "evil.py").write_text(
+            code + "from transformers import PretrainedConfig\nclass EvilConfig(PretrainedConfig):\n    model_type = 'evilnet'\n"
+        )
+    edit_json(
+        model,
+        "encoder/config.json",
+        model_type="evilnet",
+        auto_map={"AutoConfig": "evil.EvilConfig", "AutoModel": "evil.EvilModel"},
+    )
     import shutil
 
     for f in ("config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors"):
@@ -211,8 +278,17 @@ def test_custom_code_in_an_encoder_is_never_run_nor_asked_about(model, tmp_path,
     assert not marker.exists() and not asked
 
 
-@pytest.mark.parametrize("case", ["vocab_size 6e7", "damaged tokenizer.json", "gplinker.json nested 100000 deep", "max_length '64'",
-                                  "temperature NaN", "num_hidden_layers 20000"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "vocab_size 6e7",
+        "damaged tokenizer.json",
+        "gplinker.json nested 100000 deep",
+        "max_length '64'",
+        "temperature NaN",
+        "num_hidden_layers 20000",
+    ],
+)
 def test_the_cli_says_one_line_for_a_hostile_model(model, case, tmp_path, capsys):
     CASES[case][0](model)
     src = tmp_path / "in.txt"

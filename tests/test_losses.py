@@ -1,8 +1,8 @@
 """The multilabel loss: sparse equals dense, padding is inert, stable and differentiable."""
+
 import torch
 
-from gplinker.losses import (dense_span_loss, multilabel_crossentropy, span_loss,
-                             sparse_multilabel_crossentropy)
+from gplinker.losses import dense_span_loss, multilabel_crossentropy, span_loss, sparse_multilabel_crossentropy
 
 
 def _random_case(seed, b=3, h=4, n=7, max_pos=3):
@@ -23,7 +23,9 @@ def _random_case(seed, b=3, h=4, n=7, max_pos=3):
 def test_formula_on_a_hand_computed_row():
     s = torch.tensor([[2.0, -1.0, 0.5]])
     y = torch.tensor([[1, 0, 0]])
-    expect = torch.log(1 + torch.exp(torch.tensor(-1.0)) + torch.exp(torch.tensor(0.5))) + torch.log(1 + torch.exp(torch.tensor(-2.0)))
+    expect = torch.log(1 + torch.exp(torch.tensor(-1.0)) + torch.exp(torch.tensor(0.5))) + torch.log(
+        1 + torch.exp(torch.tensor(-2.0))
+    )
     assert torch.allclose(multilabel_crossentropy(s, y), expect.reshape(1))
 
 

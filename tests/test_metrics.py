@@ -1,4 +1,5 @@
 """The literature's metrics beside ours, each against a hand-computed example."""
+
 import pytest
 
 from gplinker.metrics import char_f1, soft_score
@@ -13,11 +14,18 @@ def rel(text, s, p, o, st="X", ot="Y"):
 
 def test_spert_macro_and_partial_match_on_a_hand_computed_example():
     text = "Anna works for Acme in New York City , United States ."
-    gold = Document(text, relations=(rel(text, "Anna", "Work_For", "Acme"), rel(text, "New York City", "Located_In", "United States")))
-    pred = Document(text, relations=(rel(text, "Anna", "Work_For", "Acme"),                       # right
-                                     rel(text, "Anna", "Work_For", "Acme"),                       # duplicate: counted once
-                                     rel(text, "York City", "Located_In", "United States"),       # subject cut: partial match only
-                                     rel(text, "Anna", "Located_In", "New York City", "X", "Z"))) # wrong
+    gold = Document(
+        text, relations=(rel(text, "Anna", "Work_For", "Acme"), rel(text, "New York City", "Located_In", "United States"))
+    )
+    pred = Document(
+        text,
+        relations=(
+            rel(text, "Anna", "Work_For", "Acme"),  # right
+            rel(text, "Anna", "Work_For", "Acme"),  # duplicate: counted once
+            rel(text, "York City", "Located_In", "United States"),  # subject cut: partial match only
+            rel(text, "Anna", "Located_In", "New York City", "X", "Z"),
+        ),
+    )  # wrong
     m = RelationTask(["X", "Y", "Z"], ["Located_In", "Work_For"]).evaluate([gold], [pred])
     assert (m["triples"]["tp"], m["triples"]["n_pred"], m["triples"]["n_gold"]) == (1, 3, 2)
     assert m["triples"]["f1"] == pytest.approx(2 * (1 / 3) * (1 / 2) / (1 / 3 + 1 / 2))  # micro 0.4
@@ -31,14 +39,23 @@ def test_spert_macro_and_partial_match_on_a_hand_computed_example():
 def test_casee_trigger_and_argument_identification_and_classification():
     text = "张伟起诉华为公司索赔百万"
     gold = Document(text, events=(Event("起诉", (Argument("trigger", 2, 4), Argument("原告", 0, 2), Argument("被告", 4, 8))),))
-    pred = Document(text, events=(
-        Event("起诉", (Argument("trigger", 2, 4), Argument("原告", 4, 8), Argument("被告", 0, 2))),   # roles swapped
-        Event("投资", (Argument("trigger", 2, 4), Argument("被告", 4, 8))),                          # wrong type
-    ))
-    m = EventTask([("起诉", "trigger"), ("起诉", "原告"), ("起诉", "被告"), ("投资", "trigger"), ("投资", "被告")]).evaluate([gold], [pred])
+    pred = Document(
+        text,
+        events=(
+            Event("起诉", (Argument("trigger", 2, 4), Argument("原告", 4, 8), Argument("被告", 0, 2))),  # roles swapped
+            Event("投资", (Argument("trigger", 2, 4), Argument("被告", 4, 8))),  # wrong type
+        ),
+    )
+    m = EventTask([("起诉", "trigger"), ("起诉", "原告"), ("起诉", "被告"), ("投资", "trigger"), ("投资", "被告")]).evaluate(
+        [gold], [pred]
+    )
     assert (m["trigger_identification"]["tp"], m["trigger_identification"]["n_pred"]) == (1, 1)  # one span, both events
     assert (m["trigger_classification"]["tp"], m["trigger_classification"]["n_pred"]) == (1, 2)
-    assert (m["argument_identification"]["tp"], m["argument_identification"]["n_pred"], m["argument_identification"]["n_gold"]) == (2, 3, 2)
+    assert (
+        m["argument_identification"]["tp"],
+        m["argument_identification"]["n_pred"],
+        m["argument_identification"]["n_gold"],
+    ) == (2, 3, 2)
     assert (m["argument_classification"]["tp"], m["argument_classification"]["n_pred"]) == (0, 3)
     assert m["argument_classification"]["f1"] == m["arguments"]["f1"] == 0.0 and m["events"]["tp"] == 0
 
@@ -55,8 +72,13 @@ def test_duee_character_level_argument_score():
     # through the task: a duplicate predicted argument counts once, a partial one scores its overlap
     text = "张伟起诉华为技术有限公司"
     g = Document(text, events=(Event("起诉", (Argument("trigger", 2, 4), Argument("被告", 4, 12))),))
-    p = Document(text, events=(Event("起诉", (Argument("trigger", 2, 4), Argument("被告", 4, 8))),
-                               Event("起诉", (Argument("trigger", 2, 4), Argument("被告", 4, 8), Argument("原告", 0, 2)))))
+    p = Document(
+        text,
+        events=(
+            Event("起诉", (Argument("trigger", 2, 4), Argument("被告", 4, 8))),
+            Event("起诉", (Argument("trigger", 2, 4), Argument("被告", 4, 8), Argument("原告", 0, 2))),
+        ),
+    )
     m = EventTask([("起诉", "trigger"), ("起诉", "被告"), ("起诉", "原告")]).evaluate([g], [p])["arguments_duee"]
     assert (m["n_pred"], m["n_gold"]) == (2, 1) and m["matched"] == pytest.approx(2 / 3)
 
@@ -64,10 +86,14 @@ def test_duee_character_level_argument_score():
 def test_gold_cells_decode_back_to_the_gold_exactly():
     """The oracle assembly setting: gold character-level cells decode to the gold documents."""
     from conftest import ROOT, read
+
     from gplinker.alignment import gold_cells
 
-    for task_name, path in (("relation", ROOT / "data" / "relation" / "en_train.jsonl"), ("event", ROOT / "data" / "event" / "zh_train.jsonl"),
-                            ("event", ROOT / "data" / "event" / "phee_sample.jsonl")):
+    for task_name, path in (
+        ("relation", ROOT / "data" / "relation" / "en_train.jsonl"),
+        ("event", ROOT / "data" / "event" / "zh_train.jsonl"),
+        ("event", ROOT / "data" / "event" / "phee_sample.jsonl"),
+    ):
         docs = read(task_name, path)
         task = (RelationTask if task_name == "relation" else EventTask).from_documents(docs)
         for d in docs:
@@ -78,7 +104,7 @@ def test_gold_cells_decode_back_to_the_gold_exactly():
 def test_temperature_fit_recovers_a_known_miscalibration_and_ece_sees_it():
     import numpy as np
 
-    from gplinker.calibration import ece, fit_temperature, probabilities, reliability, Outcomes
+    from gplinker.calibration import Outcomes, ece, fit_temperature, probabilities, reliability
 
     rng = np.random.default_rng(0)
     logits = rng.normal(0.0, 3.0, 20000)

@@ -1,13 +1,18 @@
 """Oracle round trip: gold -> perfect logits -> decode must give back exactly the gold."""
-import pytest
 
+import pytest
 from conftest import DATA, oracle_predict, read
+
 from gplinker.structures import Document, Span
 from gplinker.tasks import ner
 
 FIXTURES = [
-    ("jsonl", "zh_train.jsonl"), ("jsonl", "en_train.jsonl"), ("cluener", "cluener_sample.json"),
-    ("cmeee", "cmeee_sample.json"), ("conll", "resume_sample.char.bmes"), ("spert", "spert_sample.json"),
+    ("jsonl", "zh_train.jsonl"),
+    ("jsonl", "en_train.jsonl"),
+    ("cluener", "cluener_sample.json"),
+    ("cmeee", "cmeee_sample.json"),
+    ("conll", "resume_sample.char.bmes"),
+    ("spert", "spert_sample.json"),
     ("genia", "genia_sample.jsonlines"),
 ]
 
@@ -23,8 +28,14 @@ def test_oracle_round_trip_per_format(tokenizer, fmt, name):
 
 def test_nested_and_repeated_strings(tokenizer):
     text = "张伟说：北京是一座美丽的城市，张伟很喜欢北京。"
-    ents = [Span(0, 2, "name"), Span(15, 17, "name"), Span(4, 6, "address"), Span(20, 22, "address"),
-            Span(4, 7, "org"), Span(4, 5, "address")]  # nested: 北, 北京, 北京是
+    ents = [
+        Span(0, 2, "name"),
+        Span(15, 17, "name"),
+        Span(4, 6, "address"),
+        Span(20, 22, "address"),
+        Span(4, 7, "org"),
+        Span(4, 5, "address"),
+    ]  # nested: 北, 北京, 北京是
     gold = [Document(text, tuple(ents))]
     task = ner.NERTask.from_documents(gold)
     pred, _ = oracle_predict(task, tokenizer, gold)
@@ -37,8 +48,12 @@ def test_text_longer_than_one_window(tokenizer):
     ents = []
     for k in range(12):
         o = k * len(base)
-        ents += [Span(o, o + 2, "name"), Span(o + 3, o + 5, "address"), Span(o + 6, o + 10, "company"),
-                 Span(o + 3, o + 10, "nested")]
+        ents += [
+            Span(o, o + 2, "name"),
+            Span(o + 3, o + 5, "address"),
+            Span(o + 6, o + 10, "company"),
+            Span(o + 3, o + 10, "nested"),
+        ]
     gold = [Document(text, tuple(ents)), Document("李娜在上海。", (Span(0, 2, "name"), Span(3, 5, "address")))]
     task = ner.NERTask.from_documents(gold)
     pred, windows = oracle_predict(task, tokenizer, gold, max_length=32, stride=12)
@@ -82,7 +97,11 @@ def test_decoder_needs_no_tokenizer():
     cells = DocumentCells({"entities": HeadCells([[0, 0, 4], [0, 0, 9], [1, 18, 31], [1, 22, 31]], [0.5, 2.0, 1.0, 1.5])})
     nested = ner.NERTask(["PER", "LOC"], "nested").decode(Document(text), cells)
     assert [(s.text_in(text), s.label) for s in nested.entities] == [
-        ("Elon", "PER"), ("Elon Musk", "PER"), ("San Francisco", "LOC"), ("Francisco", "LOC")]
+        ("Elon", "PER"),
+        ("Elon Musk", "PER"),
+        ("San Francisco", "LOC"),
+        ("Francisco", "LOC"),
+    ]
     assert nested.entities[1].score == pytest.approx(1 / (1 + math.exp(-4.0)))
     flat = ner.NERTask(["PER", "LOC"], "flat").decode(Document(text), cells)
     assert [s.text_in(text) for s in flat.entities] == ["Elon Musk", "Francisco"]  # the better-scored of each overlap

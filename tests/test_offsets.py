@@ -1,4 +1,5 @@
 """Character <-> token alignment and sliding windows."""
+
 import numpy as np
 import pytest
 

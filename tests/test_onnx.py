@@ -1,8 +1,9 @@
 """The ONNX Runtime encoder predicts what the torch encoder predicts (skipped without onnxruntime)."""
+
 import pytest
 import torch
-
 from conftest import ROOT, read
+
 from gplinker.extractor import Extractor, ModelSettings
 from gplinker.tasks import load as load_model
 from gplinker.tasks import ner
@@ -28,8 +29,9 @@ def test_onnx_encoder_gives_the_same_predictions_and_is_exported_once(tiny_encod
     onnx_file = tmp_path / "model" / ONNX_NAME
     stamp = onnx_file.stat().st_mtime_ns
     got = loaded.predict(docs)  # windows of several lengths and batch sizes go through one exported graph
-    assert [{(s.start, s.end, s.label) for s in d.entities} for d in got] == \
-        [{(s.start, s.end, s.label) for s in d.entities} for d in want]
+    assert [{(s.start, s.end, s.label) for s in d.entities} for d in got] == [
+        {(s.start, s.end, s.label) for s in d.entities} for d in want
+    ]
     for g, w in zip(got, want):
         assert [s.score for s in sorted(g.entities)] == pytest.approx([s.score for s in sorted(w.entities)], abs=1e-4)
     use_onnx(load_model(tmp_path / "model", "cpu"), tmp_path / "model")

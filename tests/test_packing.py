@@ -1,11 +1,13 @@
 """Packed prediction rows give every window the cells it gets alone."""
+
 from __future__ import annotations
 
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
-
 from conftest import ROOT, read
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from gplinker.extractor import Extractor, ModelSettings
 from gplinker.heads import span_mask
 from gplinker.packing import pack_rows
@@ -57,8 +59,9 @@ def _tasks():
 @pytest.mark.parametrize("name", ["ner", "relation", "event"])
 def test_packed_rows_give_each_window_its_own_cells(tiny_encoder, name, head):
     task = _tasks()[name]
-    ex = Extractor.build(str(tiny_encoder), task, ModelSettings(head_type=head, head_size=16, max_length=32, stride=8),
-                         "cpu", seed=3)
+    ex = Extractor.build(
+        str(tiny_encoder), task, ModelSettings(head_type=head, head_size=16, max_length=32, stride=8), "cpu", seed=3
+    )
     assert ex.can_pack()
     texts = [d.text for d in read(name, ROOT / f"data/{name}/en_dev.jsonl")][:12]
     texts += ["john smith said " * 12, "paris", "", "mary johnson of boston and new york"]  # several windows, short, empty
@@ -73,8 +76,9 @@ def test_packed_rows_give_each_window_its_own_cells(tiny_encoder, name, head):
 
 def test_an_encoder_that_cannot_take_packed_rows_keeps_padded_batches(tiny_encoder):
     docs = read("ner", ROOT / "data/ner/en_train.jsonl")
-    ex = Extractor.build(str(tiny_encoder), ner.NERTask.from_documents(docs), ModelSettings(head_size=16, max_length=32, stride=8),
-                         "cpu", seed=3)
+    ex = Extractor.build(
+        str(tiny_encoder), ner.NERTask.from_documents(docs), ModelSettings(head_size=16, max_length=32, stride=8), "cpu", seed=3
+    )
     real = ex.model.encoder
 
     class TwoDimensionalOnly(torch.nn.Module):  # as an ONNX session: ids and a 2D mask, nothing else
@@ -107,7 +111,8 @@ def test_packing_is_chosen_where_it_saves_padding():
 
 def test_the_packing_check_is_made_in_eval_mode_and_leaves_the_mode_alone(tiny_encoder):
     docs = read("ner", ROOT / "data/ner/en_train.jsonl")
-    ex = Extractor.build(str(tiny_encoder), ner.NERTask.from_documents(docs), ModelSettings(head_size=16, max_length=32, stride=8),
-                         "cpu", seed=3)
+    ex = Extractor.build(
+        str(tiny_encoder), ner.NERTask.from_documents(docs), ModelSettings(head_size=16, max_length=32, stride=8), "cpu", seed=3
+    )
     ex.model.train()  # dropout on: two calls differ, yet the encoder can pack
     assert ex.can_pack() and ex.model.encoder.training

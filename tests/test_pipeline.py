@@ -1,4 +1,5 @@
 """The end-to-end pipeline: several models merged per text, calibrated scores, HTML report, bad input."""
+
 import json
 import math
 import subprocess
@@ -7,13 +8,13 @@ from html.parser import HTMLParser
 
 import numpy as np
 import pytest
-
 from conftest import ROOT
+
+from gplinker.cells import HeadCells
 from gplinker.combine import combine_record
-from gplinker.tasks import load as load_model
 from gplinker.html import render
 from gplinker.structures import Argument, Document, Event, Relation, Span
-from gplinker.cells import HeadCells
+from gplinker.tasks import load as load_model
 
 
 def run(*args):
@@ -34,12 +35,21 @@ def test_cell_probability_is_sigmoid_of_twice_the_logit_and_monotone():
 def test_combine_record_tags_every_item_and_filters_by_threshold():
     doc = Document("张伟在华为工作。", id="7", meta={"source": "x"})
     ner = Document(doc.text, entities=(Span(0, 2, "PER", 0.97), Span(3, 5, "ORG", 0.55)))
-    rel = Document(doc.text, entities=(Span(0, 2, "人", 0.9),),
-                   relations=(Relation(Span(0, 2, "人", 0.9), "就职于", Span(3, 5, "机构", 0.8), 0.8),))
+    rel = Document(
+        doc.text,
+        entities=(Span(0, 2, "人", 0.9),),
+        relations=(Relation(Span(0, 2, "人", 0.9), "就职于", Span(3, 5, "机构", 0.8), 0.8),),
+    )
     ev = Document(doc.text, events=(Event("工作", (Argument("trigger", 5, 7, 0.7), Argument("sub", 0, 2, 0.9)), 0.7),))
-    rec = combine_record(doc, [("ner", "m1", ner), ("relation", "m2", rel), ("event", "m3", ev), ("ner", "m4", "RuntimeError: boom")])
+    rec = combine_record(
+        doc, [("ner", "m1", ner), ("relation", "m2", rel), ("event", "m3", ev), ("ner", "m4", "RuntimeError: boom")]
+    )
     assert rec["id"] == "7" and rec["source"] == "x" and rec["text"] == doc.text
-    assert {(e["text"], e["task"], e["model"]) for e in rec["entities"]} == {("张伟", "ner", "m1"), ("华为", "ner", "m1"), ("张伟", "relation", "m2")}
+    assert {(e["text"], e["task"], e["model"]) for e in rec["entities"]} == {
+        ("张伟", "ner", "m1"),
+        ("华为", "ner", "m1"),
+        ("张伟", "relation", "m2"),
+    }
     assert rec["relations"][0]["head"]["text"] == "张伟" and rec["relations"][0]["model"] == "m2"
     assert rec["events"][0]["arguments"][0]["text"] in ("张伟", "工作") and rec["events"][0]["task"] == "event"
     assert "m4: RuntimeError: boom" in rec["error"]
@@ -70,12 +80,30 @@ class StrictParser(HTMLParser):
 
 def test_html_is_well_formed_and_shows_every_item():
     text = "北京大学位于北京，<script>x</script> & more"
-    rec = {"id": 1, "text": text,
-           "entities": [{"start": 0, "end": 4, "label": "ORG", "text": "北京大学", "score": 0.9, "model": "m"},
-                        {"start": 0, "end": 2, "label": "LOC", "text": "北京", "score": 0.8, "model": "m"},  # nested
-                        {"start": 6, "end": 8, "label": "LOC", "text": "北京", "score": 0.7, "model": "m"}],
-           "relations": [{"head": {"text": "北京大学", "label": "ORG"}, "label": "位于", "tail": {"text": "北京", "label": "LOC"}, "score": 0.6}],
-           "events": [{"label": "位于事件", "arguments": [{"role": "trigger", "text": "位于"}, {"role": "place", "text": "北京"}], "score": 0.5}]}
+    rec = {
+        "id": 1,
+        "text": text,
+        "entities": [
+            {"start": 0, "end": 4, "label": "ORG", "text": "北京大学", "score": 0.9, "model": "m"},
+            {"start": 0, "end": 2, "label": "LOC", "text": "北京", "score": 0.8, "model": "m"},  # nested
+            {"start": 6, "end": 8, "label": "LOC", "text": "北京", "score": 0.7, "model": "m"},
+        ],
+        "relations": [
+            {
+                "head": {"text": "北京大学", "label": "ORG"},
+                "label": "位于",
+                "tail": {"text": "北京", "label": "LOC"},
+                "score": 0.6,
+            }
+        ],
+        "events": [
+            {
+                "label": "位于事件",
+                "arguments": [{"role": "trigger", "text": "位于"}, {"role": "place", "text": "北京"}],
+                "score": 0.5,
+            }
+        ],
+    }
     html = render([rec, {"line": 2, "error": "bad UTF-8 <x>"}])
     p = StrictParser()
     p.feed(html)
@@ -91,12 +119,39 @@ def test_html_is_well_formed_and_shows_every_item():
 @pytest.fixture(scope="module")
 def three_models(tiny_encoder, tmp_path_factory):
     out = tmp_path_factory.mktemp("models")
-    common = ["--encoder", tiny_encoder, "--epochs", "40", "--batch-size", "16", "--max-length", "128", "--stride", "16",
-              "--head-size", "16", "--lr", "5e-3", "--head-lr", "1e-2", "--device", "cpu"]
+    common = [
+        "--encoder",
+        tiny_encoder,
+        "--epochs",
+        "40",
+        "--batch-size",
+        "16",
+        "--max-length",
+        "128",
+        "--stride",
+        "16",
+        "--head-size",
+        "16",
+        "--lr",
+        "5e-3",
+        "--head-lr",
+        "1e-2",
+        "--device",
+        "cpu",
+    ]
     for task, sub in (("ner", "ner"), ("relation", "relation"), ("event", "event")):
         lang = "zh" if task != "relation" else "en"
-        r = run("train", task, "--train", ROOT / "data" / sub / f"{lang}_train.jsonl", "--dev", ROOT / "data" / sub / f"{lang}_dev.jsonl",
-                "--output", out / task, *common)
+        r = run(
+            "train",
+            task,
+            "--train",
+            ROOT / "data" / sub / f"{lang}_train.jsonl",
+            "--dev",
+            ROOT / "data" / sub / f"{lang}_dev.jsonl",
+            "--output",
+            out / task,
+            *common,
+        )
         assert r.returncode == 0, r.stderr[-2000:]
     return [out / t / "model" for t in ("ner", "relation", "event")]
 
@@ -104,12 +159,15 @@ def three_models(tiny_encoder, tmp_path_factory):
 def test_pipeline_one_record_per_input_with_bad_input(three_models, tmp_path):
     src = tmp_path / "in.jsonl"
     long_text = "张伟在北京的华为公司工作了三年。" * 1250  # 20,000 characters
-    src.write_bytes(b'{"id": "a", "text": "\xe5\xbc\xa0\xe4\xbc\x9f\xe5\x9c\xa8\xe5\x8c\x97\xe4\xba\xac"}\n'
-                    b'\n'
-                    b'{"id": "b", "text": "\xff\xfe bad"}\n'
-                    b'{"id": "c", "body": "no text"}\n'
-                    + json.dumps({"id": "d", "text": long_text}, ensure_ascii=False).encode() + b"\n"
-                    + b'{"id": "e", "text": ""}\n')
+    src.write_bytes(
+        b'{"id": "a", "text": "\xe5\xbc\xa0\xe4\xbc\x9f\xe5\x9c\xa8\xe5\x8c\x97\xe4\xba\xac"}\n'
+        b"\n"
+        b'{"id": "b", "text": "\xff\xfe bad"}\n'
+        b'{"id": "c", "body": "no text"}\n'
+        + json.dumps({"id": "d", "text": long_text}, ensure_ascii=False).encode()
+        + b"\n"
+        + b'{"id": "e", "text": ""}\n'
+    )
     args = [a for m in three_models for a in ("--model", m)]
     r = run("pipeline", *args, "--input", src, "--output", tmp_path / "out.jsonl", "--html", tmp_path / "r.html")
     assert r.returncode == 0, r.stderr[-3000:]
@@ -120,7 +178,7 @@ def test_pipeline_one_record_per_input_with_bad_input(three_models, tmp_path):
     assert recs[4]["id"] == "d" and len(recs[4]["text"]) == 20000 and "error" not in recs[4]
     long_ents = recs[4]["entities"]
     assert len(long_ents) > 100  # the trained NER model finds the repeated names all along the 20,000 characters
-    assert all(0 <= e["start"] < e["end"] <= 20000 and e["text"] == recs[4]["text"][e["start"]:e["end"]] for e in long_ents)
+    assert all(0 <= e["start"] < e["end"] <= 20000 and e["text"] == recs[4]["text"][e["start"] : e["end"]] for e in long_ents)
     assert max(e["start"] for e in long_ents if e["task"] == "ner") > 15000  # found in the last windows too
     assert recs[5]["text"] == "" and recs[5]["entities"] == []
     tasks = {e["task"] for rec in recs for e in rec.get("entities", [])}
@@ -138,8 +196,11 @@ def test_html_stays_small_when_a_model_fires_everywhere():
     from gplinker import html as report
 
     text = "北京" * 500
-    ents = [{"start": i, "end": j, "label": "X", "text": text[i:j], "score": 0.5 + (i % 7) / 20}
-            for i in range(0, 200) for j in range(i + 1, i + 30)]
+    ents = [
+        {"start": i, "end": j, "label": "X", "text": text[i:j], "score": 0.5 + (i % 7) / 20}
+        for i in range(0, 200)
+        for j in range(i + 1, i + 30)
+    ]
     html = report.render([{"text": text, "entities": ents, "relations": [], "events": []}])
     assert f"{len(ents) - report.MAX_ITEMS} more entities" in html
     assert html.count('class="lab"') == report.MAX_ITEMS + 1  # and one in the legend

@@ -1,10 +1,10 @@
 """predict --engine ray on a local 2-CPU Ray: the same records as single-process predict, one per
 input line, in order, errors per record; folders and Parquet inputs."""
+
 import json
 import os
 
 import pytest
-
 from conftest import DATA, read
 
 ray = pytest.importorskip("ray")
@@ -21,8 +21,9 @@ def model(tiny_encoder, tmp_path_factory):
     from gplinker.training import TrainConfig, train
 
     docs = read("ner", DATA / "zh_train.jsonl")[:8]
-    ex = Extractor.build(str(tiny_encoder), ner.NERTask.from_documents(docs), ModelSettings(head_size=16, max_length=32, stride=8),
-                         "cpu", seed=1)
+    ex = Extractor.build(
+        str(tiny_encoder), ner.NERTask.from_documents(docs), ModelSettings(head_size=16, max_length=32, stride=8), "cpu", seed=1
+    )
     out = tmp_path_factory.mktemp("raymodel")
     train(ex, docs, None, TrainConfig(epochs=30, batch_size=4, lr=5e-3, head_lr=1e-2, warmup_ratio=0.0), out)
     return out / "model"
@@ -45,14 +46,33 @@ def test_ray_output_equals_single_process_predict(model, local_ray, tmp_path):
     inputs.mkdir()
     texts = read("ner", DATA / "zh_dev.jsonl") + read("ner", DATA / "zh_train.jsonl")[:6]
     jsonl = inputs / "a.jsonl"
-    jsonl.write_bytes(b"\n".join([json.dumps({"id": f"d{k}", "text": d.text, "source": "x"}, ensure_ascii=False).encode()
-                                  for k, d in enumerate(texts)]
-                                 + [b"", b'{"id": "bad", "body": 1}', b'{"text": "\xff\xfe"}', "王芳在杭州。".encode()]) + b"\n")
+    jsonl.write_bytes(
+        b"\n".join(
+            [json.dumps({"id": f"d{k}", "text": d.text, "source": "x"}, ensure_ascii=False).encode() for k, d in enumerate(texts)]
+            + [b"", b'{"id": "bad", "body": 1}', b'{"text": "\xff\xfe"}', "王芳在杭州。".encode()]
+        )
+        + b"\n"
+    )
     txt = inputs / "b.txt"
     txt.write_text("\n".join(d.text for d in texts[:5]) + "\n\n" + "李娜访问了百度公司。" * 30 + "\n", encoding="utf-8")
     out = tmp_path / "out"
-    rc = cli.main(["predict", "--engine", "ray", "--model", str(model), "--input", str(inputs), "--output", str(out),
-                   "--actors", "2", "--threads-per-actor", "1"])
+    rc = cli.main(
+        [
+            "predict",
+            "--engine",
+            "ray",
+            "--model",
+            str(model),
+            "--input",
+            str(inputs),
+            "--output",
+            str(out),
+            "--actors",
+            "2",
+            "--threads-per-actor",
+            "1",
+        ]
+    )
     assert rc == 0
     for src in (jsonl, txt):
         local = tmp_path / f"local_{src.stem}.jsonl"
@@ -71,16 +91,47 @@ def test_ray_reads_parquet_and_gives_each_row_its_record(model, local_ray, tmp_p
     rows = [{"id": f"p{k}", "text": t} for k, t in enumerate(["王芳在杭州的小米公司工作。", "", "李娜访问了百度公司。"])]
     pd.DataFrame(rows).to_parquet(tmp_path / "docs.parquet")
     (tmp_path / "same.jsonl").write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n", encoding="utf-8")
-    assert cli.main(["predict", "--engine", "ray", "--model", str(model), "--input", str(tmp_path / "docs.parquet"),
-                     "--output", str(tmp_path / "out")]) == 0
-    assert cli.main(["predict", "--model", str(model), "--input", str(tmp_path / "same.jsonl"), "--output", str(tmp_path / "l.jsonl")]) == 0
+    assert (
+        cli.main(
+            [
+                "predict",
+                "--engine",
+                "ray",
+                "--model",
+                str(model),
+                "--input",
+                str(tmp_path / "docs.parquet"),
+                "--output",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 0
+    )
+    assert (
+        cli.main(
+            ["predict", "--model", str(model), "--input", str(tmp_path / "same.jsonl"), "--output", str(tmp_path / "l.jsonl")]
+        )
+        == 0
+    )
     got = _lines(tmp_path / "out" / "docs.jsonl")
     assert [r["id"] for r in got] == ["p0", "p1", "p2"]
     assert [{k: v for k, v in r.items()} for r in got] == _lines(tmp_path / "l.jsonl")
 
 
 def test_ray_input_mistakes_are_one_line_errors(model, tmp_path, capsys):
-    rc = cli.main(["predict", "--engine", "ray", "--model", str(model), "--input", str(tmp_path / "missing"), "--output", str(tmp_path / "o")])
+    rc = cli.main(
+        [
+            "predict",
+            "--engine",
+            "ray",
+            "--model",
+            str(model),
+            "--input",
+            str(tmp_path / "missing"),
+            "--output",
+            str(tmp_path / "o"),
+        ]
+    )
     assert rc == 2 and "no such file or folder" in capsys.readouterr().err
     (tmp_path / "x.jsonl").write_text('{"text": "a"}\n')
     rc = cli.main(["predict", "--engine", "ray", "--model", str(model), "--input", str(tmp_path), "--output", str(tmp_path)])
@@ -115,8 +166,12 @@ def test_ray_predictor_loads_and_predicts_in_one_thread(model, monkeypatch):
     monkeypatch.setattr(combine, "predict_records", records)
     predictor = ray_engine.Predictor(str(model), device="cpu", registry=default_registry())
     line = json.dumps({"text": "王芳在北京。"}).encode()
-    batch = {"source": np.array(["in.jsonl"], dtype=object), "line": np.array([1]), "raw": np.array([line], dtype=object),
-             "format": np.array(["jsonl"], dtype=object)}
+    batch = {
+        "source": np.array(["in.jsonl"], dtype=object),
+        "line": np.array([1]),
+        "raw": np.array([line], dtype=object),
+        "format": np.array(["jsonl"], dtype=object),
+    }
     out = {}
     caller = threading.Thread(target=lambda: out.update(predictor(batch)))  # as Ray Data calls it: another thread
     caller.start()
@@ -139,8 +194,24 @@ def test_the_ray_engine_honours_batch_size(model, monkeypatch, tmp_path):
     monkeypatch.setattr(ray_engine, "run", run)
     src = tmp_path / "in.txt"
     src.write_text("王芳在北京。\n")
-    assert cli.main(["predict", "--engine", "ray", "--model", str(model), "--input", str(src), "--output", str(tmp_path / "o"),
-                     "--batch-size", "7"]) == 0
+    assert (
+        cli.main(
+            [
+                "predict",
+                "--engine",
+                "ray",
+                "--model",
+                str(model),
+                "--input",
+                str(src),
+                "--output",
+                str(tmp_path / "o"),
+                "--batch-size",
+                "7",
+            ]
+        )
+        == 0
+    )
     assert seen["forward_batch_size"] == 7
     captured = {}
     monkeypatch.setattr(ray_engine.Predictor, "__init__", lambda self, **kw: captured.update(kw) or None)

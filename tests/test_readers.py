@@ -1,15 +1,24 @@
 """Readers of the published NER formats, auto-detection, and errors that name file and line."""
+
 import json
 
 import pytest
-
 from conftest import DATA, REGISTRY, read
+
 from gplinker.io import DataError
 
 
-@pytest.mark.parametrize("name,fmt", [("zh_train.jsonl", "jsonl"), ("cluener_sample.json", "cluener"),
-                                      ("cmeee_sample.json", "cmeee"), ("resume_sample.char.bmes", "conll"),
-                                      ("spert_sample.json", "spert"), ("genia_sample.jsonlines", "genia")])
+@pytest.mark.parametrize(
+    "name,fmt",
+    [
+        ("zh_train.jsonl", "jsonl"),
+        ("cluener_sample.json", "cluener"),
+        ("cmeee_sample.json", "cmeee"),
+        ("resume_sample.char.bmes", "conll"),
+        ("spert_sample.json", "spert"),
+        ("genia_sample.jsonlines", "genia"),
+    ],
+)
 def test_auto_detects_format(name, fmt):
     from gplinker.io import detect_format
 
@@ -25,16 +34,21 @@ def test_formats_agree_on_the_same_sentences():
         if name.startswith("cluener"):
             assert [d.entities for d in docs] == [d.entities for d in canonical[: len(docs)]]
         else:  # BMES labels are upper-cased
-            assert [[(s.start, s.end, s.label.lower()) for s in d.entities] for d in docs] == \
-                   [[(s.start, s.end, s.label) for s in d.entities] for d in canonical[: len(docs)]]
+            assert [[(s.start, s.end, s.label.lower()) for s in d.entities] for d in docs] == [
+                [(s.start, s.end, s.label) for s in d.entities] for d in canonical[: len(docs)]
+            ]
 
 
 def test_cluener_inclusive_end_and_surface(tmp_path):
     path = tmp_path / "c.json"
-    path.write_text('{"text": "浙商银行叶老桂", "label": {"company": {"浙商银行": [[0, 3]]}, "name": {"叶老桂": [[4, 6]]}}}', encoding="utf-8")
+    path.write_text(
+        '{"text": "浙商银行叶老桂", "label": {"company": {"浙商银行": [[0, 3]]}, "name": {"叶老桂": [[4, 6]]}}}', encoding="utf-8"
+    )
     (d,) = read("ner", path, "cluener")
-    assert [(s.start, s.end, s.label, d.text[s.start:s.end]) for s in d.entities] == [
-        (0, 4, "company", "浙商银行"), (4, 7, "name", "叶老桂")]
+    assert [(s.start, s.end, s.label, d.text[s.start : s.end]) for s in d.entities] == [
+        (0, 4, "company", "浙商银行"),
+        (4, 7, "name", "叶老桂"),
+    ]
 
 
 def test_spert_rebuilds_text_and_offsets():
@@ -45,7 +59,7 @@ def test_spert_rebuilds_text_and_offsets():
         assert d.text == " ".join(r["tokens"])
         assert len(d.entities) == len({(e["start"], e["end"], e["type"]) for e in r["entities"]})  # none dropped
         for e, s in zip(sorted(r["entities"], key=lambda e: (e["start"], e["end"])), sorted(d.entities)):
-            assert d.text[s.start:s.end] == " ".join(r["tokens"][e["start"]:e["end"]])
+            assert d.text[s.start : s.end] == " ".join(r["tokens"][e["start"] : e["end"]])
 
 
 def test_conll_variants(tmp_path):
@@ -53,7 +67,9 @@ def test_conll_variants(tmp_path):
     bio.write_text("张 B-PER\n伟 I-PER\n在 O\n北 B-LOC\n京 I-LOC\n\n上 B-LOC\n海 I-LOC\n", encoding="utf-8")
     docs = read("ner", bio, "conll")
     assert [(d.text, [(s.start, s.end, s.label) for s in d.entities]) for d in docs] == [
-        ("张伟在北京", [(0, 2, "PER"), (3, 5, "LOC")]), ("上海", [(0, 2, "LOC")])]
+        ("张伟在北京", [(0, 2, "PER"), (3, 5, "LOC")]),
+        ("上海", [(0, 2, "LOC")]),
+    ]
     weibo = tmp_path / "weibo.txt"  # character with a glued segmentation digit
     weibo.write_text("张0 B-PER.NAM\n伟1 I-PER.NAM\n好0 O\n", encoding="utf-8")
     (d,) = read("ner", weibo, "conll")
@@ -68,14 +84,25 @@ def test_conll_variants(tmp_path):
     assert d.text == "John Smith runs" and [(s.start, s.end) for s in d.entities] == [(0, 10)]
 
 
-@pytest.mark.parametrize("fmt,content,line", [
-    ("conll", "张 B-PER\n伟 I-PER\n在O\n", 3),
-    ("conll", "张 B-PER\n伟 X-PER\n", 2),
-    ("cluener", '{"text": "北京", "label": {"address": {"北京": [[0, 1]]}}}\n{"text": "上海", "label": {"address": {"上海": [[0, 5]]}}}\n', 2),
-    ("cluener", '{"text": "北京", "label": {}}\n{"text": "上海" "label"}\n', 2),
-    ("jsonl", '{"text": "abc", "entities": []}\n{"text": "abc", "entities": [{"start": 0, "end": 9, "label": "X"}]}\n', 2),
-    ("genia", '{"tokens": ["a"], "entity_mentions": []}\n{"tokens": ["a"], "entity_mentions": [{"start": 0, "end": 3, "entity_type": "x"}]}\n', 2),
-])
+@pytest.mark.parametrize(
+    "fmt,content,line",
+    [
+        ("conll", "张 B-PER\n伟 I-PER\n在O\n", 3),
+        ("conll", "张 B-PER\n伟 X-PER\n", 2),
+        (
+            "cluener",
+            '{"text": "北京", "label": {"address": {"北京": [[0, 1]]}}}\n{"text": "上海", "label": {"address": {"上海": [[0, 5]]}}}\n',
+            2,
+        ),
+        ("cluener", '{"text": "北京", "label": {}}\n{"text": "上海" "label"}\n', 2),
+        ("jsonl", '{"text": "abc", "entities": []}\n{"text": "abc", "entities": [{"start": 0, "end": 9, "label": "X"}]}\n', 2),
+        (
+            "genia",
+            '{"tokens": ["a"], "entity_mentions": []}\n{"tokens": ["a"], "entity_mentions": [{"start": 0, "end": 3, "entity_type": "x"}]}\n',
+            2,
+        ),
+    ],
+)
 def test_malformed_line_names_file_and_line(tmp_path, fmt, content, line):
     path = tmp_path / f"bad.{fmt}"
     path.write_text(content, encoding="utf-8")
@@ -87,8 +114,15 @@ def test_malformed_line_names_file_and_line(tmp_path, fmt, content, line):
 
 def test_json_array_error_names_record(tmp_path):
     path = tmp_path / "bad.json"
-    path.write_text(json.dumps([{"text": "胃痛", "entities": []}, {"text": "胃痛", "entities": [{"start_idx": 0, "end_idx": 0, "type": "bod", "entity": "痛"}]}]),
-                    encoding="utf-8")
+    path.write_text(
+        json.dumps(
+            [
+                {"text": "胃痛", "entities": []},
+                {"text": "胃痛", "entities": [{"start_idx": 0, "end_idx": 0, "type": "bod", "entity": "痛"}]},
+            ]
+        ),
+        encoding="utf-8",
+    )
     with pytest.raises(DataError, match="record 2"):
         read("ner", path, "cmeee")
 

@@ -2,19 +2,26 @@
 
 import numpy as np
 import pytest
-
 from conftest import ROOT, oracle_predict, read
+
 from gplinker.io import DataError
-from gplinker.tasks import load as load_model
 from gplinker.structures import Document, Relation, Span
+from gplinker.tasks import load as load_model
 from gplinker.tasks.readers.relation import LocateStats, place_triple
 from gplinker.tasks.relation import RelationOptions, RelationTask, link_pairs
 
 REL = ROOT / "data" / "relation"
 
 
-@pytest.mark.parametrize("name,fmt", [("en_train.jsonl", "jsonl"), ("spert_sample.json", "spert"),
-                                      ("webnlg_sample.json", "casrel"), ("duie_sample.jsonl", "duie")])
+@pytest.mark.parametrize(
+    "name,fmt",
+    [
+        ("en_train.jsonl", "jsonl"),
+        ("spert_sample.json", "spert"),
+        ("webnlg_sample.json", "casrel"),
+        ("duie_sample.jsonl", "duie"),
+    ],
+)
 @pytest.mark.parametrize("mode", ["typed", "subject-object"])
 def test_oracle_round_trip_per_reader(tokenizer, name, fmt, mode):
     gold = read("relation", REL / name, fmt)
@@ -43,12 +50,21 @@ HARD = [
     # subject follows its object
     _doc("北京是张伟的家乡。", [("张伟", "人", "家乡", "北京", "地", 0, 0)]),
     # one entity in several triples; two triples sharing both entities with different predicates
-    _doc("李娜是王芳的老师也是王芳的邻居，李娜住在上海。",
-         [("李娜", "人", "老师", "王芳", "人", 0, 0), ("李娜", "人", "邻居", "王芳", "人", 0, 0), ("李娜", "人", "住在", "上海", "地", 1, 0)]),
+    _doc(
+        "李娜是王芳的老师也是王芳的邻居，李娜住在上海。",
+        [
+            ("李娜", "人", "老师", "王芳", "人", 0, 0),
+            ("李娜", "人", "邻居", "王芳", "人", 0, 0),
+            ("李娜", "人", "住在", "上海", "地", 1, 0),
+        ],
+    ),
     # overlapping entities (SEO / nested): 北京 inside 北京大学, and both related
     _doc("北京大学位于北京。", [("北京大学", "机", "位于", "北京", "地", 0, 1), ("北京大学", "机", "简称", "北京", "地", 0, 0)]),
     # repeated strings: the second mention of 张伟 is the subject
-    _doc("张伟出生在上海，张伟在华为工作。", [("张伟", "人", "出生地", "上海", "地", 0, 0), ("张伟", "人", "就职于", "华为", "机", 1, 0)]),
+    _doc(
+        "张伟出生在上海，张伟在华为工作。",
+        [("张伟", "人", "出生地", "上海", "地", 0, 0), ("张伟", "人", "就职于", "华为", "机", 1, 0)],
+    ),
     # a typed entity outside every triple
     _doc("王芳去了杭州。", [("王芳", "人", "去", "杭州", "地", 0, 0)], extra=[Span(0, 1, "姓")]),
 ]
@@ -135,20 +151,29 @@ def test_place_triple_considers_every_occurrence():
 
 def test_duie_complex_objects_and_string_objects(tmp_path):
     p = tmp_path / "duie.jsonl"
-    p.write_text('{"text": "周迅在《如懿传》中饰演如懿", "spo_list": [{"subject": "周迅", "predicate": "饰演", "subject_type": "娱乐人物", '
-                 '"object": {"@value": "如懿", "inWork": "如懿传"}, "object_type": {"@value": "人物", "inWork": "影视作品"}}]}\n'
-                 '{"text": "张三生于北京", "spo_list": [{"subject": "张三", "predicate": "出生地", "object": "北京", "subject_type": "人物", "object_type": "地点"}]}\n',
-                 encoding="utf-8")
+    p.write_text(
+        '{"text": "周迅在《如懿传》中饰演如懿", "spo_list": [{"subject": "周迅", "predicate": "饰演", "subject_type": "娱乐人物", '
+        '"object": {"@value": "如懿", "inWork": "如懿传"}, "object_type": {"@value": "人物", "inWork": "影视作品"}}]}\n'
+        '{"text": "张三生于北京", "spo_list": [{"subject": "张三", "predicate": "出生地", "object": "北京", "subject_type": "人物", "object_type": "地点"}]}\n',
+        encoding="utf-8",
+    )
     docs = read("relation", p)
     got = sorted((r.label, r.tail.text_in(d.text), r.tail.label) for d in docs for r in d.relations)
     assert got == [("出生地", "北京", "地点"), ("饰演", "如懿", "人物"), ("饰演_inWork", "如懿传", "影视作品")]
 
 
-@pytest.mark.parametrize("fmt,content,line", [
-    ("spert", '[{"tokens": ["a", "b"], "entities": [{"type": "X", "start": 0, "end": 1}], "relations": [{"type": "R", "head": 0, "tail": 3}]}]', None),
-    ("duie", '{"text": "ab", "spo_list": []}\n{"text": "ab", "spo_list": [{"predicate": "R"}]}\n', 2),
-    ("casrel", '[{"text": "ab", "triple_list": [["a", "R"]]}]', None),
-])
+@pytest.mark.parametrize(
+    "fmt,content,line",
+    [
+        (
+            "spert",
+            '[{"tokens": ["a", "b"], "entities": [{"type": "X", "start": 0, "end": 1}], "relations": [{"type": "R", "head": 0, "tail": 3}]}]',
+            None,
+        ),
+        ("duie", '{"text": "ab", "spo_list": []}\n{"text": "ab", "spo_list": [{"predicate": "R"}]}\n', 2),
+        ("casrel", '[{"text": "ab", "triple_list": [["a", "R"]]}]', None),
+    ],
+)
 def test_malformed_records_name_file_and_place(tmp_path, fmt, content, line):
     p = tmp_path / f"bad.{fmt}"
     p.write_text(content, encoding="utf-8")
@@ -200,6 +225,11 @@ def test_triples_from_logits_both_strategies_equal_brute_force():
         got = triples_from_logits(ent, head, tail)
         for b in range(2):
             subj, obj = np.argwhere(ent[b, 0] > 0), np.argwhere(ent[b, 1] > 0)
-            want = {(p, si, sj, oi, oj) for si, sj in subj.tolist() for oi, oj in obj.tolist() for p in range(4)
-                    if head[b, p, si, oi] > 0 and tail[b, p, sj, oj] > 0}
+            want = {
+                (p, si, sj, oi, oj)
+                for si, sj in subj.tolist()
+                for oi, oj in obj.tolist()
+                for p in range(4)
+                if head[b, p, si, oi] > 0 and tail[b, p, sj, oj] > 0
+            }
             assert got[b] == want

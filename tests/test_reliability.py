@@ -2,19 +2,20 @@
 
 One regression test per defect in docs/reliability.md; the CLI runs in-process (``cli.main``).
 """
+
 import json
 import os
 import shutil
 import sys
 
 import pytest
-
 from conftest import DATA, read
+
 from gplinker import cli, model_dir
-from gplinker.tasks import load as load_model
 from gplinker.extractor import Extractor, ModelSettings
 from gplinker.io import DataError
 from gplinker.structures import Document, Span
+from gplinker.tasks import load as load_model
 from gplinker.tasks import ner
 from gplinker.training import TrainConfig, train
 
@@ -23,7 +24,9 @@ from gplinker.training import TrainConfig, train
 def saved(tiny_encoder, tmp_path_factory):
     """A small trained NER model directory (and its extractor)."""
     docs = read("ner", DATA / "zh_train.jsonl")[:6]
-    ex = Extractor.build(str(tiny_encoder), ner.NERTask.from_documents(docs), ModelSettings(head_size=16, max_length=32, stride=8), "cpu")
+    ex = Extractor.build(
+        str(tiny_encoder), ner.NERTask.from_documents(docs), ModelSettings(head_size=16, max_length=32, stride=8), "cpu"
+    )
     out = tmp_path_factory.mktemp("saved")
     train(ex, docs, docs, TrainConfig(epochs=3, batch_size=4, lr=5e-3, head_lr=1e-2), out)
     return out / "model", docs
@@ -48,6 +51,7 @@ def _edit_config(path, **changes):
 
 # ---- 1. a model directory never runs code ----------------------------------------------------------
 
+
 @pytest.mark.parametrize("task", ["payload:NERTask", "antigravity:X", "tasks.ner:NERTask", "gplinker.tasks.ner:NERTask"])
 def test_model_directory_naming_a_module_is_refused_and_nothing_imported(model_copy, monkeypatch, task):
     marker = model_copy / "imported.txt"
@@ -69,6 +73,7 @@ def test_pickle_weights_are_refused(model_copy):
 
 
 # ---- 2. saves are atomic ---------------------------------------------------------------------------
+
 
 def test_crash_in_the_middle_of_a_save_leaves_the_previous_model(saved, model_copy, monkeypatch):
     path, docs = model_copy, saved[1]
@@ -125,22 +130,43 @@ def test_a_directory_mixing_two_saves_is_refused(saved, model_copy, tmp_path):
 
 # ---- 9. broken model directories: one clear error each ------------------------------------------------
 
-@pytest.mark.parametrize("damage,message", [
-    (lambda p: (p / "heads.safetensors").unlink(), "heads.safetensors: missing"),
-    (lambda p: (p / "heads.safetensors").write_bytes((p / "heads.safetensors").read_bytes()[:100]), "does not match the fingerprint"),
-    (lambda p: (p / "encoder" / "model.safetensors").unlink(), "model.safetensors: is missing"),
-    (lambda p: (p / "gplinker.json").write_text('{"task": "ner", '), "gplinker.json: not valid JSON"),
-    (lambda p: _edit_config(p, task_config={"labels": ["a", "b", "c", "d", "e", "f", "g"], "decode": "nested"}),
-     "do not belong together"),
-    (lambda p: _edit_config(p, task_config={"decode": "flat"}), "bad task or model settings"),
-    (lambda p: (_edit_config(p, fingerprint=None, format_version=1), (p / "heads.safetensors").write_bytes(b"garbage"))[0], "heads.safetensors: cannot be read"),
-])
+
+@pytest.mark.parametrize(
+    "damage,message",
+    [
+        (lambda p: (p / "heads.safetensors").unlink(), "heads.safetensors: missing"),
+        (
+            lambda p: (p / "heads.safetensors").write_bytes((p / "heads.safetensors").read_bytes()[:100]),
+            "does not match the fingerprint",
+        ),
+        (lambda p: (p / "encoder" / "model.safetensors").unlink(), "model.safetensors: is missing"),
+        (lambda p: (p / "gplinker.json").write_text('{"task": "ner", '), "gplinker.json: not valid JSON"),
+        (
+            lambda p: _edit_config(p, task_config={"labels": ["a", "b", "c", "d", "e", "f", "g"], "decode": "nested"}),
+            "do not belong together",
+        ),
+        (lambda p: _edit_config(p, task_config={"decode": "flat"}), "bad task or model settings"),
+        (
+            lambda p: (_edit_config(p, fingerprint=None, format_version=1), (p / "heads.safetensors").write_bytes(b"garbage"))[0],
+            "heads.safetensors: cannot be read",
+        ),
+    ],
+)
 def test_broken_model_directory_gives_one_clear_error(model_copy, damage, message):
     damage(model_copy)
     with pytest.raises(model_dir.ModelDirError, match=message):
         load_model(model_copy, device="cpu")
-    rc = cli.main(["predict", "--model", str(model_copy), "--input", str(DATA / "predict_en.txt"),
-                   "--output", str(model_copy.parent / "p.jsonl")])
+    rc = cli.main(
+        [
+            "predict",
+            "--model",
+            str(model_copy),
+            "--input",
+            str(DATA / "predict_en.txt"),
+            "--output",
+            str(model_copy.parent / "p.jsonl"),
+        ]
+    )
     assert rc == 2
 
 
@@ -150,6 +176,7 @@ def test_missing_model_path_says_it_does_not_exist(tmp_path, capsys):
 
 
 # ---- 3. outputs never destroy inputs ---------------------------------------------------------------
+
 
 def test_output_equal_to_input_is_refused_before_any_work(saved, tmp_path, capsys):
     src = tmp_path / "in.jsonl"
@@ -170,8 +197,9 @@ def test_output_equal_to_input_is_refused_before_any_work(saved, tmp_path, capsy
 def test_unwritable_output_fails_before_any_work(saved, tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    rc = cli.main(["predict", "--model", str(saved[0]), "--input", str(DATA / "predict_en.txt"),
-                   "--output", str(blocker / "out.jsonl")])
+    rc = cli.main(
+        ["predict", "--model", str(saved[0]), "--input", str(DATA / "predict_en.txt"), "--output", str(blocker / "out.jsonl")]
+    )
     assert rc == 2 and "is a file, not a folder" in capsys.readouterr().err
 
 
@@ -223,6 +251,7 @@ def test_conll_line_numbers_ignore_unicode_separators(tmp_path):
 
 # ---- 5. a wrong --format is an error, not zero annotations ---------------------------------------------
 
+
 def test_wrong_format_reading_no_annotation_is_an_error(saved, capsys):
     rc = cli.main(["evaluate", "--model", str(saved[0]), "--data", str(DATA / "en_dev.jsonl"), "--format", "cluener"])
     err = capsys.readouterr().err
@@ -230,6 +259,7 @@ def test_wrong_format_reading_no_annotation_is_an_error(saved, capsys):
 
 
 # ---- 6. predict decides the input type properly --------------------------------------------------------
+
 
 def test_jsonl_with_a_bom_is_jsonl_and_text_starting_with_a_brace_is_text(saved, tmp_path):
     src = tmp_path / "in"  # no extension: sniffed
@@ -242,8 +272,22 @@ def test_jsonl_with_a_bom_is_jsonl_and_text_starting_with_a_brace_is_text(saved,
     assert cli.main(["predict", "--model", str(saved[0]), "--input", str(txt), "--output", str(tmp_path / "o2.jsonl")]) == 0
     recs = [json.loads(x) for x in (tmp_path / "o2.jsonl").read_text(encoding="utf-8").splitlines()]
     assert [r["text"] for r in recs] == ["{not json, just a brace}", "王芳在杭州。"]
-    assert cli.main(["predict", "--model", str(saved[0]), "--input", str(src), "--input-format", "text",
-                     "--output", str(tmp_path / "o3.jsonl")]) == 0
+    assert (
+        cli.main(
+            [
+                "predict",
+                "--model",
+                str(saved[0]),
+                "--input",
+                str(src),
+                "--input-format",
+                "text",
+                "--output",
+                str(tmp_path / "o3.jsonl"),
+            ]
+        )
+        == 0
+    )
     recs = [json.loads(x) for x in (tmp_path / "o3.jsonl").read_text(encoding="utf-8").splitlines()]
     assert recs[0]["text"].startswith('{"id": "a"')  # the BOM stripped, the line taken as text
 
@@ -297,9 +341,17 @@ BAD_RECORDS = [
     ("event", "duee", '{"text": null, "event_list": []}'),
     ("event", "duee", '{"text": "ab", "event_list": [{"event_type": "E", "trigger": "a", "trigger_start_index": 0.0}]}'),
     ("event", "fewfc", '{"content": 1, "events": []}'),
-    ("event", "fewfc", '{"content": "ab", "events": [{"type": "E", "mentions": [{"word": "a", "span": [false, 1], "role": "r"}]}]}'),
+    (
+        "event",
+        "fewfc",
+        '{"content": "ab", "events": [{"type": "E", "mentions": [{"word": "a", "span": [false, 1], "role": "r"}]}]}',
+    ),
     ("event", "phee", '{"context": null, "annotations": []}'),
-    ("event", "phee", '{"context": "ab", "annotations": [{"events": [{"event_type": null, "Trigger": {"text": [["a"]], "start": [[0]]}}]}]}'),
+    (
+        "event",
+        "phee",
+        '{"context": "ab", "annotations": [{"events": [{"event_type": null, "Trigger": {"text": [["a"]], "start": [[0]]}}]}]}',
+    ),
 ]
 
 
@@ -313,6 +365,7 @@ def test_readers_refuse_wrong_types_with_a_data_error(tmp_path, task, fmt, conte
 
 
 # ---- 8. combining marks stay with their letter ---------------------------------------------------------
+
 
 def test_decomposed_accents_are_not_cut_off(tokenizer):
     from conftest import oracle_predict
@@ -328,18 +381,34 @@ def test_decomposed_accents_are_not_cut_off(tokenizer):
 
 # ---- 9. two trainings into one folder -----------------------------------------------------------------
 
+
 def test_second_training_into_the_same_folder_fails_at_once(tiny_encoder, tmp_path, capsys):
     from gplinker.atomic import OutputLock
 
     out = tmp_path / "run"
     with OutputLock(out):
-        rc = cli.main(["train", "ner", "--train", str(DATA / "zh_train.jsonl"), "--encoder", str(tiny_encoder),
-                       "--output", str(out), "--max-steps", "1", "--device", "cpu"])
+        rc = cli.main(
+            [
+                "train",
+                "ner",
+                "--train",
+                str(DATA / "zh_train.jsonl"),
+                "--encoder",
+                str(tiny_encoder),
+                "--output",
+                str(out),
+                "--max-steps",
+                "1",
+                "--device",
+                "cpu",
+            ]
+        )
     assert rc == 2 and "in use by another gplinker job" in capsys.readouterr().err
     assert not (out / "model").exists()
 
 
 # ---- fuzz: every reader gives documents or a DataError ---------------------------------------------------
+
 
 def _all_formats():
     from conftest import REGISTRY
@@ -361,15 +430,59 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-JSON = st.recursive(st.none() | st.booleans() | st.integers(-3, 40) | st.floats(allow_nan=False) | st.text(max_size=8),
-                    lambda kids: st.lists(kids, max_size=4) | st.dictionaries(
-                        st.sampled_from(["text", "content", "context", "label", "entities", "tokens", "start", "end",
-                                         "type", "start_idx", "end_idx", "entity", "relations", "head", "tail",
-                                         "triple_list", "spo_list", "subject", "predicate", "object", "event_list",
-                                         "event_type", "trigger", "trigger_start_index", "arguments", "role",
-                                         "argument", "argument_start_index", "events", "mentions", "span", "word",
-                                         "annotations", "Trigger", "entity_mentions", "entity_type", "events"]) | st.text(max_size=5),
-                        kids, max_size=5), max_leaves=25)
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 40) | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda kids: (
+        st.lists(kids, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "text",
+                    "content",
+                    "context",
+                    "label",
+                    "entities",
+                    "tokens",
+                    "start",
+                    "end",
+                    "type",
+                    "start_idx",
+                    "end_idx",
+                    "entity",
+                    "relations",
+                    "head",
+                    "tail",
+                    "triple_list",
+                    "spo_list",
+                    "subject",
+                    "predicate",
+                    "object",
+                    "event_list",
+                    "event_type",
+                    "trigger",
+                    "trigger_start_index",
+                    "arguments",
+                    "role",
+                    "argument",
+                    "argument_start_index",
+                    "events",
+                    "mentions",
+                    "span",
+                    "word",
+                    "annotations",
+                    "Trigger",
+                    "entity_mentions",
+                    "entity_type",
+                    "events",
+                ]
+            )
+            | st.text(max_size=5),
+            kids,
+            max_size=5,
+        )
+    ),
+    max_leaves=25,
+)
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
@@ -397,13 +510,22 @@ def test_fuzz_arbitrary_json(tmp_path, task, fmt, records, as_array):
 @given(text=st.text(max_size=40), k=st.integers(0, 45), m=st.integers(-2, 45), label=JSON)
 def test_fuzz_plausible_records(tmp_path, task, fmt, text, k, m, label):
     """Records shaped like the format with arbitrary values in the fields."""
-    recs = [{"text": text, "label": {"X": {text[k:m]: [[k, m]]}} if isinstance(label, bool) else label,
-             "entities": [{"start": k, "end": m, "label": label, "start_idx": k, "end_idx": m, "type": label}],
-             "tokens": text.split() or [text], "relations": [{"head": k, "tail": m, "type": label}],
-             "triple_list": [[text[:k], label, text[k:m]]], "spo_list": [{"subject": text[:k], "predicate": label, "object": text[k:]}],
-             "event_list": [{"event_type": label, "trigger": text[k:m], "trigger_start_index": k, "arguments": []}],
-             "content": text, "events": [{"type": label, "mentions": [{"word": text[k:m], "span": [k, m], "role": label}]}],
-             "context": text, "annotations": [{"events": [{"event_type": label, "Trigger": {"text": [[text[k:m]]], "start": [[k]]}}]}]}]
+    recs = [
+        {
+            "text": text,
+            "label": {"X": {text[k:m]: [[k, m]]}} if isinstance(label, bool) else label,
+            "entities": [{"start": k, "end": m, "label": label, "start_idx": k, "end_idx": m, "type": label}],
+            "tokens": text.split() or [text],
+            "relations": [{"head": k, "tail": m, "type": label}],
+            "triple_list": [[text[:k], label, text[k:m]]],
+            "spo_list": [{"subject": text[:k], "predicate": label, "object": text[k:]}],
+            "event_list": [{"event_type": label, "trigger": text[k:m], "trigger_start_index": k, "arguments": []}],
+            "content": text,
+            "events": [{"type": label, "mentions": [{"word": text[k:m], "span": [k, m], "role": label}]}],
+            "context": text,
+            "annotations": [{"events": [{"event_type": label, "Trigger": {"text": [[text[k:m]]], "start": [[k]]}}]}],
+        }
+    ]
     p = tmp_path / "fuzz.json"
     p.write_text(json.dumps(recs), encoding="utf-8")
     _check_read(task, fmt, p)

@@ -1,6 +1,7 @@
 """Outputs that never lose anything: not a model, not a device, not an earlier run, not a batch for
 one bad text, not a line of JSON; a full disk said in one line with what survived. The CLI runs
 in-process (``cli.main``)."""
+
 import errno
 import json
 import os
@@ -8,11 +9,11 @@ import stat
 import threading
 
 import pytest
-
 from conftest import DATA, read
+
 from gplinker import cli
-from gplinker.tasks import load as load_model
 from gplinker.extractor import Extractor, ModelSettings
+from gplinker.tasks import load as load_model
 from gplinker.tasks import ner
 from gplinker.training import TrainConfig, train
 
@@ -20,7 +21,9 @@ from gplinker.training import TrainConfig, train
 @pytest.fixture(scope="module")
 def saved(tiny_encoder, tmp_path_factory):
     docs = read("ner", DATA / "zh_train.jsonl")[:6]
-    ex = Extractor.build(str(tiny_encoder), ner.NERTask.from_documents(docs), ModelSettings(head_size=16, max_length=32, stride=8), "cpu")
+    ex = Extractor.build(
+        str(tiny_encoder), ner.NERTask.from_documents(docs), ModelSettings(head_size=16, max_length=32, stride=8), "cpu"
+    )
     out = tmp_path_factory.mktemp("safe")
     train(ex, docs, docs, TrainConfig(epochs=3, batch_size=4, lr=5e-3, head_lr=1e-2), out)
     return out / "model"
@@ -38,6 +41,7 @@ def texts_file(tmp_path, lines, name="in.jsonl"):
 
 # ---- 3. no output inside a model directory ----------------------------------------------------------
 
+
 @pytest.mark.parametrize("command", ["evaluate", "calibrate", "predict", "pipeline", "pipeline-html", "train"])
 def test_an_output_inside_a_model_directory_is_refused(saved, tmp_path, capsys, command, tiny_encoder):
     import shutil
@@ -48,13 +52,24 @@ def test_an_output_inside_a_model_directory_is_refused(saved, tmp_path, capsys, 
     src = texts_file(tmp_path, ["王芳在杭州工作。"])
     gold = str(DATA / "zh_dev.jsonl")
     target = str(model / "gplinker.json")
-    argv = {"evaluate": ["evaluate", "--model", str(model), "--data", gold, "--output", target],
-            "calibrate": ["calibrate", "--model", str(model), "--data", gold, "--output", str(model / "encoder" / "config.json")],
-            "predict": ["predict", "--model", str(model), "--input", str(src), "--output", str(model / "heads.safetensors")],
-            "pipeline": ["pipeline", "--model", str(model), "--input", str(src), "--output", target],
-            "pipeline-html": ["pipeline", "--model", str(model), "--input", str(src), "--output", str(tmp_path / "o.jsonl"),
-                              "--html", str(model / "encoder" / "tokenizer.json")],
-            "train": ["train", "ner", "--train", gold, "--encoder", str(tiny_encoder), "--output", str(model), "--max-steps", "1"]}[command]
+    argv = {
+        "evaluate": ["evaluate", "--model", str(model), "--data", gold, "--output", target],
+        "calibrate": ["calibrate", "--model", str(model), "--data", gold, "--output", str(model / "encoder" / "config.json")],
+        "predict": ["predict", "--model", str(model), "--input", str(src), "--output", str(model / "heads.safetensors")],
+        "pipeline": ["pipeline", "--model", str(model), "--input", str(src), "--output", target],
+        "pipeline-html": [
+            "pipeline",
+            "--model",
+            str(model),
+            "--input",
+            str(src),
+            "--output",
+            str(tmp_path / "o.jsonl"),
+            "--html",
+            str(model / "encoder" / "tokenizer.json"),
+        ],
+        "train": ["train", "ner", "--train", gold, "--encoder", str(tiny_encoder), "--output", str(model), "--max-steps", "1"],
+    }[command]
     assert cli.main(argv + ["--device", "cpu"]) == 2
     assert "inside the model directory" in capsys.readouterr().err
     assert snapshot(model) == before
@@ -62,6 +77,7 @@ def test_an_output_inside_a_model_directory_is_refused(saved, tmp_path, capsys, 
 
 
 # ---- 4. devices, FIFOs and standard output are written, never replaced --------------------------------
+
 
 def test_output_to_a_fifo_streams_into_it_and_leaves_it_a_fifo(saved, tmp_path):
     fifo = tmp_path / "pipe"
@@ -82,7 +98,10 @@ def test_output_dash_is_standard_output_and_messages_go_to_stderr(saved, tmp_pat
     out, err = capsys.readouterr()
     assert [json.loads(x)["text"] for x in out.splitlines()] == ["王芳在杭州工作。", "李娜。"]
     assert "2 records written" in err
-    assert cli.main(["evaluate", "--model", str(saved), "--data", str(DATA / "zh_dev.jsonl"), "--output", "-", "--device", "cpu"]) == 0
+    assert (
+        cli.main(["evaluate", "--model", str(saved), "--data", str(DATA / "zh_dev.jsonl"), "--output", "-", "--device", "cpu"])
+        == 0
+    )
     out, err = capsys.readouterr()
     assert "f1" in json.loads(out)["entities"] and "documents in" in err
 
@@ -99,8 +118,22 @@ def test_a_symlinked_output_keeps_its_link_and_new_outputs_get_the_usual_mode(sa
     assert stat.S_IMODE(target.stat().st_mode) == 0o640  # a replaced file keeps its mode
     old = os.umask(0o022)
     try:
-        assert cli.main(["predict", "--model", str(saved), "--input", str(src), "--output", str(tmp_path / "new.jsonl"),
-                         "--device", "cpu"]) == 0
+        assert (
+            cli.main(
+                [
+                    "predict",
+                    "--model",
+                    str(saved),
+                    "--input",
+                    str(src),
+                    "--output",
+                    str(tmp_path / "new.jsonl"),
+                    "--device",
+                    "cpu",
+                ]
+            )
+            == 0
+        )
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "new.jsonl").stat().st_mode) == 0o644  # not mkstemp's 0600
@@ -111,15 +144,34 @@ def test_two_outputs_of_one_command_on_one_path_are_refused(saved, tmp_path, cap
     out = tmp_path / "x"
     assert cli.main(["pipeline", "--model", str(saved), "--input", str(src), "--output", str(out), "--html", str(out)]) == 2
     assert "one would overwrite the other" in capsys.readouterr().err and not out.exists()
-    assert cli.main(["calibrate", "--model", str(saved), "--data", str(DATA / "zh_dev.jsonl"), "--output", "-", "--plot", "-"]) == 2
+    assert (
+        cli.main(["calibrate", "--model", str(saved), "--data", str(DATA / "zh_dev.jsonl"), "--output", "-", "--plot", "-"]) == 2
+    )
 
 
 # ---- 5. a second training never replaces the first silently ------------------------------------------
 
+
 def test_training_into_a_folder_with_a_model_needs_overwrite(tiny_encoder, tmp_path, capsys):
     out = tmp_path / "run"
-    base = ["train", "ner", "--train", str(DATA / "zh_train.jsonl"), "--encoder", str(tiny_encoder), "--output", str(out),
-            "--max-steps", "1", "--device", "cpu", "--head-size", "16", "--max-length", "32"]
+    base = [
+        "train",
+        "ner",
+        "--train",
+        str(DATA / "zh_train.jsonl"),
+        "--encoder",
+        str(tiny_encoder),
+        "--output",
+        str(out),
+        "--max-steps",
+        "1",
+        "--device",
+        "cpu",
+        "--head-size",
+        "16",
+        "--max-length",
+        "32",
+    ]
     assert cli.main(base) == 0
     first = snapshot(out / "model")
     assert cli.main(base + ["--seed", "7"]) == 2
@@ -136,13 +188,30 @@ def test_training_into_a_folder_with_a_model_needs_overwrite(tiny_encoder, tmp_p
 
 # ---- 6. one bad text loses nothing else ------------------------------------------------------------------
 
+
 def test_a_lone_surrogate_is_an_error_for_its_record_only(saved, tmp_path, capsys):
     src = tmp_path / "in.jsonl"
-    src.write_text('{"text": "王芳在杭州工作。"}\n{"text": "bad \\ud800 text"}\n{"text": "李娜。", "id": "\\udfff"}\n', encoding="utf-8")
+    src.write_text(
+        '{"text": "王芳在杭州工作。"}\n{"text": "bad \\ud800 text"}\n{"text": "李娜。", "id": "\\udfff"}\n', encoding="utf-8"
+    )
     for command in ("predict", "pipeline"):
         out = tmp_path / f"{command}.jsonl"
-        assert cli.main([command, "--model", str(saved), "--input", str(src), "--output", str(out), "--html" if command == "pipeline" else "--device",
-                         str(tmp_path / "r.html") if command == "pipeline" else "cpu"]) == 0
+        assert (
+            cli.main(
+                [
+                    command,
+                    "--model",
+                    str(saved),
+                    "--input",
+                    str(src),
+                    "--output",
+                    str(out),
+                    "--html" if command == "pipeline" else "--device",
+                    str(tmp_path / "r.html") if command == "pipeline" else "cpu",
+                ]
+            )
+            == 0
+        )
         recs = [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines()]
         assert [r["line"] for r in recs] == [1, 2, 3]
         assert "error" not in recs[0] and "error" not in recs[2] and "lone surrogate" in recs[1]["error"]
@@ -165,21 +234,41 @@ def test_json_output_escapes_the_separators_other_line_readers_split_on(saved, t
 
 # ---- 13. a full disk: one line, and what survived ---------------------------------------------------------
 
+
 def _no_space(*a, **k):
     raise OSError(errno.ENOSPC, "No space left on device")
 
 
 def test_a_full_disk_during_a_model_save_says_so_and_keeps_the_previous_model(tiny_encoder, tmp_path, capsys, monkeypatch):
     out = tmp_path / "run"
-    base = ["train", "ner", "--train", str(DATA / "zh_train.jsonl"), "--encoder", str(tiny_encoder), "--output", str(out),
-            "--max-steps", "2", "--device", "cpu", "--head-size", "16", "--max-length", "32"]
+    base = [
+        "train",
+        "ner",
+        "--train",
+        str(DATA / "zh_train.jsonl"),
+        "--encoder",
+        str(tiny_encoder),
+        "--output",
+        str(out),
+        "--max-steps",
+        "2",
+        "--device",
+        "cpu",
+        "--head-size",
+        "16",
+        "--max-length",
+        "32",
+    ]
     assert cli.main(base) == 0
     before = snapshot(out / "model")
-    import gplinker.extractor as extractor_module
     from safetensors import SafetensorError
 
+    import gplinker.extractor as extractor_module
+
     def full(*a, **k):  # what safetensors raises on a full disk
-        raise SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space left on device" })')
+        raise SafetensorError(
+            'Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space left on device" })'
+        )
 
     monkeypatch.setattr(extractor_module, "save_file", full)
     assert cli.main(base + ["--overwrite"]) == 1
@@ -194,8 +283,26 @@ def test_a_full_disk_during_a_checkpoint_says_so_and_keeps_the_previous_checkpoi
     from gplinker import checkpoint
 
     out = tmp_path / "run"
-    base = ["train", "ner", "--train", str(DATA / "zh_train.jsonl"), "--encoder", str(tiny_encoder), "--output", str(out),
-            "--max-steps", "4", "--save-every", "2", "--device", "cpu", "--head-size", "16", "--max-length", "32"]
+    base = [
+        "train",
+        "ner",
+        "--train",
+        str(DATA / "zh_train.jsonl"),
+        "--encoder",
+        str(tiny_encoder),
+        "--output",
+        str(out),
+        "--max-steps",
+        "4",
+        "--save-every",
+        "2",
+        "--device",
+        "cpu",
+        "--head-size",
+        "16",
+        "--max-length",
+        "32",
+    ]
     real = checkpoint.save_file
     dirs: list[str] = []
 

@@ -1,5 +1,6 @@
 """Scaling training: data-parallel processes (gloo), gradient accumulation, mixed precision,
 evaluation every N steps with early stopping, resumable checkpoints."""
+
 import json
 import os
 import random
@@ -7,8 +8,8 @@ import socket
 
 import pytest
 import torch
-
 from conftest import DATA, build_tiny_encoder, read
+
 from gplinker.extractor import Extractor, ModelSettings
 from gplinker.structures import Document, Span
 from gplinker.tasks import ner
@@ -36,8 +37,9 @@ def still_encoder(tmp_path_factory):
 
 
 def _build(encoder, docs, seed=5):
-    return Extractor.build(str(encoder), ner.NERTask.from_documents(docs), ModelSettings(head_size=16, max_length=32, stride=8),
-                           "cpu", seed=seed)
+    return Extractor.build(
+        str(encoder), ner.NERTask.from_documents(docs), ModelSettings(head_size=16, max_length=32, stride=8), "cpu", seed=seed
+    )
 
 
 def _max_diff(a: dict, b: dict) -> float:
@@ -46,6 +48,7 @@ def _max_diff(a: dict, b: dict) -> float:
 
 # ---- data-parallel training: 2 gloo processes x batch 8 == 1 process x batch 16 --------------------
 
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -53,15 +56,22 @@ def _free_port() -> int:
 
 
 def _ddp_worker(rank: int, world: int, port: int, encoder: str, out_dirs: list[str], result_dir: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
-                      LOCAL_RANK=str(rank), OMP_NUM_THREADS="1")
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+        OMP_NUM_THREADS="1",
+    )
     torch.set_num_threads(1)
     from safetensors.torch import save_file
 
     docs = _docs(32)
     ex = _build(encoder, docs)
-    summary = train(ex, docs, docs[:8], TrainConfig(max_steps=4, batch_size=8, lr=1e-3, head_lr=1e-2, warmup_ratio=0.0),
-                    out_dirs[rank])
+    summary = train(
+        ex, docs, docs[:8], TrainConfig(max_steps=4, batch_size=8, lr=1e-3, head_lr=1e-2, warmup_ratio=0.0), out_dirs[rank]
+    )
     save_file({k: v.contiguous() for k, v in ex.model.state_dict().items()}, os.path.join(result_dir, f"rank{rank}.safetensors"))
     with open(os.path.join(result_dir, f"rank{rank}.json"), "w") as f:
         json.dump({"steps": summary["steps"], "processes": summary["processes"], "best_step": summary["best"]["step"]}, f)
@@ -75,7 +85,9 @@ def test_two_gloo_processes_match_one_process_with_the_global_batch(still_encode
     docs = _docs(32)
     single = _build(still_encoder, docs)
     torch.set_num_threads(2)
-    train(single, docs, docs[:8], TrainConfig(max_steps=4, batch_size=16, lr=1e-3, head_lr=1e-2, warmup_ratio=0.0), tmp_path / "one")
+    train(
+        single, docs, docs[:8], TrainConfig(max_steps=4, batch_size=16, lr=1e-3, head_lr=1e-2, warmup_ratio=0.0), tmp_path / "one"
+    )
     outs = [str(tmp_path / "rank0"), str(tmp_path / "rank1")]
     mp.spawn(_ddp_worker, args=(2, _free_port(), str(still_encoder), outs, str(tmp_path)), nprocs=2, join=True)
     r0, r1 = load_file(str(tmp_path / "rank0.safetensors")), load_file(str(tmp_path / "rank1.safetensors"))
@@ -90,6 +102,7 @@ def test_two_gloo_processes_match_one_process_with_the_global_batch(still_encode
 
 # ---- gradient accumulation -----------------------------------------------------------------------
 
+
 def test_two_accumulated_batches_of_8_equal_one_batch_of_16(still_encoder):
     docs = _docs(32)
     a, b = _build(still_encoder, docs), _build(still_encoder, docs)
@@ -100,6 +113,7 @@ def test_two_accumulated_batches_of_8_equal_one_batch_of_16(still_encoder):
 
 
 # ---- mixed precision ------------------------------------------------------------------------------
+
 
 def test_loss_under_bf16_autocast_is_close_to_fp32(still_encoder):
     from gplinker.model import collate
@@ -133,7 +147,9 @@ def test_training_runs_in_mixed_precision(still_encoder, precision):
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_mixed_precision_on_a_gpu(still_encoder, precision):
     docs = _docs(16)
-    ex = Extractor.build(str(still_encoder), ner.NERTask.from_documents(docs), ModelSettings(head_size=16, max_length=32), "cuda", seed=5)
+    ex = Extractor.build(
+        str(still_encoder), ner.NERTask.from_documents(docs), ModelSettings(head_size=16, max_length=32), "cuda", seed=5
+    )
     before = {k: v.detach().clone() for k, v in ex.model.state_dict().items()}
     summary = train(ex, docs, docs[:4], TrainConfig(max_steps=6, batch_size=8, lr=1e-3, head_lr=1e-2, precision=precision))
     assert summary["steps"] == 6 and all(h["loss"] == h["loss"] and h["loss"] < 1e4 for h in summary["history"])  # finite
@@ -144,23 +160,33 @@ def test_mixed_precision_on_a_gpu(still_encoder, precision):
 
 # ---- evaluation every N steps, early stopping -------------------------------------------------------
 
+
 def test_eval_every_and_patience(still_encoder):
     docs = _docs(32)
     ex = _build(still_encoder, docs)
     # learning rates so small that dev F1 cannot move: the second evaluation does not improve, patience 1 stops
-    summary = train(ex, docs, docs[:8], TrainConfig(max_steps=20, batch_size=8, lr=1e-12, head_lr=1e-12, eval_every=3, patience=1))
+    summary = train(
+        ex, docs, docs[:8], TrainConfig(max_steps=20, batch_size=8, lr=1e-12, head_lr=1e-12, eval_every=3, patience=1)
+    )
     assert [h["step"] for h in summary["history"]] == [3, 6] and summary["steps"] == 6
 
 
 # ---- resume: a crash after step k, then --resume, ends where an uninterrupted run ends ---------------
+
 
 @pytest.mark.parametrize("freeze", [False, True])  # frozen word embeddings: kept in their own, shared file
 def test_resume_after_a_crash_equals_an_uninterrupted_run(tiny_encoder, tmp_path, monkeypatch, freeze):
     import gplinker.training as training
 
     docs = read("ner", DATA / "zh_train.jsonl")[:12]
-    config = dict(epochs=3, batch_size=4, lr=5e-3, head_lr=1e-2, save_every=2,  # dropout on: its random state must resume too
-                  freeze_embeddings=freeze)
+    config = dict(
+        epochs=3,
+        batch_size=4,
+        lr=5e-3,
+        head_lr=1e-2,
+        save_every=2,  # dropout on: its random state must resume too
+        freeze_embeddings=freeze,
+    )
     whole = _build(tiny_encoder, docs)
     want = train(whole, docs, docs[:4], TrainConfig(**config), tmp_path / "whole")
 
@@ -189,8 +215,21 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(tiny_encoder, tmp_path
 def test_resume_without_a_checkpoint_is_a_clear_error(tiny_encoder, tmp_path, capsys):
     from gplinker import cli
 
-    rc = cli.main(["train", "ner", "--train", str(DATA / "en_train.jsonl"), "--encoder", str(tiny_encoder),
-                   "--output", str(tmp_path / "o"), "--resume", "--device", "cpu"])
+    rc = cli.main(
+        [
+            "train",
+            "ner",
+            "--train",
+            str(DATA / "en_train.jsonl"),
+            "--encoder",
+            str(tiny_encoder),
+            "--output",
+            str(tmp_path / "o"),
+            "--resume",
+            "--device",
+            "cpu",
+        ]
+    )
     assert rc == 2 and "holds no checkpoint" in capsys.readouterr().err
 
 
@@ -241,7 +280,9 @@ def test_unchanged_frozen_weights_are_linked_not_written_again(tiny_encoder, tmp
     opt = build_optimizer(ex.model, TrainConfig(lr=1e-3, freeze_embeddings=True))
     args = (ex.model, opt, warmup_linear_decay(opt, 10, 1), None, {"step": 1}, random.Random(3).getstate(), None)
     written, real_save = [], checkpoint.save_file
-    monkeypatch.setattr(checkpoint, "save_file", lambda tensors, name: (written.append(os.path.basename(name)), real_save(tensors, name)))
+    monkeypatch.setattr(
+        checkpoint, "save_file", lambda tensors, name: (written.append(os.path.basename(name)), real_save(tensors, name))
+    )
     emb = ex.model.encoder.get_input_embeddings().weight
     for k in range(3):
         if k == 2:

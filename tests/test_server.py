@@ -1,10 +1,10 @@
 """The HTTP server through FastAPI's TestClient: every endpoint, every bad request, auth, the
 micro-batcher under concurrent requests, and the shared renderer."""
+
 import base64
 import threading
 
 import pytest
-
 from conftest import DATA, read
 
 pytest.importorskip("fastapi")
@@ -12,14 +12,19 @@ pytest.importorskip("httpx")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from gplinker.combine import Pipeline  # noqa: E402
-from gplinker.tasks import load as load_model  # noqa: E402
 from gplinker.extractor import Extractor, ModelSettings  # noqa: E402
 from gplinker.server import ServeSettings, create_app  # noqa: E402
+from gplinker.tasks import load as load_model  # noqa: E402
 from gplinker.tasks import ner  # noqa: E402
 from gplinker.training import TrainConfig, train  # noqa: E402
 
-TEXTS = ["记者从南京获悉，王芳昨天访问了百度公司。", "张伟在北京的华为公司工作了三年。", "李娜。", "",
-         "王芳在杭州的小米公司工作了三年。" * 20]  # the last one spans several windows
+TEXTS = [
+    "记者从南京获悉，王芳昨天访问了百度公司。",
+    "张伟在北京的华为公司工作了三年。",
+    "李娜。",
+    "",
+    "王芳在杭州的小米公司工作了三年。" * 20,
+]  # the last one spans several windows
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +33,13 @@ def pipeline(tiny_encoder, tmp_path_factory):
     docs = read("ner", DATA / "zh_train.jsonl")[:8]
     models = []
     for name, epochs in (("ner", 40), ("ner2", 2)):
-        ex = Extractor.build(str(tiny_encoder), ner.NERTask.from_documents(docs), ModelSettings(head_size=16, max_length=32, stride=8),
-                             "cpu", seed=1)
+        ex = Extractor.build(
+            str(tiny_encoder),
+            ner.NERTask.from_documents(docs),
+            ModelSettings(head_size=16, max_length=32, stride=8),
+            "cpu",
+            seed=1,
+        )
         out = tmp_path_factory.mktemp(name)
         train(ex, docs, None, TrainConfig(epochs=epochs, batch_size=4, lr=5e-3, head_lr=1e-2, warmup_ratio=0.0), out)
         models.append((load_model(out / "model", device="cpu"), name))
@@ -38,7 +48,9 @@ def pipeline(tiny_encoder, tmp_path_factory):
 
 @pytest.fixture
 def client(pipeline):
-    with TestClient(create_app(pipeline, ServeSettings(max_chars=2000, max_texts=8, max_wait_ms=5)), base_url="http://127.0.0.1") as c:
+    with TestClient(
+        create_app(pipeline, ServeSettings(max_chars=2000, max_texts=8, max_wait_ms=5)), base_url="http://127.0.0.1"
+    ) as c:
         yield c
 
 
@@ -76,19 +88,22 @@ def test_threshold_and_model_filter(client, pipeline):
         assert h["entities"] == [e for e in f["entities"] if e["score"] >= 0.95]
 
 
-@pytest.mark.parametrize("body,status,says", [
-    (b"{not json", 422, "invalid request"),
-    ({}, 422, 'exactly one of "text"'),
-    ({"text": 5}, 422, "text"),
-    ({"texts": ["a", 3]}, 422, "texts.1"),
-    ({"texts": []}, 422, "empty"),
-    ({"text": "a", "texts": ["b"]}, 422, "exactly one"),
-    ({"text": "a", "threshold": 1.5}, 422, "threshold"),
-    ({"text": "a", "extra": 1}, 422, "extra"),
-    ({"text": "x" * 2001}, 413, "2000"),
-    ({"texts": ["a"] * 9}, 413, "limit of 8"),
-    ({"text": "a", "models": ["nope"]}, 404, "unknown model"),
-])
+@pytest.mark.parametrize(
+    "body,status,says",
+    [
+        (b"{not json", 422, "invalid request"),
+        ({}, 422, 'exactly one of "text"'),
+        ({"text": 5}, 422, "text"),
+        ({"texts": ["a", 3]}, 422, "texts.1"),
+        ({"texts": []}, 422, "empty"),
+        ({"text": "a", "texts": ["b"]}, 422, "exactly one"),
+        ({"text": "a", "threshold": 1.5}, 422, "threshold"),
+        ({"text": "a", "extra": 1}, 422, "extra"),
+        ({"text": "x" * 2001}, 413, "2000"),
+        ({"texts": ["a"] * 9}, 413, "limit of 8"),
+        ({"text": "a", "models": ["nope"]}, 404, "unknown model"),
+    ],
+)
 def test_bad_requests_get_a_status_and_a_message(client, body, status, says):
     kw = {"content": body, "headers": {"content-type": "application/json"}} if isinstance(body, bytes) else {"json": body}
     r = client.post("/extract", **kw)
@@ -152,7 +167,7 @@ def test_a_failing_text_does_not_touch_the_others_of_its_batch(client, pipeline,
 def test_page_and_render_escape_everything(client):
     page = client.get("/")
     assert page.status_code == 200 and "<textarea" in page.text and "http://" not in page.text and "https://" not in page.text
-    evil = '<script>alert(1)</script> 王芳在杭州的小米公司工作'
+    evil = "<script>alert(1)</script> 王芳在杭州的小米公司工作"
     r = client.post("/render", json={"text": evil}).json()
     assert "<script>" not in r["html"] and "&lt;script&gt;" in r["html"]
     assert r["records"][0]["text"] == evil
@@ -164,11 +179,17 @@ def test_renderer_distinguishes_nested_spans_with_one_label_and_shows_models():
     from gplinker.html import PALETTE, fragment
 
     text = "Acme acquired Initech"
-    rec = {"text": text, "entities": [{"start": 0, "end": 21, "label": "ORG", "model": "a", "score": 0.9},
-                                      {"start": 0, "end": 4, "label": "ORG", "model": "a", "score": 0.8},
-                                      {"start": 14, "end": 21, "label": "ORG", "model": "a", "score": 0.7},
-                                      {"start": 0, "end": 4, "label": "Peop", "model": "b", "score": 0.6}],
-           "relations": [], "events": []}
+    rec = {
+        "text": text,
+        "entities": [
+            {"start": 0, "end": 21, "label": "ORG", "model": "a", "score": 0.9},
+            {"start": 0, "end": 4, "label": "ORG", "model": "a", "score": 0.8},
+            {"start": 14, "end": 21, "label": "ORG", "model": "a", "score": 0.7},
+            {"start": 0, "end": 4, "label": "Peop", "model": "b", "score": 0.6},
+        ],
+        "relations": [],
+        "events": [],
+    }
 
     class Boxes(HTMLParser):
         def __init__(self):
@@ -217,7 +238,9 @@ def test_serve_loads_and_runs_the_models_in_one_thread(tiny_encoder, tmp_path, m
     from gplinker.cli import common
 
     docs = read("ner", DATA / "zh_train.jsonl")[:4]
-    ex = Extractor.build(str(tiny_encoder), ner.NERTask.from_documents(docs), ModelSettings(head_size=16, max_length=32), "cpu", seed=1)
+    ex = Extractor.build(
+        str(tiny_encoder), ner.NERTask.from_documents(docs), ModelSettings(head_size=16, max_length=32), "cpu", seed=1
+    )
     ex.save_pretrained(tmp_path / "m")
     seen: dict[str, set] = {"load": set(), "batch": set()}
     real_load, real_run = common.load_extractor, server.MicroBatcher._run
@@ -242,6 +265,7 @@ def test_serve_loads_and_runs_the_models_in_one_thread(tiny_encoder, tmp_path, m
 
 
 # ---- hostile traffic: bodies, queue, deadlines, gone clients, hosts, values --------------------------
+
 
 def test_a_chunked_body_over_the_limit_is_refused_before_it_is_read_whole(pipeline):
     sent = []
@@ -299,8 +323,11 @@ def test_jobs_of_a_client_gone_before_they_run_are_dropped(pipeline, monkeypatch
     from gplinker.structures import Document
 
     ran = []
-    monkeypatch.setattr(server.MicroBatcher, "_run", lambda self, batch: (ran.extend(j.doc.text for j in batch),
-                                                                           time.sleep(0.3), [{} for _ in batch])[2])
+    monkeypatch.setattr(
+        server.MicroBatcher,
+        "_run",
+        lambda self, batch: (ran.extend(j.doc.text for j in batch), time.sleep(0.3), [{} for _ in batch])[2],
+    )
 
     async def scenario():
         batcher = server.MicroBatcher(pipeline, ServeSettings(max_batch=1, max_wait_ms=0))
@@ -324,8 +351,10 @@ def test_jobs_of_a_client_gone_before_they_run_are_dropped(pipeline, monkeypatch
     assert ran == ["busy"] and batcher.dropped == 2 and batcher.ran_for_gone == 0 and ended < 0.25
 
 
-@pytest.mark.parametrize("host, status", [("evil.example", 400), ("evil.example:8000", 400), ("127.0.0.1:8000", 200),
-                                          ("localhost:8000", 200), ("[::1]:8000", 200)])
+@pytest.mark.parametrize(
+    "host, status",
+    [("evil.example", 400), ("evil.example:8000", 400), ("127.0.0.1:8000", 200), ("localhost:8000", 200), ("[::1]:8000", 200)],
+)
 def test_a_loopback_server_answers_only_loopback_host_names(pipeline, host, status):
     with TestClient(create_app(pipeline, ServeSettings()), base_url="http://127.0.0.1") as c:
         r = c.get("/info", headers={"Host": host})
@@ -348,16 +377,20 @@ def test_info_shows_no_local_paths(client, tiny_encoder):
 def test_a_threshold_must_be_a_finite_number_in_range(client, threshold):
     import json
 
-    r = client.post("/extract", content=json.dumps({"text": "李娜。", "threshold": threshold}),
-                    headers={"Content-Type": "application/json"})
+    r = client.post(
+        "/extract", content=json.dumps({"text": "李娜。", "threshold": threshold}), headers={"Content-Type": "application/json"}
+    )
     assert r.status_code == 422 and "threshold" in r.json()["error"]
 
 
 def test_a_lone_surrogate_is_a_422_for_text_and_an_error_record_in_texts(client, pipeline):
     r = client.post("/extract", content=b'{"text": "bad \\ud800"}', headers={"Content-Type": "application/json"})
     assert r.status_code == 422 and "lone surrogate" in r.json()["error"] and r.json()["error"].startswith("text:")
-    r = client.post("/extract", content=b'{"texts": ["\\u674e\\u5a1c\\u3002", "bad \\ud800", "ok"]}',
-                    headers={"Content-Type": "application/json"})
+    r = client.post(
+        "/extract",
+        content=b'{"texts": ["\\u674e\\u5a1c\\u3002", "bad \\ud800", "ok"]}',
+        headers={"Content-Type": "application/json"},
+    )
     recs = r.json()["records"]
     assert r.status_code == 200 and len(recs) == 3 and recs[1]["error"].startswith("texts[1]:")
     assert recs[0] == offline(pipeline, ["李娜。"])[0] and "error" not in recs[2]
@@ -368,7 +401,9 @@ def test_an_empty_api_key_is_refused_not_served_without_one(tiny_encoder, tmp_pa
     from gplinker import cli, server
 
     docs = read("ner", DATA / "zh_train.jsonl")[:4]
-    Extractor.build(str(tiny_encoder), ner.NERTask.from_documents(docs), ModelSettings(head_size=16, max_length=32), "cpu").save_pretrained(tmp_path / "m")
+    Extractor.build(
+        str(tiny_encoder), ner.NERTask.from_documents(docs), ModelSettings(head_size=16, max_length=32), "cpu"
+    ).save_pretrained(tmp_path / "m")
     monkeypatch.delenv(server.API_KEY_ENV, raising=False)
     if env is not None:
         monkeypatch.setenv(server.API_KEY_ENV, env)

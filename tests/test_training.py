@@ -1,19 +1,22 @@
 """System tests: overfit a few documents, save, reload, identical predictions; batch invariance."""
+
 import pytest
 import torch
-
 from conftest import DATA, read
+
 from gplinker.extractor import Extractor, ModelSettings
 from gplinker.tasks import load as load_model
-from gplinker.training import TrainConfig, train
 from gplinker.tasks import ner
+from gplinker.training import TrainConfig, train
 
 
 @pytest.fixture(scope="module")
 def trained(tiny_encoder, tmp_path_factory):
     docs = read("ner", DATA / "zh_train.jsonl")[:8]
     task = ner.NERTask.from_documents(docs)
-    ex = Extractor.build(str(tiny_encoder), task, ModelSettings(head_type="efficient", head_size=16, max_length=32, stride=8), "cpu")
+    ex = Extractor.build(
+        str(tiny_encoder), task, ModelSettings(head_type="efficient", head_size=16, max_length=32, stride=8), "cpu"
+    )
     out = tmp_path_factory.mktemp("run")
     summary = train(ex, docs, docs, TrainConfig(epochs=60, batch_size=4, lr=5e-3, head_lr=1e-2, warmup_ratio=0.0), out)
     return ex, docs, out, summary
@@ -74,11 +77,15 @@ def test_same_seed_same_weights(tiny_encoder):
     states = []
     for _ in range(2):
         torch.manual_seed(1234)  # whatever happened before must not matter
-        ex = Extractor.build(str(tiny_encoder), ner.NERTask.from_documents(docs), ModelSettings(max_length=64, stride=16), "cpu", seed=7)
+        ex = Extractor.build(
+            str(tiny_encoder), ner.NERTask.from_documents(docs), ModelSettings(max_length=64, stride=16), "cpu", seed=7
+        )
         train(ex, docs, None, TrainConfig(max_steps=3, batch_size=4, seed=7))
         states.append(ex.model.state_dict())
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
-    other = Extractor.build(str(tiny_encoder), ner.NERTask.from_documents(docs), ModelSettings(max_length=64, stride=16), "cpu", seed=8)
+    other = Extractor.build(
+        str(tiny_encoder), ner.NERTask.from_documents(docs), ModelSettings(max_length=64, stride=16), "cpu", seed=8
+    )
     assert not torch.equal(other.model.heads.state_dict()["entities.p_dense.weight"], states[0]["heads.entities.p_dense.weight"])
 
 

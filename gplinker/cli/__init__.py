@@ -7,6 +7,7 @@ and the command line names no task. Every argument is checked before any data or
 loaded, and every mistake a user can make is answered with one line naming the problem and the
 fix (exit status 2); ``--debug`` shows the traceback.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,8 +29,11 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="gplinker", formatter_class=_Formatter,
-                                description="GlobalPointer / GPLinker information extraction: NER, relation triples, events.")
+    p = argparse.ArgumentParser(
+        prog="gplinker",
+        formatter_class=_Formatter,
+        description="GlobalPointer / GPLinker information extraction: NER, relation triples, events.",
+    )
     p.add_argument("--version", action="version", version=f"gplinker {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     reg = registry()
@@ -78,6 +82,8 @@ def _report(e: Exception) -> int:
     if isinstance(e, OSError):
         print(f"error: {e.strerror or e} ({getattr(e, 'filename', '') or ''}) — check the disk and the paths", file=sys.stderr)
         return 1
-    print(f"error: internal error ({type(e).__name__}: {e}); rerun with --debug for the traceback and please report it",
-          file=sys.stderr)
+    print(
+        f"error: internal error ({type(e).__name__}: {e}); rerun with --debug for the traceback and please report it",
+        file=sys.stderr,
+    )
     return 1

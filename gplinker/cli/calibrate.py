@@ -1,19 +1,31 @@
 """``gplinker calibrate``: how well the scores match accuracy on labelled data; a temperature
 fitted there, saved with the model by ``--apply``."""
+
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
 
-from gplinker.cli.common import (BATCH_HELP, add_common, check_device, existing_file, messages, model_name, model_path,
-                                 registry, setup_logging, writable_file)
+from gplinker.cli.common import (
+    BATCH_HELP,
+    add_common,
+    check_device,
+    existing_file,
+    messages,
+    model_name,
+    model_path,
+    registry,
+    setup_logging,
+    writable_file,
+)
 from gplinker.cli.options import positive_int
 
 
 def add_parser(sub, formatter, formats: str) -> argparse.ArgumentParser:
-    c = sub.add_parser("calibrate", help="measure how well scores match accuracy on labelled data; fit a temperature",
-                       formatter_class=formatter)
+    c = sub.add_parser(
+        "calibrate", help="measure how well scores match accuracy on labelled data; fit a temperature", formatter_class=formatter
+    )
     c.add_argument("--model", required=True, help="a model directory")
     c.add_argument("--data", required=True, help="a labelled dev file (not the test set)")
     c.add_argument("--format", default="auto", help="dataset format, auto detects")
@@ -50,18 +62,32 @@ def run(args: argparse.Namespace) -> int:
     held_out = calibration.cell_outcomes(ex, gold[1::2], args.floor, args.batch_size)
     t = calibration.fit_temperature(fit_half)
     t_all = calibration.fit_temperature(fit_half + held_out)
-    report = {"temperature_fitted_on_half": t, "temperature": t_all, "saved_temperature": ex.settings.temperature,
-              "floor": args.floor, "heads": {}}
-    print(f"cells with logit > {args.floor} per head, scored σ(2·logit / T). T fitted on half of the documents: {t:.3f}; "
-          f"judged on the other half below. T fitted on all: {t_all:.3f} (saved with the model: {ex.settings.temperature:.3f})", file=say)
+    report = {
+        "temperature_fitted_on_half": t,
+        "temperature": t_all,
+        "saved_temperature": ex.settings.temperature,
+        "floor": args.floor,
+        "heads": {},
+    }
+    print(
+        f"cells with logit > {args.floor} per head, scored σ(2·logit / T). T fitted on half of the documents: {t:.3f}; "
+        f"judged on the other half below. T fitted on all: {t_all:.3f} (saved with the model: {ex.settings.temperature:.3f})",
+        file=say,
+    )
     print(f"{'head':<12} {'cells':>7} {'right':>7} {'gold':>7} {'ECE T=1':>9} {'ECE T=fit':>10}   (held-out half)", file=say)
     curves = {}
     for o in held_out:
         p1, pt = calibration.probabilities(o.logits), calibration.probabilities(o.logits, t)
         e1, et = calibration.ece(p1, o.correct), calibration.ece(pt, o.correct)
-        report["heads"][o.head] = {"cells": int(len(o.logits)), "right": int(o.correct.sum()), "gold": o.n_gold,
-                                   "ece": e1, "ece_fitted": et, "reliability": calibration.reliability(p1, o.correct),
-                                   "reliability_fitted": calibration.reliability(pt, o.correct)}
+        report["heads"][o.head] = {
+            "cells": int(len(o.logits)),
+            "right": int(o.correct.sum()),
+            "gold": o.n_gold,
+            "ece": e1,
+            "ece_fitted": et,
+            "reliability": calibration.reliability(p1, o.correct),
+            "reliability_fitted": calibration.reliability(pt, o.correct),
+        }
         print(f"{o.head:<12} {len(o.logits):>7} {int(o.correct.sum()):>7} {o.n_gold:>7} {e1:>9.4f} {et:>10.4f}", file=say)
         if len(o.logits):
             curves[f"{o.head}, T=1"] = (p1, o.correct)

@@ -1,5 +1,6 @@
 """What every command shares: user errors, checks of paths before any work, loading models,
 prediction-time task options, and printing tables."""
+
 from __future__ import annotations
 
 import argparse
@@ -31,8 +32,13 @@ def setup_logging(log_file: Path | None = None, verbose: bool = False) -> None:
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=handlers, force=True,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        handlers=handlers,
+        force=True,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
     for noisy in ("transformers", "httpx", "urllib3", "filelock", "huggingface_hub"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -80,8 +86,7 @@ def writable_file(path: str, what: str, inputs: tuple[Path, ...] = (), taken: di
     if taken is not None:
         key = STDOUT if path == STDOUT else os.path.realpath(p)
         if key in taken:
-            raise UsageError(f"{what} {path} is also {taken[key]}; one would overwrite the other — give each output "
-                             "its own path")
+            raise UsageError(f"{what} {path} is also {taken[key]}; one would overwrite the other — give each output its own path")
         taken[key] = what
     if path == STDOUT:
         return p
@@ -89,8 +94,9 @@ def writable_file(path: str, what: str, inputs: tuple[Path, ...] = (), taken: di
         raise UsageError(f"{what} {path}: is a directory — pass a file name, e.g. {Path(path) / 'out.jsonl'}")
     for src in inputs:
         if p.exists() and src.exists() and os.path.samefile(p, src):
-            raise UsageError(f"{what} {path} is the input file {src}; writing it would destroy the input — "
-                             "choose another output path")
+            raise UsageError(
+                f"{what} {path} is the input file {src}; writing it would destroy the input — choose another output path"
+            )
     outside_models(Path(os.path.realpath(p)).parent, what, path)
     if p.exists() and not p.is_file():
         return p  # a device or a FIFO: written directly, never replaced
@@ -115,8 +121,10 @@ def outside_models(folder: Path, what: str, path: str) -> None:
 
     for d in (folder, *folder.parents):
         if (d / model_dir.CONFIG_NAME).is_file():
-            raise UsageError(f"{what} {path} is inside the model directory {d}; writing there could destroy the model — "
-                             "choose a path outside it")
+            raise UsageError(
+                f"{what} {path} is inside the model directory {d}; writing there could destroy the model — "
+                "choose a path outside it"
+            )
 
 
 def writable_dir(folder: Path, what: str, path: str) -> None:
@@ -158,8 +166,9 @@ def load_extractor(path: str, args: argparse.Namespace):
     """A saved model (validated), its encoder run by ONNX Runtime when ``--onnx`` is given."""
     from gplinker.extractor import Extractor
 
-    extractor = Extractor.from_pretrained(model_path(path), "cpu" if args.onnx and args.device is None else args.device,
-                                          registry=registry())
+    extractor = Extractor.from_pretrained(
+        model_path(path), "cpu" if args.onnx and args.device is None else args.device, registry=registry()
+    )
     if args.onnx:
         from gplinker.onnx_runtime import use_onnx
 
@@ -173,11 +182,13 @@ def apply_prediction_options(extractors, args: argparse.Namespace) -> None:
     import dataclasses
 
     for name, (flag, value) in given_task_options(args, registry()).items():
-        fits = [ex.task for ex in extractors
-                if any(f.name == name for f in dataclasses.fields(ex.task.options_class))]
+        fits = [ex.task for ex in extractors if any(f.name == name for f in dataclasses.fields(ex.task.options_class))]
         if not fits:
-            owners = [n for n in registry().names()
-                      if any(f.name == name for f in dataclasses.fields(registry()[n].task_class.options_class))]
+            owners = [
+                n
+                for n in registry().names()
+                if any(f.name == name for f in dataclasses.fields(registry()[n].task_class.options_class))
+            ]
             raise UsageError(f"{flag} is for {' or '.join(owners)} models; none of the models given is one")
         for task in fits:
             task.override(name, value)
@@ -194,26 +205,35 @@ def chunks(items, size: int):
         yield chunk
 
 
-BATCH_HELP = ("most windows per forward pass (length-sorted windows are cut where padding would cost more than "
-              "another call)")
+BATCH_HELP = "most windows per forward pass (length-sorted windows are cut where padding would cost more than another call)"
 
 
-def add_model_options(p: argparse.ArgumentParser, threshold: bool = True, input_format: bool = False,
-                      batch: bool = True) -> None:
+def add_model_options(p: argparse.ArgumentParser, threshold: bool = True, input_format: bool = False, batch: bool = True) -> None:
     """The options of every command that runs saved models: the encoder on ONNX Runtime, the
     prediction-time task options, a probability threshold, the input format, the forward batch."""
     from gplinker.cli.options import add_task_options, positive_int, probability
 
     if batch:
         p.add_argument("--batch-size", type=positive_int, default=32, help=BATCH_HELP)
-    p.add_argument("--onnx", action="store_true",
-                   help="run the encoder with ONNX Runtime on CPU (exported once to MODEL/encoder.onnx; needs the onnx extra)")
+    p.add_argument(
+        "--onnx",
+        action="store_true",
+        help="run the encoder with ONNX Runtime on CPU (exported once to MODEL/encoder.onnx; needs the onnx extra)",
+    )
     if input_format:
-        p.add_argument("--input-format", choices=["auto", "text", "jsonl"], default="auto",
-                       help="auto: by extension (.jsonl/.json, .txt), else JSONL when the first line is a JSON object")
+        p.add_argument(
+            "--input-format",
+            choices=["auto", "text", "jsonl"],
+            default="auto",
+            help="auto: by extension (.jsonl/.json, .txt), else JSONL when the first line is a JSON object",
+        )
     if threshold:
-        p.add_argument("--threshold", type=probability, default=None,
-                       help="keep only items whose score is at least this, in (0, 1] (decoded spans score > 0.5)")
+        p.add_argument(
+            "--threshold",
+            type=probability,
+            default=None,
+            help="keep only items whose score is at least this, in (0, 1] (decoded spans score > 0.5)",
+        )
     add_task_options(p, registry(), at_prediction=True)
 
 

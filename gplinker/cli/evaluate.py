@@ -1,11 +1,24 @@
 """``gplinker evaluate``: score a saved model on a labelled file."""
+
 from __future__ import annotations
 
 import argparse
 import time
 
-from gplinker.cli.common import (add_common, add_model_options, apply_prediction_options, check_device, existing_file,
-                                 load_extractor, messages, model_path, print_metrics, registry, setup_logging, writable_file)
+from gplinker.cli.common import (
+    add_common,
+    add_model_options,
+    apply_prediction_options,
+    check_device,
+    existing_file,
+    load_extractor,
+    messages,
+    model_path,
+    print_metrics,
+    registry,
+    setup_logging,
+    writable_file,
+)
 from gplinker.cli.train import warn_label_overlap
 
 

@@ -1,4 +1,5 @@
 """``gplinker info``: what a saved model is, from its gplinker.json (no weights loaded)."""
+
 from __future__ import annotations
 
 import argparse
@@ -8,8 +9,9 @@ from gplinker.cli.common import add_common, model_path, registry
 
 
 def add_parser(sub, formatter, formats: str) -> argparse.ArgumentParser:
-    i = sub.add_parser("info", help="what a saved model is: task, labels, encoder, training data, dev scores",
-                       formatter_class=formatter)
+    i = sub.add_parser(
+        "info", help="what a saved model is: task, labels, encoder, training data, dev scores", formatter_class=formatter
+    )
     i.add_argument("model", help="a model directory")
     i.add_argument("--json", action="store_true", help="print JSON")
     add_common(i, device=False)
@@ -27,18 +29,29 @@ def report(path) -> dict:
     info = config.get("info") if isinstance(config.get("info"), dict) else {}
     specs = task.head_specs()
     size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-    out = {"model": str(path), "task": config["task"], **task.labels_summary(),
-           **{k: v for k, v in task.config().items() if not isinstance(v, list)},
-           "encoder": info.get("encoder"), "max_length": settings.max_length, "stride": settings.stride,
-           "head_type": settings.head_type, "head_size": settings.head_size,
-           "label_sharing": settings.label_sharing if any(s.groups for s in specs) else None,
-           "link_threshold": settings.link_threshold if any(s.axes != "span" for s in specs) else None,
-           "temperature": settings.temperature,
-           "train_file": info.get("train_file"), "train_documents": info.get("train_documents"),
-           "dev_file": info.get("dev_file"), "dev_scores": info.get("dev_scores"),
-           "best_epoch": info.get("best_epoch"), "best_step": info.get("best_step"),
-           "init_from": info.get("init_from"), "size_mb": round(size / 2**20, 1),
-           "gplinker_version": config.get("gplinker_version")}
+    out = {
+        "model": str(path),
+        "task": config["task"],
+        **task.labels_summary(),
+        **{k: v for k, v in task.config().items() if not isinstance(v, list)},
+        "encoder": info.get("encoder"),
+        "max_length": settings.max_length,
+        "stride": settings.stride,
+        "head_type": settings.head_type,
+        "head_size": settings.head_size,
+        "label_sharing": settings.label_sharing if any(s.groups for s in specs) else None,
+        "link_threshold": settings.link_threshold if any(s.axes != "span" for s in specs) else None,
+        "temperature": settings.temperature,
+        "train_file": info.get("train_file"),
+        "train_documents": info.get("train_documents"),
+        "dev_file": info.get("dev_file"),
+        "dev_scores": info.get("dev_scores"),
+        "best_epoch": info.get("best_epoch"),
+        "best_step": info.get("best_step"),
+        "init_from": info.get("init_from"),
+        "size_mb": round(size / 2**20, 1),
+        "gplinker_version": config.get("gplinker_version"),
+    }
     return {k: v for k, v in out.items() if v is not None}
 
 

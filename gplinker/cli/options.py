@@ -5,6 +5,7 @@
 as keyword arguments for the dataclass. Task options come from each registered task's options class
 (:func:`add_task_options`), so the command line never names a task.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,6 +19,7 @@ from gplinker.options import OptionSpec, cli_fields
 
 def number(kind: type, minimum: float | None, above: bool, what: str) -> Callable[[str], Any]:
     """An argparse type: a finite ``kind`` number, above (``above``) or at least ``minimum``."""
+
     def parse(text: str):
         try:
             value = kind(text)
@@ -42,8 +44,10 @@ def probability(text: str) -> float:
     """An argparse type: a probability threshold in (0, 1]."""
     value = number(float, None, False, "a number")(text)
     if not 0.0 < value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text} is not a probability in (0, 1]; items are kept when their probability "
-                                         "is at least this (every decoded item has p > 0.5)")
+        raise argparse.ArgumentTypeError(
+            f"{text} is not a probability in (0, 1]; items are kept when their probability "
+            "is at least this (every decoded item has p > 0.5)"
+        )
     return value
 
 
@@ -123,8 +127,14 @@ def add_task_options(parser: argparse.ArgumentParser, registry, at_prediction: b
             parser.add_argument(flag, dest=dest, action="store_const", const=not f.default, default=None, help=spec.help)
             continue
         choices = spec.at_prediction if at_prediction else spec.choices
-        parser.add_argument(flag, dest=dest, default=None, choices=list(choices) if choices else None, help=spec.help,
-                            metavar=None if choices else spec.metavar or ("FILE" if spec.file else f.name.upper()))
+        parser.add_argument(
+            flag,
+            dest=dest,
+            default=None,
+            choices=list(choices) if choices else None,
+            help=spec.help,
+            metavar=None if choices else spec.metavar or ("FILE" if spec.file else f.name.upper()),
+        )
 
 
 def given_task_options(args: argparse.Namespace, registry) -> dict[str, tuple[str, Any]]:

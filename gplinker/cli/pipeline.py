@@ -1,5 +1,6 @@
 """``gplinker pipeline``: several models (NER, relations, events) over the same texts, one
 combined record per input line, and an HTML report."""
+
 from __future__ import annotations
 
 import argparse
@@ -9,17 +10,29 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from gplinker.cli.common import (add_common, add_model_options, apply_prediction_options, chunks, load_extractor, messages,
-                                 model_name, setup_logging, table)
+from gplinker.cli.common import (
+    add_common,
+    add_model_options,
+    apply_prediction_options,
+    chunks,
+    load_extractor,
+    messages,
+    model_name,
+    setup_logging,
+    table,
+)
 from gplinker.cli.options import positive_int
 from gplinker.cli.predict import check_io
 
 
 def add_parser(sub, formatter, formats: str) -> argparse.ArgumentParser:
-    pl = sub.add_parser("pipeline", help="run several models (NER, relation, event) over texts; one combined record each",
-                        formatter_class=formatter)
+    pl = sub.add_parser(
+        "pipeline",
+        help="run several models (NER, relation, event) over texts; one combined record each",
+        formatter_class=formatter,
+    )
     pl.add_argument("--model", action="append", required=True, help="a model directory; repeat for several")
-    pl.add_argument("--input", required=True, help="plain text (one text a line) or JSONL with a \"text\" field")
+    pl.add_argument("--input", required=True, help='plain text (one text a line) or JSONL with a "text" field')
     pl.add_argument("--output", required=True, help="JSONL, one combined record per input line (-: standard output)")
     pl.add_argument("--html", help="also write a self-contained HTML report here")
     pl.add_argument("--chunk-size", type=positive_int, default=1000, help="input lines read and predicted at a time")
@@ -59,14 +72,21 @@ def run(args: argparse.Namespace) -> int:
 def summary(args: argparse.Namespace, out: list[dict[str, Any]], n_texts: int, n_models: int, seconds: float) -> None:
     """What was written: counts of items by task, kind and label; speed; the first errors."""
     say = messages(args.output, args.html)
-    counts = Counter((x.get("task"), kind, x["label"]) for rec in out for kind in ("entities", "relations", "events")
-                     for x in rec.get(kind, []))
+    counts = Counter(
+        (x.get("task"), kind, x["label"])
+        for rec in out
+        for kind in ("entities", "relations", "events")
+        for x in rec.get(kind, [])
+    )
     failed = [rec for rec in out if "error" in rec]
     print(f"{len(out)} records -> {args.output}" + (f" and {args.html}" if args.html else ""), file=say)
     if counts:
         rows = sorted(([t, k, lab, n] for (t, k, lab), n in counts.items()), key=lambda r: (r[1], -r[3], r[0], r[2]))
         table(rows, ["task", "kind", "label", "count"], say)
-    print(f"{n_texts} texts through {n_models} model(s) in {seconds:.1f}s "
-          f"({n_texts / max(seconds, 1e-9):.1f} texts/s); {len(failed)} records with errors", file=say)
+    print(
+        f"{n_texts} texts through {n_models} model(s) in {seconds:.1f}s "
+        f"({n_texts / max(seconds, 1e-9):.1f} texts/s); {len(failed)} records with errors",
+        file=say,
+    )
     for rec in failed[:20]:
         print(f"  line {rec['line']}: {rec['error']}", file=sys.stderr)

@@ -1,5 +1,6 @@
 """``gplinker predict``: one model over plain text or JSONL, one record per input line; or over
 many files and folders with Ray Data (``--engine ray``)."""
+
 from __future__ import annotations
 
 import argparse
@@ -7,24 +8,49 @@ import sys
 import time
 from pathlib import Path
 
-from gplinker.cli.common import (UsageError, add_common, add_model_options, apply_prediction_options, check_device, chunks,
-                                 existing_file, load_extractor, messages, model_path, output_folder, registry, setup_logging,
-                                 writable_file)
+from gplinker.cli.common import (
+    UsageError,
+    add_common,
+    add_model_options,
+    apply_prediction_options,
+    check_device,
+    chunks,
+    existing_file,
+    load_extractor,
+    messages,
+    model_path,
+    output_folder,
+    registry,
+    setup_logging,
+    writable_file,
+)
 from gplinker.cli.options import positive_int
 
 
 def add_parser(sub, formatter, formats: str) -> argparse.ArgumentParser:
-    r = sub.add_parser("predict", help="extract from plain text (one per line) or JSONL with a text field",
-                       formatter_class=formatter)
+    r = sub.add_parser(
+        "predict", help="extract from plain text (one per line) or JSONL with a text field", formatter_class=formatter
+    )
     r.add_argument("--model", required=True, help="a model directory (DIR/model from train)")
-    r.add_argument("--input", required=True, nargs="+",
-                   help="plain text (one text a line) or JSONL with a \"text\" field; with --engine ray also several "
-                        "files, folders, and Parquet files with a text column")
-    r.add_argument("--output", required=True,
-                   help="JSONL, one record per input line, in input order (-: standard output; --engine ray: a folder, "
-                        "one JSONL per input file)")
-    r.add_argument("--engine", choices=["local", "ray"], default="local",
-                   help="local: this process, streamed in chunks; ray: Ray Data actors, locally or on a cluster (ray extra)")
+    r.add_argument(
+        "--input",
+        required=True,
+        nargs="+",
+        help='plain text (one text a line) or JSONL with a "text" field; with --engine ray also several '
+        "files, folders, and Parquet files with a text column",
+    )
+    r.add_argument(
+        "--output",
+        required=True,
+        help="JSONL, one record per input line, in input order (-: standard output; --engine ray: a folder, "
+        "one JSONL per input file)",
+    )
+    r.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        default="local",
+        help="local: this process, streamed in chunks; ray: Ray Data actors, locally or on a cluster (ray extra)",
+    )
     r.add_argument("--actors", type=positive_int, default=1, help="ray: model replicas (each loads the model once)")
     r.add_argument("--gpus-per-actor", type=float, default=0.0, help="ray: GPUs for each actor (0: CPU)")
     r.add_argument("--threads-per-actor", type=positive_int, default=None, help="ray: torch threads (and CPUs) per actor")
@@ -78,8 +104,11 @@ def run(args: argparse.Namespace) -> int:
                 yield rec
 
     write_jsonl(args.output, records())
-    print(f"{counts['records']} records written to {args.output} ({counts['predicted']} predicted in "
-          f"{time.time() - t0:.1f}s, {counts['failed']} failed)", file=messages(args.output))
+    print(
+        f"{counts['records']} records written to {args.output} ({counts['predicted']} predicted in "
+        f"{time.time() - t0:.1f}s, {counts['failed']} failed)",
+        file=messages(args.output),
+    )
     report_failures(failures, args.output)
     return 1 if counts["records"] and not counts["predicted"] else 0
 
@@ -105,10 +134,21 @@ def run_ray(args: argparse.Namespace) -> int:
     model = model_path(args.model)
     setup_logging(None, args.verbose)
     t0 = time.time()
-    counts = ray_engine.run(str(model), [str(f) for f in files], out, actors=args.actors,
-                            gpus_per_actor=args.gpus_per_actor, address=args.ray_address, input_format_name=args.input_format,
-                            threshold=args.threshold or 0.0, threads=args.threads_per_actor,
-                            forward_batch_size=args.batch_size, registry=registry())
-    print(f"{counts['records']} records from {len(files)} file(s) written to {out}/ ({counts['predicted']} predicted, "
-          f"{counts['failed']} failed) in {time.time() - t0:.1f}s on Ray with {args.actors} actor(s)")
+    counts = ray_engine.run(
+        str(model),
+        [str(f) for f in files],
+        out,
+        actors=args.actors,
+        gpus_per_actor=args.gpus_per_actor,
+        address=args.ray_address,
+        input_format_name=args.input_format,
+        threshold=args.threshold or 0.0,
+        threads=args.threads_per_actor,
+        forward_batch_size=args.batch_size,
+        registry=registry(),
+    )
+    print(
+        f"{counts['records']} records from {len(files)} file(s) written to {out}/ ({counts['predicted']} predicted, "
+        f"{counts['failed']} failed) in {time.time() - t0:.1f}s on Ray with {args.actors} actor(s)"
+    )
     return 1 if counts["records"] and not counts["predicted"] else 0

@@ -1,4 +1,5 @@
 """``gplinker quickstart``: demo models trained on the shipped examples, then the pipeline."""
+
 from __future__ import annotations
 
 import argparse
@@ -11,8 +12,9 @@ ROOT = Path(__file__).resolve().parents[2]  # the checkout, when run from one (q
 
 
 def add_parser(sub, formatter, formats: str) -> argparse.ArgumentParser:
-    q = sub.add_parser("quickstart", help="train demo models on the shipped examples, then run the pipeline",
-                       formatter_class=formatter)
+    q = sub.add_parser(
+        "quickstart", help="train demo models on the shipped examples, then run the pipeline", formatter_class=formatter
+    )
     q.add_argument("--output", default="runs/quickstart", help="where the demo models and outputs go")
     q.add_argument("--encoder", default="minilm-l6", help="encoder of the demo models")
     q.add_argument("--retrain", action="store_true", help="train the demo models again")
@@ -39,35 +41,69 @@ def run(args: argparse.Namespace) -> int:
     data/pipeline_demo.jsonl and write JSONL and HTML."""
     data = ROOT / "data"
     if not (data / "pipeline_demo.jsonl").is_file():
-        raise UsageError(f"quickstart needs the example data of a gplinker checkout ({data} not found) — run it from a "
-                         "clone of the repository")
+        raise UsageError(
+            f"quickstart needs the example data of a gplinker checkout ({data} not found) — run it from a clone of the repository"
+        )
     check_device(args.device)
     t0 = time.time()
     out = Path(args.output)
-    print("gplinker quickstart: trains DEMO models on ~30 hand-written example sentences per task, then runs them.\n"
-          "They show the pipeline working end to end; they know little beyond the example names. A real model is one\n"
-          "command away (printed at the end).")
+    print(
+        "gplinker quickstart: trains DEMO models on ~30 hand-written example sentences per task, then runs them.\n"
+        "They show the pipeline working end to end; they know little beyond the example names. A real model is one\n"
+        "command away (printed at the end)."
+    )
     dev = ["--device", args.device] if args.device else []
     for task, tr, dv, extra in QUICKSTART:
         if (out / task / "model" / "gplinker.json").is_file() and not args.retrain:
             print(f"using the {task} demo model already trained in {out / task} (--retrain to train again)")
             continue
         print(f"training the {task} demo model on {tr} ...")
-        rc = cli_main(["train", task, "--train", str(ROOT / tr), "--dev", str(ROOT / dv), "--encoder", args.encoder,
-                   "--output", str(out / task), "--batch-size", "8", "--head-lr", "2e-3", "--overwrite", *extra, *dev])
+        rc = cli_main(
+            [
+                "train",
+                task,
+                "--train",
+                str(ROOT / tr),
+                "--dev",
+                str(ROOT / dv),
+                "--encoder",
+                args.encoder,
+                "--output",
+                str(out / task),
+                "--batch-size",
+                "8",
+                "--head-lr",
+                "2e-3",
+                "--overwrite",
+                *extra,
+                *dev,
+            ]
+        )
         if rc:
             return rc
-    rc = cli_main(["pipeline", *[a for t, *_ in QUICKSTART for a in ("--model", str(out / t / "model"))],
-               "--input", str(data / "pipeline_demo.jsonl"), "--output", str(out / "predictions.jsonl"),
-               "--html", str(out / "report.html"), *dev])
-    print(f"\nquickstart done in {time.time() - t0:.0f}s: demo models in {out}/{{ner,relation,event}}/model, "
-          f"predictions in {out / 'predictions.jsonl'}, report in {out / 'report.html'}.\n"
-          "These are demo models trained on a few sentences; their dev scores say only that they learnt the examples.\n"
-          "Train a real English entity + relation model on the public CoNLL04 corpus (SpERT JSON; about 2-3 minutes on\n"
-          "2 CPU cores; dev triples F1 ~0.56, entities ~0.79):\n"
-          "  gplinker train relation --train CONLL04/train.json --dev CONLL04/dev.json --encoder minilm-l6 "
-          "--output runs/conll04 --max-steps 400 --max-length 128 --lr 1e-4 --head-lr 1e-3\n"
-          "(CONLL04: the SpERT release of CoNLL04, https://github.com/lavis-nlp/spert, scripts/fetch_datasets.sh; the\n"
-          "README's 'Bring your own data' says more)\n"
-          "Serve models over HTTP with a page to try them: gplinker serve --model runs/quickstart/ner/model")
+    rc = cli_main(
+        [
+            "pipeline",
+            *[a for t, *_ in QUICKSTART for a in ("--model", str(out / t / "model"))],
+            "--input",
+            str(data / "pipeline_demo.jsonl"),
+            "--output",
+            str(out / "predictions.jsonl"),
+            "--html",
+            str(out / "report.html"),
+            *dev,
+        ]
+    )
+    print(
+        f"\nquickstart done in {time.time() - t0:.0f}s: demo models in {out}/{{ner,relation,event}}/model, "
+        f"predictions in {out / 'predictions.jsonl'}, report in {out / 'report.html'}.\n"
+        "These are demo models trained on a few sentences; their dev scores say only that they learnt the examples.\n"
+        "Train a real English entity + relation model on the public CoNLL04 corpus (SpERT JSON; about 2-3 minutes on\n"
+        "2 CPU cores; dev triples F1 ~0.56, entities ~0.79):\n"
+        "  gplinker train relation --train CONLL04/train.json --dev CONLL04/dev.json --encoder minilm-l6 "
+        "--output runs/conll04 --max-steps 400 --max-length 128 --lr 1e-4 --head-lr 1e-3\n"
+        "(CONLL04: the SpERT release of CoNLL04, https://github.com/lavis-nlp/spert, scripts/fetch_datasets.sh; the\n"
+        "README's 'Bring your own data' says more)\n"
+        "Serve models over HTTP with a page to try them: gplinker serve --model runs/quickstart/ner/model"
+    )
     return rc

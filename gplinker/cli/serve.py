@@ -1,4 +1,5 @@
 """``gplinker serve``: models over HTTP with a page to try them (the serve extra)."""
+
 from __future__ import annotations
 
 import argparse
@@ -10,11 +11,10 @@ from gplinker.cli.options import add_options, values
 from gplinker.settings import API_KEY_ENV, ServeSettings
 
 
-
-
 def add_parser(sub, formatter, formats: str) -> argparse.ArgumentParser:
-    s = sub.add_parser("serve", help="serve models over HTTP with an interactive page (needs the serve extra)",
-                       formatter_class=formatter)
+    s = sub.add_parser(
+        "serve", help="serve models over HTTP with an interactive page (needs the serve extra)", formatter_class=formatter
+    )
     s.add_argument("--model", action="append", required=True, help="a model directory; repeat for several")
     add_options(s, ServeSettings)
     s.add_argument("--access-log", action="store_true", help="log one line per request (costs CPU under load)")
@@ -30,8 +30,10 @@ def settings_from(args: argparse.Namespace) -> ServeSettings:
     api_key = args.api_key if args.api_key is not None else os.environ.get(API_KEY_ENV)
     if api_key is not None and not api_key.strip():
         where = "--api-key" if args.api_key is not None else f"${API_KEY_ENV}"
-        raise UsageError(f"{where} is empty (an unset variable?), so the server would run without a key — give the key, "
-                         f"or leave out {where} to serve without one")
+        raise UsageError(
+            f"{where} is empty (an unset variable?), so the server would run without a key — give the key, "
+            f"or leave out {where} to serve without one"
+        )
     try:
         return ServeSettings(**{**values(args, ServeSettings), "api_key": api_key, "threshold": args.threshold or 0.0})
     except ValueError as e:

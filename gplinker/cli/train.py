@@ -1,4 +1,5 @@
 """``gplinker train``: a model on labelled data, the best on dev kept in OUTPUT/model."""
+
 from __future__ import annotations
 
 import argparse
@@ -10,8 +11,17 @@ from pathlib import Path
 from typing import Any
 
 from gplinker.cli import options
-from gplinker.cli.common import (UsageError, add_common, check_device, existing_file, model_path, output_folder, print_metrics, registry,
-                                 setup_logging)
+from gplinker.cli.common import (
+    UsageError,
+    add_common,
+    check_device,
+    existing_file,
+    model_path,
+    output_folder,
+    print_metrics,
+    registry,
+    setup_logging,
+)
 from gplinker.extractor import ModelSettings
 from gplinker.training import TrainConfig
 
@@ -24,20 +34,34 @@ def add_parser(sub, formatter, formats: str) -> argparse.ArgumentParser:
     t.add_argument("--train", required=True, help="training file")
     t.add_argument("--dev", help="dev file, evaluated after each epoch (best model kept)")
     t.add_argument("--format", default="auto", help=f"dataset format, auto detects ({formats})")
-    t.add_argument("--encoder", default="minilm-l6",
-                   help="Hugging Face name, local directory, or offline alias (minilm-l6: English; me5-small: multilingual)")
-    t.add_argument("--init-from", metavar="MODEL", help="fine-tune this saved model (its encoder, settings and heads) on "
-                   "the new data; labels are the model's plus any new ones in the data (new channels start fresh)")
+    t.add_argument(
+        "--encoder",
+        default="minilm-l6",
+        help="Hugging Face name, local directory, or offline alias (minilm-l6: English; me5-small: multilingual)",
+    )
+    t.add_argument(
+        "--init-from",
+        metavar="MODEL",
+        help="fine-tune this saved model (its encoder, settings and heads) on "
+        "the new data; labels are the model's plus any new ones in the data (new channels start fresh)",
+    )
     t.add_argument("--output", required=True, help="output folder: model/, metrics.json, train_summary.json, train.log")
-    t.add_argument("--overwrite", action="store_true",
-                   help="start again in an --output that holds a model or a checkpoint (default: refuse); the old "
-                        "model stays until the new one is saved")
+    t.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start again in an --output that holds a model or a checkpoint (default: refuse); the old "
+        "model stays until the new one is saved",
+    )
     options.add_options(t, TrainConfig)
     options.add_options(t, ModelSettings)
     options.add_task_options(t, registry())
-    t.add_argument("--trim-vocab", choices=["none", "train", "train+dev"], default="none",
-                   help="keep only the vocabulary pieces these texts use (much cheaper CPU training for "
-                        "multilingual encoders; the saved model keeps the trimmed vocabulary)")
+    t.add_argument(
+        "--trim-vocab",
+        choices=["none", "train", "train+dev"],
+        default="none",
+        help="keep only the vocabulary pieces these texts use (much cheaper CPU training for "
+        "multilingual encoders; the saved model keeps the trimmed vocabulary)",
+    )
     t.add_argument("--max-train-docs", type=options.positive_int, default=None, help="use only the first N training documents")
     add_common(t)
     t.set_defaults(func=run)
@@ -51,7 +75,9 @@ def task_options(args: argparse.Namespace, entry) -> Any:
     wrong = sorted(flag for name, (flag, _) in given.items() if name not in own)
     if wrong:
         flags = [flag for flag, users in options.task_option_fields(registry()).items() if any(u[0] == entry.name for u in users)]
-        raise UsageError(f"{', '.join(wrong)} does not apply to {entry.name} training (its options: {', '.join(flags) or 'none'})")
+        raise UsageError(
+            f"{', '.join(wrong)} does not apply to {entry.name} training (its options: {', '.join(flags) or 'none'})"
+        )
     for name, (flag, value) in given.items():
         spec = next(s for f, s in options.cli_fields(entry.task_class.options_class) if f.name == name)
         if spec.file:
@@ -73,8 +99,10 @@ def check(args: argparse.Namespace) -> None:
     if args.max_length < 8:
         raise UsageError(f"--max-length {args.max_length} is too short: windows need room for special tokens and text (use >= 8)")
     if not 0 <= args.stride <= args.max_length - 4:
-        raise UsageError(f"--stride {args.stride} must be smaller than --max-length {args.max_length} minus the special "
-                         f"tokens; it is how many tokens consecutive windows share (default: max length / 4, at most 64)")
+        raise UsageError(
+            f"--stride {args.stride} must be smaller than --max-length {args.max_length} minus the special "
+            f"tokens; it is how many tokens consecutive windows share (default: max length / 4, at most 64)"
+        )
     if args.head_size % 2:
         raise UsageError(f"--head-size {args.head_size} must be even (RoPE rotates pairs of dimensions)")
     if args.init_from:
@@ -98,11 +126,15 @@ def check_previous_run(args: argparse.Namespace, out: Path) -> None:
     if args.overwrite:
         return
     if (out / "model").exists() or model_dir.recover_directory(out / "model") is not None:
-        raise UsageError(f"--output {args.output} already holds a trained model ({out / 'model'}); choose another "
-                         "--output, or pass --overwrite to replace it (it is kept until the new one is saved)")
+        raise UsageError(
+            f"--output {args.output} already holds a trained model ({out / 'model'}); choose another "
+            "--output, or pass --overwrite to replace it (it is kept until the new one is saved)"
+        )
     if (out / "checkpoint").exists():
-        raise UsageError(f"--output {args.output} holds the checkpoint of an unfinished run; pass --resume to go on with "
-                         "it or --overwrite to start again")
+        raise UsageError(
+            f"--output {args.output} holds the checkpoint of an unfinished run; pass --resume to go on with "
+            "it or --overwrite to start again"
+        )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -182,7 +214,9 @@ def warn_label_overlap(task, docs) -> None:
     if data and known and not (known & data):
         logging.getLogger("gplinker").warning(
             "none of the labels in the data (%s) is a label of the model (%s): every score will be 0",
-            ", ".join(sorted(data)[:8]), ", ".join(sorted(known)[:8]))
+            ", ".join(sorted(data)[:8]),
+            ", ".join(sorted(known)[:8]),
+        )
 
 
 def trim_encoder(args: argparse.Namespace, train_docs, dev_docs, out: Path) -> str:
@@ -202,7 +236,11 @@ def trim_encoder(args: argparse.Namespace, train_docs, dev_docs, out: Path) -> s
         trimmed = AutoTokenizer.from_pretrained(path, use_fast=True, local_files_only=True, trust_remote_code=False)
         c = tokenization_changes(original, trimmed, [d.text for d in dev_docs])
         logging.getLogger("gplinker").info(
-            "vocabulary trimmed to the training texts: %d of %d dev texts tokenize differently, "
-            "%d new unknown tokens among %d", c["texts_changed"], c["texts"], c["new_unknown_tokens"], c["tokens"])
+            "vocabulary trimmed to the training texts: %d of %d dev texts tokenize differently, %d new unknown tokens among %d",
+            c["texts_changed"],
+            c["texts"],
+            c["new_unknown_tokens"],
+            c["tokens"],
+        )
         write_json(out / "trim_report.json", c)
     return str(path)

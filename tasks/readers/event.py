@@ -1,12 +1,22 @@
 """Readers of the published event formats: ``duee`` (LIC/DuEE), ``fewfc``, ``phee`` (nested
 sub-arguments flattened into roles ``Parent.Child``), canonical ``jsonl``, and schema files."""
+
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from gplinker.io import (READ_ERRORS, DataError, as_offset, check_surface, load_json_records, read_documents_jsonl, read_text,
-                         record_error, split_lines)
+from gplinker.io import (
+    READ_ERRORS,
+    DataError,
+    as_offset,
+    check_surface,
+    load_json_records,
+    read_documents_jsonl,
+    read_text,
+    record_error,
+    split_lines,
+)
 from gplinker.registry import Format
 from gplinker.structures import Argument, Document, Event
 
@@ -41,11 +51,17 @@ def read_schema(path: str | Path) -> list[tuple[str, str]]:
             try:
                 items.append((o["event_type"], [r["role"] if isinstance(r, dict) else r for r in o["role_list"]]))
             except READ_ERRORS as e:
-                raise DataError(path, no, f"not a schema record ({e})", 'expected {"event_type": ..., "role_list": [{"role": ...}]}') from e
+                raise DataError(
+                    path, no, f"not a schema record ({e})", 'expected {"event_type": ..., "role_list": [{"role": ...}]}'
+                ) from e
     for etype, roles in items:
         if not isinstance(etype, str) or not etype or not all(isinstance(r, str) and r for r in roles):
-            raise DataError(path, None, f"event type {etype!r} or one of its roles is not a non-empty string",
-                            "event types and roles are strings")
+            raise DataError(
+                path,
+                None,
+                f"event type {etype!r} or one of its roles is not a non-empty string",
+                "event types and roles are strings",
+            )
         labels.add((etype, TRIGGER))
         labels.update((etype, r) for r in roles)
     if not labels:
@@ -78,8 +94,12 @@ def read_duee(path: str | Path) -> list[Document]:
         except DataError:
             raise
         except READ_ERRORS as e:
-            raise record_error(path, no, f"not a DuEE record ({type(e).__name__}: {e})",
-                               'expected {"text", "event_list": [{"event_type", "trigger", "trigger_start_index", "arguments": [...]}]}') from e
+            raise record_error(
+                path,
+                no,
+                f"not a DuEE record ({type(e).__name__}: {e})",
+                'expected {"text", "event_list": [{"event_type", "trigger", "trigger_start_index", "arguments": [...]}]}',
+            ) from e
     return docs
 
 
@@ -102,8 +122,12 @@ def read_fewfc(path: str | Path) -> list[Document]:
         except DataError:
             raise
         except READ_ERRORS as e:
-            raise record_error(path, no, f"not a FewFC record ({type(e).__name__}: {e})",
-                               'expected {"content", "events": [{"type", "mentions": [{"word", "span", "role"}]}]}') from e
+            raise record_error(
+                path,
+                no,
+                f"not a FewFC record ({type(e).__name__}: {e})",
+                'expected {"content", "events": [{"type", "mentions": [{"word", "span", "role"}]}]}',
+            ) from e
     return docs
 
 
@@ -148,15 +172,26 @@ def read_phee(path: str | Path) -> list[Document]:
         except DataError:
             raise
         except READ_ERRORS as e:
-            raise record_error(path, no, f"not a PHEE record ({type(e).__name__}: {e})",
-                               'expected {"context", "annotations": [{"events": [{"event_type", "Trigger": {"text", "start"}, ...}]}]}') from e
+            raise record_error(
+                path,
+                no,
+                f"not a PHEE record ({type(e).__name__}: {e})",
+                'expected {"context", "annotations": [{"events": [{"event_type", "Trigger": {"text", "start"}, ...}]}]}',
+            ) from e
     return docs
 
 
-FORMATS = {f.name: f for f in [
-    Format("jsonl", read_documents_jsonl, lambda h: h.lstrip().startswith("{") and '"text"' in h and '"events"' in h
-           and '"arguments"' in h, "canonical gplinker JSONL"),
-    Format("duee", read_duee, lambda h: '"event_list"' in h, "LIC / DuEE JSONL"),
-    Format("fewfc", read_fewfc, lambda h: '"content"' in h and '"mentions"' in h, "FewFC JSONL"),
-    Format("phee", read_phee, lambda h: '"context"' in h and '"annotations"' in h, "PHEE JSONL"),
-]}
+FORMATS = {
+    f.name: f
+    for f in [
+        Format(
+            "jsonl",
+            read_documents_jsonl,
+            lambda h: h.lstrip().startswith("{") and '"text"' in h and '"events"' in h and '"arguments"' in h,
+            "canonical gplinker JSONL",
+        ),
+        Format("duee", read_duee, lambda h: '"event_list"' in h, "LIC / DuEE JSONL"),
+        Format("fewfc", read_fewfc, lambda h: '"content"' in h and '"mentions"' in h, "FewFC JSONL"),
+        Format("phee", read_phee, lambda h: '"context"' in h and '"annotations"' in h, "PHEE JSONL"),
+    ]
+}

@@ -1,15 +1,28 @@
 """Readers of the published NER formats: ``cluener``, ``cmeee``, ``conll`` (character-per-line
 BIO/BIOES/BMES, optionally with a segmentation column as in Weibo), ``spert`` and ``genia`` (token
 JSON; text and character offsets are rebuilt from the tokens), and canonical ``jsonl``."""
+
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-from gplinker.io import (READ_ERRORS, DataError, as_offset, check_surface, load_json_records, read_documents_jsonl, read_text,
-                         record_error, split_lines, token_list, tokens_to_text)
+from gplinker.io import (
+    READ_ERRORS,
+    DataError,
+    as_offset,
+    check_surface,
+    load_json_records,
+    read_documents_jsonl,
+    read_text,
+    record_error,
+    split_lines,
+    token_list,
+    tokens_to_text,
+)
 from gplinker.registry import Format
 from gplinker.structures import Document, Span
+
 
 def _check_surface(path, no, text: str, start: int, end: int, surface: str | None) -> None:
     check_surface(path, no, text, start, end, surface, "entity", "check the offsets and whether the end index is inclusive")
@@ -32,8 +45,12 @@ def read_cluener(path: str | Path) -> list[Document]:
         except DataError:
             raise
         except READ_ERRORS as e:
-            raise record_error(path, no, f"not a CLUENER record ({type(e).__name__}: {e})",
-                               'expected {"text": str, "label": {type: {surface: [[start, end_inclusive]]}}}') from e
+            raise record_error(
+                path,
+                no,
+                f"not a CLUENER record ({type(e).__name__}: {e})",
+                'expected {"text": str, "label": {type: {surface: [[start, end_inclusive]]}}}',
+            ) from e
     return docs
 
 
@@ -52,8 +69,12 @@ def read_cmeee(path: str | Path) -> list[Document]:
         except DataError:
             raise
         except READ_ERRORS as e:
-            raise record_error(path, no, f"not a CMeEE record ({type(e).__name__}: {e})",
-                               'expected {"text": str, "entities": [{"start_idx", "end_idx", "type", "entity"}]}') from e
+            raise record_error(
+                path,
+                no,
+                f"not a CMeEE record ({type(e).__name__}: {e})",
+                'expected {"text": str, "entities": [{"start_idx", "end_idx", "type", "entity"}]}',
+            ) from e
     return docs
 
 
@@ -75,20 +96,32 @@ def read_spert(path: str | Path) -> list[Document]:
             for ent in ents:
                 a, b = as_offset(ent["start"], "start"), as_offset(ent["end"], "end")
                 if not 0 <= a < b <= len(tokens):
-                    raise record_error(path, no, f"entity token range [{a}, {b}) is outside the {len(tokens)} tokens",
-                                       "token end indices are exclusive")
+                    raise record_error(
+                        path,
+                        no,
+                        f"entity token range [{a}, {b}) is outside the {len(tokens)} tokens",
+                        "token end indices are exclusive",
+                    )
                 span = Span(ts[a], te[b - 1], ent.get("type", ent.get("entity_type")))
                 if "text" in ent and ent["text"] != text[span.start : span.end]:
-                    raise record_error(path, no, f"entity text {ent['text']!r} does not match its tokens "
-                                       f"{text[span.start : span.end]!r}", "check the token indices (end exclusive)")
+                    raise record_error(
+                        path,
+                        no,
+                        f"entity text {ent['text']!r} does not match its tokens {text[span.start : span.end]!r}",
+                        "check the token indices (end exclusive)",
+                    )
                 spans.append(span)
             doc_id = obj.get("orig_id", obj.get("sent_id"))
             docs.append(Document(text, tuple(spans), id=None if doc_id is None else str(doc_id)))
         except DataError:
             raise
         except READ_ERRORS as e:
-            raise record_error(path, no, f"not a SpERT/GENIA record ({type(e).__name__}: {e})",
-                               'expected {"tokens": [...], "entities": [{"type", "start", "end"}]}') from e
+            raise record_error(
+                path,
+                no,
+                f"not a SpERT/GENIA record ({type(e).__name__}: {e})",
+                'expected {"tokens": [...], "entities": [{"type", "start", "end"}]}',
+            ) from e
     return docs
 
 
@@ -113,8 +146,12 @@ def read_conll(path: str | Path) -> list[Document]:
         if len(cols) == 3 and cols[1].isdigit():
             cols = [cols[0], cols[2]]
         if len(cols) != 2 or not _TAG.match(cols[1]):
-            raise DataError(path, no, f"expected 'CHAR TAG' with a BIO/BMES/BIOES tag, got {raw!r}",
-                            "one character and its tag per line, separated by whitespace; a blank line between sentences")
+            raise DataError(
+                path,
+                no,
+                f"expected 'CHAR TAG' with a BIO/BMES/BIOES tag, got {raw!r}",
+                "one character and its tag per line, separated by whitespace; a blank line between sentences",
+            )
         rows.append((no, cols[0], cols[1]))
     toks = [t for _, t, _ in rows if t]
     if toks and all(len(t) >= 2 and t[-1].isdigit() for t in toks):  # Weibo: character + segmentation digit
@@ -158,12 +195,19 @@ def _sniff_conll(head: str) -> bool:
     return len(cols) in (2, 3) and bool(_TAG.match(cols[-1])) and not head.lstrip().startswith(("{", "["))
 
 
-FORMATS = {f.name: f for f in [
-    Format("jsonl", read_documents_jsonl, lambda h: h.lstrip().startswith("{") and '"text"' in h and '"entities"' in h
-           and '"start"' in h and '"label"' in h, "canonical gplinker JSONL"),
-    Format("cluener", read_cluener, lambda h: '"text"' in h and '"label"' in h and h.lstrip()[:1] in "{[", "CLUENER2020"),
-    Format("cmeee", read_cmeee, lambda h: '"start_idx"' in h and '"end_idx"' in h, "CMeEE (CBLUE)"),
-    Format("genia", read_spert, lambda h: '"tokens"' in h and '"entity_mentions"' in h, "GENIA token JSON"),
-    Format("spert", read_spert, lambda h: '"tokens"' in h and '"entities"' in h, "SpERT token JSON"),
-    Format("conll", read_conll, _sniff_conll, "character (or word) per line with BIO/BIOES/BMES tags"),
-]}
+FORMATS = {
+    f.name: f
+    for f in [
+        Format(
+            "jsonl",
+            read_documents_jsonl,
+            lambda h: h.lstrip().startswith("{") and '"text"' in h and '"entities"' in h and '"start"' in h and '"label"' in h,
+            "canonical gplinker JSONL",
+        ),
+        Format("cluener", read_cluener, lambda h: '"text"' in h and '"label"' in h and h.lstrip()[:1] in "{[", "CLUENER2020"),
+        Format("cmeee", read_cmeee, lambda h: '"start_idx"' in h and '"end_idx"' in h, "CMeEE (CBLUE)"),
+        Format("genia", read_spert, lambda h: '"tokens"' in h and '"entity_mentions"' in h, "GENIA token JSON"),
+        Format("spert", read_spert, lambda h: '"tokens"' in h and '"entities"' in h, "SpERT token JSON"),
+        Format("conll", read_conll, _sniff_conll, "character (or word) per line with BIO/BIOES/BMES tags"),
+    ]
+}

@@ -2,6 +2,7 @@
 ``duie``/``cmeie`` (``spo_list``) and canonical ``jsonl``. Formats without offsets are located by
 searching every occurrence of the subject and object strings and pairing the nearest
 occurrences; ambiguous and unlocatable triples are counted and logged."""
+
 from __future__ import annotations
 
 import logging
@@ -9,8 +10,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gplinker.io import (READ_ERRORS, DataError, as_offset, find_occurrences, load_json_records, read_documents_jsonl,
-                         record_error, token_list, tokens_to_text)
+from gplinker.io import (
+    READ_ERRORS,
+    DataError,
+    as_offset,
+    find_occurrences,
+    load_json_records,
+    read_documents_jsonl,
+    record_error,
+    token_list,
+    tokens_to_text,
+)
 from gplinker.registry import Format
 from gplinker.structures import Document, Relation, Span
 
@@ -29,8 +39,10 @@ class LocateStats:
     examples: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        return (f"{self.triples} triples: {self.ambiguous} ambiguous (several occurrences; nearest pair chosen), "
-                f"{self.not_located} not located in the text (dropped)")
+        return (
+            f"{self.triples} triples: {self.ambiguous} ambiguous (several occurrences; nearest pair chosen), "
+            f"{self.not_located} not located in the text (dropped)"
+        )
 
 
 def place_triple(text: str, subject: str, obj: str, stats: LocateStats) -> tuple[tuple[int, int], tuple[int, int]] | None:
@@ -48,6 +60,7 @@ def place_triple(text: str, subject: str, obj: str, stats: LocateStats) -> tuple
         return None
     if len(subs) > 1 or len(objs) > 1:
         stats.ambiguous += 1
+
     def key(so: tuple[tuple[int, int], tuple[int, int]]) -> tuple[int, int, int, int]:
         (a, b), (c, d) = so
         gap = max(a, c) - min(b, d)  # negative when the spans overlap
@@ -79,23 +92,35 @@ def read_spert(path: str | Path) -> list[Document]:
             for ent in obj.get("entities", []):
                 a, b = as_offset(ent["start"], "start"), as_offset(ent["end"], "end")
                 if not 0 <= a < b <= len(ts):
-                    raise record_error(path, no, f"entity token range [{a}, {b}) is outside the {len(ts)} tokens",
-                                       "token end indices are exclusive")
+                    raise record_error(
+                        path,
+                        no,
+                        f"entity token range [{a}, {b}) is outside the {len(ts)} tokens",
+                        "token end indices are exclusive",
+                    )
                 spans.append(Span(ts[a], te[b - 1], ent["type"]))
             rels = []
             for rel in obj.get("relations", []):
                 h, t = as_offset(rel["head"], "head"), as_offset(rel["tail"], "tail")
                 if not (0 <= h < len(spans) and 0 <= t < len(spans)):
-                    raise record_error(path, no, f"relation {rel} points at entity {max(h, t)} of {len(spans)}",
-                                       "head and tail are indices into the record's entities list")
+                    raise record_error(
+                        path,
+                        no,
+                        f"relation {rel} points at entity {max(h, t)} of {len(spans)}",
+                        "head and tail are indices into the record's entities list",
+                    )
                 rels.append(Relation(spans[h], rel["type"], spans[t]))
             doc_id = obj.get("orig_id")
             docs.append(Document(text, tuple(spans), tuple(rels), id=None if doc_id is None else str(doc_id)))
         except DataError:
             raise
         except READ_ERRORS as e:
-            raise record_error(path, no, f"not a SpERT record ({type(e).__name__}: {e})",
-                               'expected {"tokens": [...], "entities": [{"type", "start", "end"}], "relations": [{"type", "head", "tail"}]}') from e
+            raise record_error(
+                path,
+                no,
+                f"not a SpERT record ({type(e).__name__}: {e})",
+                'expected {"tokens": [...], "entities": [{"type", "start", "end"}], "relations": [{"type", "head", "tail"}]}',
+            ) from e
     return docs
 
 
@@ -113,8 +138,12 @@ def read_casrel(path: str | Path, stats: LocateStats | None = None) -> list[Docu
                     rels.append(Relation(Span(*placed[0], UNTYPED), p, Span(*placed[1], UNTYPED)))
             docs.append(Document(text, tuple({s for r in rels for s in (r.head, r.tail)}), tuple(rels)))
         except READ_ERRORS as e:
-            raise record_error(path, no, f"not a CasRel record ({type(e).__name__}: {e})",
-                               'expected {"text": str, "triple_list": [[subject, predicate, object]]}') from e
+            raise record_error(
+                path,
+                no,
+                f"not a CasRel record ({type(e).__name__}: {e})",
+                'expected {"text": str, "triple_list": [[subject, predicate, object]]}',
+            ) from e
     _log_located(path, docs, stats)
     return docs
 
@@ -131,27 +160,45 @@ def read_duie(path: str | Path, stats: LocateStats | None = None) -> list[Docume
             rels = []
             for spo in obj.get("spo_list", []):
                 objects = spo["object"] if isinstance(spo["object"], dict) else {"@value": spo["object"]}
-                otypes = spo.get("object_type") if isinstance(spo.get("object_type"), dict) else {"@value": spo.get("object_type")}
+                otypes = (
+                    spo.get("object_type") if isinstance(spo.get("object_type"), dict) else {"@value": spo.get("object_type")}
+                )
                 for key, value in objects.items():
                     pred = spo["predicate"] if key == "@value" else f"{spo['predicate']}_{key}"
                     placed = place_triple(text, spo["subject"], value, stats)
                     if placed:
-                        rels.append(Relation(Span(*placed[0], spo.get("subject_type") or UNTYPED), pred,
-                                             Span(*placed[1], otypes.get(key) or UNTYPED)))
+                        rels.append(
+                            Relation(
+                                Span(*placed[0], spo.get("subject_type") or UNTYPED),
+                                pred,
+                                Span(*placed[1], otypes.get(key) or UNTYPED),
+                            )
+                        )
             docs.append(Document(text, tuple({s for r in rels for s in (r.head, r.tail)}), tuple(rels)))
         except READ_ERRORS as e:
-            raise record_error(path, no, f"not a DuIE/CMeIE record ({type(e).__name__}: {e})",
-                               'expected {"text": str, "spo_list": [{"subject", "predicate", "object", ...}]}') from e
+            raise record_error(
+                path,
+                no,
+                f"not a DuIE/CMeIE record ({type(e).__name__}: {e})",
+                'expected {"text": str, "spo_list": [{"subject", "predicate", "object", ...}]}',
+            ) from e
     _log_located(path, docs, stats)
     return docs
 
 
-FORMATS = {f.name: f for f in [
-    Format("jsonl", read_documents_jsonl, lambda h: h.lstrip().startswith("{") and '"text"' in h and '"relations"' in h,
-           "canonical gplinker JSONL"),
-    Format("spert", read_spert, lambda h: '"tokens"' in h and '"relations"' in h, "SpERT JSON (CoNLL04, SciERC)"),
-    Format("casrel", read_casrel, lambda h: '"triple_list"' in h, "CasRel / WebNLG* JSON (no offsets)"),
-    Format("webnlg", read_casrel, None, "alias of casrel"),
-    Format("duie", read_duie, lambda h: '"spo_list"' in h, "DuIE / CMeIE JSONL (no offsets)"),
-    Format("cmeie", read_duie, None, "alias of duie"),
-]}
+FORMATS = {
+    f.name: f
+    for f in [
+        Format(
+            "jsonl",
+            read_documents_jsonl,
+            lambda h: h.lstrip().startswith("{") and '"text"' in h and '"relations"' in h,
+            "canonical gplinker JSONL",
+        ),
+        Format("spert", read_spert, lambda h: '"tokens"' in h and '"relations"' in h, "SpERT JSON (CoNLL04, SciERC)"),
+        Format("casrel", read_casrel, lambda h: '"triple_list"' in h, "CasRel / WebNLG* JSON (no offsets)"),
+        Format("webnlg", read_casrel, None, "alias of casrel"),
+        Format("duie", read_duie, lambda h: '"spo_list"' in h, "DuIE / CMeIE JSONL (no offsets)"),
+        Format("cmeie", read_duie, None, "alias of duie"),
+    ]
+}
