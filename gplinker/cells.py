@@ -72,4 +72,9 @@ class DocumentCells:
     windows: int = 1
 
     def __getitem__(self, name: str) -> HeadCells:
-        return self.heads.get(name) or HeadCells()
+        """The cells of head ``name``; a name that is no head of the task is a KeyError (a typo
+        must not read as "no cells")."""
+        try:
+            return self.heads[name]
+        except KeyError:
+            raise KeyError(f"no head {name!r}; this document's heads are {', '.join(sorted(self.heads)) or 'none'}") from None

@@ -51,6 +51,21 @@ def _check_text(obj: dict[str, Any], text: str | None, start: int, end: int, wha
         raise ValueError(f"{what} text {obj['text']!r} does not match the text at [{start}, {end}) ({text[start:end]!r})")
 
 
+def _located_json(out: dict[str, Any], item: Any, text: str | None) -> dict[str, Any]:
+    """A span's or an argument's JSON: ``out`` plus its text (when ``text`` is given) and score."""
+    if text is not None:
+        out["text"] = text[item.start : item.end]
+    if item.score is not None:
+        out["score"] = round(item.score, 6)
+    return out
+
+
+def _checked(item: Any, obj: dict[str, Any], text: str | None, what: str) -> Any:
+    """``item`` read from ``obj``, its ``"text"`` (when both are given) checked against its offsets."""
+    _check_text(obj, text, item.start, item.end, what)
+    return item
+
+
 @dataclass(frozen=True, order=True)
 class Span:
     """A labelled character span ``text[start:end]``."""
@@ -69,19 +84,12 @@ class Span:
         return text[self.start : self.end]
 
     def to_json(self, text: str | None = None) -> dict[str, Any]:
-        out: dict[str, Any] = {"start": self.start, "end": self.end, "label": self.label}
-        if text is not None:
-            out["text"] = text[self.start : self.end]
-        if self.score is not None:
-            out["score"] = round(self.score, 6)
-        return out
+        return _located_json({"start": self.start, "end": self.end, "label": self.label}, self, text)
 
     @classmethod
     def from_json(cls, obj: dict[str, Any], text: str | None = None) -> "Span":
         obj = _object(obj, "span")
-        span = cls(obj["start"], obj["end"], obj["label"], _score(obj))
-        _check_text(obj, text, span.start, span.end, "span")
-        return span
+        return _checked(cls(obj["start"], obj["end"], obj["label"], _score(obj)), obj, text, "span")
 
 
 @dataclass(frozen=True, order=True)
@@ -123,19 +131,12 @@ class Argument:
         object.__setattr__(self, "end", _offset(self.end, "end"))
 
     def to_json(self, text: str | None = None) -> dict[str, Any]:
-        out: dict[str, Any] = {"role": self.role, "start": self.start, "end": self.end}
-        if text is not None:
-            out["text"] = text[self.start : self.end]
-        if self.score is not None:
-            out["score"] = round(self.score, 6)
-        return out
+        return _located_json({"role": self.role, "start": self.start, "end": self.end}, self, text)
 
     @classmethod
     def from_json(cls, obj: dict[str, Any], text: str | None = None) -> "Argument":
         obj = _object(obj, "argument")
-        arg = cls(obj["role"], obj["start"], obj["end"], _score(obj))
-        _check_text(obj, text, arg.start, arg.end, "argument")
-        return arg
+        return _checked(cls(obj["role"], obj["start"], obj["end"], _score(obj)), obj, text, "argument")
 
 
 @dataclass(frozen=True, order=True)

@@ -72,3 +72,14 @@ def test_ner_evaluate_is_strict_on_label_and_both_ends():
     pred = [Document("abcdef", (Span(0, 2, "a"), Span(2, 5, "b"), Span(2, 4, "a")))]
     m = task.evaluate(gold, pred)["entities"]
     assert (m["tp"], m["n_pred"], m["n_gold"]) == (1, 3, 2)
+
+
+def test_an_unknown_head_name_is_an_error_not_empty_cells():
+    import pytest
+
+    from gplinker.cells import DocumentCells, HeadCells
+
+    cells = DocumentCells({"entities": HeadCells([[0, 0, 4]], [1.0])})
+    assert len(cells["entities"]) == 1
+    with pytest.raises(KeyError, match="no head 'entites'; this document's heads are entities"):
+        cells["entites"]
