@@ -104,7 +104,14 @@ def read_e5_file(path: str | Path) -> E5File:
         p += 1
         norm[cp] = list(struct.unpack_from(f"<{cnt}I", b, p))
         p += 4 * cnt
-    off = end
+    tensors = _read_tensors(path, b, end)
+    return E5File(
+        hidden, layers, heads, ffn, vocab, maxp, tvs, float(eps), pieces, scores.tolist(), bos, eos, pad, unk, norm, tensors
+    )
+
+
+def _read_tensors(path: str | Path, b: bytes, off: int) -> dict[str, np.ndarray]:
+    """The tensor directory of an ``E5S1`` file from ``off``: float32 or q4 tensors, dequantised."""
     (ndir,) = struct.unpack_from("<i", b, off)
     off += 4
     raw = np.frombuffer(b, dtype=np.uint8)
@@ -127,9 +134,7 @@ def read_e5_file(path: str | Path) -> E5File:
             tensors[name] = _dequantize_q4(chunk, n)
         else:
             raise ValueError(f"{path}: tensor {name} has {nbytes} bytes for {n} values (dtype {dtype})")
-    return E5File(
-        hidden, layers, heads, ffn, vocab, maxp, tvs, float(eps), pieces, scores.tolist(), bos, eos, pad, unk, norm, tensors
-    )
+    return tensors
 
 
 def _state_dict(f: E5File):

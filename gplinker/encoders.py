@@ -12,7 +12,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 logger = logging.getLogger(__name__)
 
@@ -136,6 +136,29 @@ def load_encoder(name_or_path: str):
     return encoder, tokenizer
 
 
+def _trimmed_tokenizer_spec(spec: dict[str, Any], keep: list[int], new_id: dict[int, int]) -> dict[str, Any]:
+    """A tokenizer.json spec keeping only the pieces ``keep`` (old ids), renumbered by ``new_id``."""
+    model = spec["model"]
+    if model["type"] == "Unigram":
+        model["vocab"] = [model["vocab"][i] for i in keep]
+        model["unk_id"] = new_id[model["unk_id"]] if model.get("unk_id") is not None else None
+    elif model["type"] == "WordPiece":
+        inv = {i: p for p, i in model["vocab"].items()}
+        model["vocab"] = {inv[i]: new_id[i] for i in keep}
+    else:
+        raise ValueError(f"vocabulary trimming supports Unigram and WordPiece tokenizers, not {model['type']}")
+    for tok in spec.get("added_tokens", []):
+        tok["id"] = new_id[tok["id"]]
+    post = spec.get("post_processor") or {}
+    for proc in [post] + list(post.get("processors", [])):
+        for item in (proc.get("special_tokens") or {}).values():
+            item["ids"] = [new_id[i] for i in item["ids"]]
+        for key in ("cls", "sep"):
+            if isinstance(proc.get(key), list):
+                proc[key][1] = new_id[proc[key][1]]
+    return spec
+
+
 def trim_vocabulary(name_or_path: str, texts: Iterable[str], out_dir: str | Path, dtype: str | None = None) -> Path:
     """Copy an encoder keeping only the vocabulary pieces that ``texts`` use (plus special tokens).
 
@@ -155,25 +178,7 @@ def trim_vocabulary(name_or_path: str, texts: Iterable[str], out_dir: str | Path
             used.update(ids)
     keep = sorted(used)  # old ids in order; new id = rank
     new_id = {old: k for k, old in enumerate(keep)}
-    spec = json.loads(tokenizer.backend_tokenizer.to_str())
-    model = spec["model"]
-    if model["type"] == "Unigram":
-        model["vocab"] = [model["vocab"][i] for i in keep]
-        model["unk_id"] = new_id[model["unk_id"]] if model.get("unk_id") is not None else None
-    elif model["type"] == "WordPiece":
-        inv = {i: p for p, i in model["vocab"].items()}
-        model["vocab"] = {inv[i]: new_id[i] for i in keep}
-    else:
-        raise ValueError(f"vocabulary trimming supports Unigram and WordPiece tokenizers, not {model['type']}")
-    for tok in spec.get("added_tokens", []):
-        tok["id"] = new_id[tok["id"]]
-    post = spec.get("post_processor") or {}
-    for proc in [post] + list(post.get("processors", [])):
-        for item in (proc.get("special_tokens") or {}).values():
-            item["ids"] = [new_id[i] for i in item["ids"]]
-        for key in ("cls", "sep"):
-            if isinstance(proc.get(key), list):
-                proc[key][1] = new_id[proc[key][1]]
+    spec = _trimmed_tokenizer_spec(json.loads(tokenizer.backend_tokenizer.to_str()), keep, new_id)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer.save_pretrained(out)

@@ -43,22 +43,11 @@ def factorized_span_loss(
     v = start_bias.double()  # (B, H, n)
     u = end_bias.double()  # (B, H, n)
 
-    # all allowed cells: log Σ_ij exp(S_ij + v_hi + u_hj), row-shifted
-    s_masked = s.masked_fill(~allowed, float("-inf"))
-    row_max = s_masked.amax(dim=-1).clamp_min(NEG)  # (B, n); rows with no allowed cell -> NEG
-    e = torch.exp(s_masked - row_max[..., None])  # (B, n, n), 0 where not allowed
-    u_max = u.amax(dim=-1, keepdim=True)  # (B, H, 1)
-    eu = torch.exp(u - u_max)  # (B, H, n)
-    rows = torch.bmm(e, eu.transpose(1, 2)).transpose(1, 2)  # (B, H, n): Σ_j e_ij exp(u_hj - max)
-    has_cells = allowed.any(dim=-1)[:, None, :].expand_as(rows)  # (B, H, n)
-    if bool((rows[has_cells] < 1e-200).any()):
+    zeros = torch.zeros(b, h, 1, dtype=s.dtype, device=s.device)
+    log_all = _log_all_cells(s, v, u, allowed, zeros)  # (B, H): log(1 + Σ_all e^s)
+    if log_all is None:
         # near float64 underflow: logits spread over hundreds (never seen in training); be exact instead
         return _materialized_loss(scores, start_bias, end_bias, mask, indices, tril)
-    row_ok = has_cells
-    log_rows = v + row_max[:, None, :] + u_max + torch.log(rows.clamp_min(1e-300))
-    log_rows = log_rows.masked_fill(~row_ok, float("-inf"))
-    zeros = torch.zeros(b, h, 1, dtype=s.dtype, device=s.device)
-    log_all = torch.logsumexp(torch.cat([log_rows, zeros], dim=-1), dim=-1)  # (B, H): log(1 + Σ_all e^s)
 
     # positive cells by gathers
     k = indices.shape[-1]
@@ -78,13 +67,48 @@ def factorized_span_loss(
     neg_term = log_all + torch.log(-torch.expm1(gap))
     risky = real.any(dim=-1) & (gap > -0.7)  # (B, H): positives hold over half of all the mass
     if bool(risky.any()):
-        bs, hs = risky.nonzero(as_tuple=True)
-        cells = s[bs] + v[bs, hs][:, :, None] + u[bs, hs][:, None, :]  # (R, n, n), R risky channels only
-        cells = cells.masked_fill(~allowed[bs], float("-inf")).reshape(len(bs), n * n)
-        cells = cells.scatter(1, indices[bs, hs], float("-inf"))  # remove the positives (index 0 is masked anyway)
-        exact = torch.logsumexp(torch.cat([cells, zeros[bs, 0]], dim=-1), dim=-1)  # (R,)
-        neg_term = neg_term.index_put((bs, hs), exact)
+        neg_term = _exact_negatives(neg_term, risky, s, v, u, allowed, indices, zeros)
     return (neg_term + pos_term).sum(dim=1).mean().float()
+
+
+def _log_all_cells(
+    s: torch.Tensor, v: torch.Tensor, u: torch.Tensor, allowed: torch.Tensor, zeros: torch.Tensor
+) -> torch.Tensor | None:
+    """(B, H) log(1 + Σ over allowed cells of exp(S_ij + v_hi + u_hj)), row-shifted, never
+    materialising (B, H, n, n); None when a row sum nears float64 underflow."""
+    s_masked = s.masked_fill(~allowed, float("-inf"))
+    row_max = s_masked.amax(dim=-1).clamp_min(NEG)  # (B, n); rows with no allowed cell -> NEG
+    e = torch.exp(s_masked - row_max[..., None])  # (B, n, n), 0 where not allowed
+    u_max = u.amax(dim=-1, keepdim=True)  # (B, H, 1)
+    eu = torch.exp(u - u_max)  # (B, H, n)
+    rows = torch.bmm(e, eu.transpose(1, 2)).transpose(1, 2)  # (B, H, n): Σ_j e_ij exp(u_hj - max)
+    has_cells = allowed.any(dim=-1)[:, None, :].expand_as(rows)  # (B, H, n)
+    if bool((rows[has_cells] < 1e-200).any()):
+        return None
+    log_rows = v + row_max[:, None, :] + u_max + torch.log(rows.clamp_min(1e-300))
+    log_rows = log_rows.masked_fill(~has_cells, float("-inf"))
+    return torch.logsumexp(torch.cat([log_rows, zeros], dim=-1), dim=-1)
+
+
+def _exact_negatives(
+    neg_term: torch.Tensor,
+    risky: torch.Tensor,
+    s: torch.Tensor,
+    v: torch.Tensor,
+    u: torch.Tensor,
+    allowed: torch.Tensor,
+    indices: torch.Tensor,
+    zeros: torch.Tensor,
+) -> torch.Tensor:
+    """``neg_term`` (B, H) with its ``risky`` channels summed exactly over their materialised cells,
+    the positives removed."""
+    n = s.shape[-1]
+    bs, hs = risky.nonzero(as_tuple=True)
+    cells = s[bs] + v[bs, hs][:, :, None] + u[bs, hs][:, None, :]  # (R, n, n), R risky channels only
+    cells = cells.masked_fill(~allowed[bs], float("-inf")).reshape(len(bs), n * n)
+    cells = cells.scatter(1, indices[bs, hs], float("-inf"))  # remove the positives (index 0 is masked anyway)
+    exact = torch.logsumexp(torch.cat([cells, zeros[bs, 0]], dim=-1), dim=-1)  # (R,)
+    return neg_term.index_put((bs, hs), exact)
 
 
 def _materialized_loss(scores, start_bias, end_bias, mask, indices, tril):

@@ -11,6 +11,7 @@ Ray pipeline. Needs the ``ray`` extra (``pip install -e ".[ray]"``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from pathlib import Path
@@ -204,8 +205,6 @@ def run(
     _require()
     import ray
 
-    from gplinker import atomic
-
     files = [f.resolve() for f in input_files(inputs)]
     stems = [f.stem for f in files]
     if len(set(stems)) != len(stems):
@@ -236,30 +235,30 @@ def run(
             forward_batch_size=forward_batch_size,
             registry=registry,
         )
-        counts = {"records": 0, "predicted": 0, "failed": 0}
-        writers: dict[str, Any] = {}
-        stack = []
-        try:
-            for batch in ds.iter_batches(batch_size=batch_size, batch_format="numpy"):
-                for src, rec in zip(batch["source"], batch["record"]):
-                    src = str(src)
-                    if src not in writers:
-                        cm = atomic.atomic_open(out / f"{Path(src).stem}.jsonl", "w")
-                        writers[src] = cm.__enter__()
-                        stack.append(cm)
-                    writers[src].write(rec + "\n")
-                    counts["records"] += 1
-                    counts["failed" if '"error"' in rec and "error" in json.loads(rec) else "predicted"] += 1
-        except BaseException as e:
-            for cm in stack:
-                cm.__exit__(type(e), e, e.__traceback__)
-            raise
-        for cm in stack:
-            cm.__exit__(None, None, None)
-        for f in files:  # an input with no lines still gets its (empty) output file
-            if str(f) not in writers:
-                atomic.write_text(out / f"{f.stem}.jsonl", "")
-        return counts
+        return write_outputs(ds, files, out, batch_size)
     finally:
         if started:
             ray.shutdown()
+
+
+def write_outputs(ds, files: list[Path], out: Path, batch_size: int) -> dict[str, int]:
+    """The records of ``ds`` written to ``out/<input stem>.jsonl`` as they stream in, one atomic
+    file per input (an input with no lines still gets its empty file); counts of records,
+    predicted and failed."""
+    from gplinker import atomic
+
+    counts = {"records": 0, "predicted": 0, "failed": 0}
+    writers: dict[str, Any] = {}
+    with contextlib.ExitStack() as stack:  # on an error every partial output is removed, earlier outputs kept
+        for batch in ds.iter_batches(batch_size=batch_size, batch_format="numpy"):
+            for src, rec in zip(batch["source"], batch["record"]):
+                src = str(src)
+                if src not in writers:
+                    writers[src] = stack.enter_context(atomic.atomic_open(out / f"{Path(src).stem}.jsonl", "w"))
+                writers[src].write(rec + "\n")
+                counts["records"] += 1
+                counts["failed" if '"error"' in rec and "error" in json.loads(rec) else "predicted"] += 1
+    for f in files:
+        if str(f) not in writers:
+            atomic.write_text(out / f"{f.stem}.jsonl", "")
+    return counts

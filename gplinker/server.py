@@ -198,12 +198,25 @@ def invalid_request(exc) -> Any:
     )
 
 
+def add_error_handlers(app) -> None:
+    """422 naming what pydantic refused; :class:`Refused` as its status and message."""
+    from fastapi.exceptions import RequestValidationError
+
+    async def invalid(request, exc: RequestValidationError):
+        return invalid_request(exc)
+
+    async def refused(request, exc: Refused):
+        return exc.response()
+
+    app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(Refused, refused)
+
+
 def create_app(pipeline: Pipeline, settings: ServeSettings | None = None, executor: ThreadPoolExecutor | None = None):
     """The FastAPI app serving ``pipeline``; ``executor``: the :func:`model_thread` that loaded it
     (default: a new one)."""
     require_extra()
     from fastapi import FastAPI, Request
-    from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, JSONResponse
 
     from gplinker import html as html_render
@@ -224,14 +237,7 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None, execut
     app = FastAPI(title="gplinker", version=__version__, lifespan=lifespan, description=DESCRIPTION)
     app.state.batcher = batcher
     app.add_middleware(Guard, settings=settings)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, exc: RequestValidationError):
-        return invalid_request(exc)
-
-    @app.exception_handler(Refused)
-    async def refused(request: Request, exc: Refused):
-        return exc.response()
+    add_error_handlers(app)
 
     @app.get("/health", summary="liveness and readiness")
     async def health_route():

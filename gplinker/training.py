@@ -10,7 +10,7 @@ import logging
 import math
 import random
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -251,6 +251,52 @@ def _step_shares(batch: list[int], accum: int, ctx: DistContext) -> list[list[in
     return out
 
 
+@dataclass
+class TrainState:
+    """Where a training run stands: what a checkpoint saves and ``--resume`` restores."""
+
+    step: int = 0
+    epoch: int = 1  # the epoch to run next (or running)
+    position: int = 0  # the next batch group of that epoch
+    history: list = field(default_factory=list)
+    best: _Best = field(default_factory=_Best)
+    started: float = field(default_factory=time.time)  # moved back by the seconds of a resumed run
+    stop: bool = False
+
+    def progress(self, epoch: int, position: int) -> dict[str, Any]:
+        """The JSON a checkpoint keeps, the next step at ``epoch``, batch group ``position``."""
+        return {
+            "step": self.step,
+            "epoch": epoch,
+            "position": position,
+            "history": self.history,
+            "seconds": time.time() - self.started,
+            "best": {**self.best.to_json(), "since": self.best.since},
+        }
+
+
+@dataclass
+class _Run:
+    """The fixed parts of one training run: data, optimisation, schedule and where it writes."""
+
+    extractor: Extractor
+    config: TrainConfig
+    ctx: DistContext
+    out: Path | None
+    windows: list[Window]
+    targets: list
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: Any
+    loss_module: torch.nn.Module
+    rng: random.Random  # the batch order
+    step_batch: int  # windows per optimizer step, all processes together
+    total: int  # optimizer steps in all
+    epochs: int
+    dev_docs: Sequence[Document] | None
+    on_epoch: Callable[[int, dict], None] | None
+
+
 def train(
     extractor: Extractor,
     train_docs: Sequence[Document],
@@ -267,137 +313,32 @@ def train(
     best dev metrics, epoch/step of the best, steps, seconds, alignment statistics.
     """
     set_seed(config.seed)
-    task, model = extractor.task, extractor.model
     ctx = DistContext.from_env(extractor.device)
-    if extractor.settings.temperature != 1.0:  # fitted on other weights (--init-from a calibrated model): no longer true
-        logger.info(
-            "temperature %.3f reset to 1: it was fitted on the weights this training changes; run calibrate again",
-            extractor.settings.temperature,
-        )
-        extractor.settings.temperature = 1.0
-    windows, targets, stats = training_windows(extractor, train_docs)
-    if ctx.is_main:
-        logger.info("training data: %d documents, %d windows; %s", len(train_docs), len(windows), stats.summary())
-        for ex in stats.examples:
-            logger.info("  e.g. %s", ex)
+    windows, targets, stats = _training_data(extractor, train_docs, ctx)
     out = Path(output_dir) if output_dir is not None else None
     if (config.resume or config.save_every) and out is None:
         raise ValueError("checkpoints need an output directory")
-
-    optimizer = build_optimizer(model, config)
-    step_batch = config.batch_size * config.grad_accum * ctx.world  # windows per optimizer step, all processes together
-    steps_per_epoch = max(1, len(windows) // step_batch + (len(windows) % step_batch >= ctx.world))
-    total = config.max_steps if config.max_steps is not None else steps_per_epoch * config.epochs  # max_steps wins, as in HF
-    scheduler = warmup_linear_decay(optimizer, total, int(total * config.warmup_ratio))
-    scaler = torch.amp.GradScaler(extractor.device.type, enabled=config.precision == "fp16")
-    loss_module: torch.nn.Module = _LossModule(model, config.factorized_loss)
-    if ctx.world > 1:
-        from torch.nn.parallel import DistributedDataParallel
-
-        ids = [extractor.device.index] if extractor.device.type == "cuda" else None
-        loss_module = DistributedDataParallel(loss_module, device_ids=ids)
-    rng = random.Random(config.seed)
-    lengths = [len(w) for w in windows]
+    run = _prepare(extractor, config, ctx, out, windows, targets, dev_docs, on_epoch)
     extractor.info.update(train_documents=len(train_docs), dev_documents=len(dev_docs or []))
-    best, history = _Best(), []
-    step, start_epoch, position, t0 = 0, 1, 0, time.time()
-    epochs = max(1, config.epochs) if config.max_steps is None else math.ceil(total / max(1, steps_per_epoch))
-    if config.resume:
-        progress, epoch_rng_state, best_state = checkpoint.load(out, model, optimizer, scheduler, scaler)
-        step, start_epoch, position, history = progress["step"], progress["epoch"], progress["position"], progress["history"]
-        best.f1, best.metrics, best.epoch, best.step, best.since = (
-            progress["best"][k] for k in ("f1", "metrics", "epoch", "step", "since")
-        )
-        best.state = best_state
-        rng.setstate(epoch_rng_state)
-        t0 -= progress.get("seconds", 0.0)
-        if ctx.is_main:
-            logger.info(
-                "resumed from %s at step %d (epoch %d, batch group %d)",
-                out / checkpoint.CHECKPOINT_DIR,
-                step,
-                start_epoch,
-                position,
-            )
-    stop = step >= total
+    state = _resume(run) if config.resume else TrainState()
+    state.stop = state.step >= run.total
     with checkpoint.BackgroundWriter() as writer:  # checkpoints are written while the next steps run
-        for epoch in range(start_epoch, epochs + 1):
-            if stop:
+        for epoch in range(state.epoch, run.epochs + 1):
+            if state.stop:
                 break
-            model.train()
-            epoch_rng_state = rng.getstate()
-            groups = [
-                shares
-                for b in length_bucketed_batches(lengths, step_batch, rng)
-                if (shares := _step_shares(b, config.grad_accum, ctx))
-            ]
-            bar = tqdm(
-                total=min(len(groups), total - step + position) - position,
-                desc=f"epoch {epoch}/{epochs}",
-                unit="step",
-                disable=not ctx.is_main,
-            )
-            running = None
-            for g in range(position, len(groups)):
-                group = [([windows[k] for k in share], [targets[k] for k in share]) for share in groups[g]]
-                value = train_step(extractor, loss_module, group, config, optimizer, scheduler, scaler)
-                step += 1
-                running = value if running is None else 0.9 * running + 0.1 * value
-                bar.update(1)
-                bar.set_postfix(loss=f"{running:.4f}")
-                epoch_done = g == len(groups) - 1
-                due = step % config.eval_every == 0 if config.eval_every else epoch_done
-                if due or step >= total:
-                    stop = (
-                        _evaluate(extractor, dev_docs, config, ctx, best, history, out, epoch, step, running, t0) or step >= total
-                    )
-                    model.train()
-                    if on_epoch is not None and ctx.is_main:
-                        on_epoch(epoch, history[-1])
-                if config.save_every and (step % config.save_every == 0) and ctx.is_main:
-                    nxt = (epoch + 1, 0, rng.getstate()) if epoch_done else (epoch, g + 1, epoch_rng_state)
-                    progress = {
-                        "step": step,
-                        "epoch": nxt[0],
-                        "position": nxt[1],
-                        "history": history,
-                        "seconds": time.time() - t0,
-                        "best": {**best.to_json(), "since": best.since},
-                    }
-                    writer.submit(out, checkpoint.snapshot(model, optimizer, scheduler, scaler, progress, nxt[2], best.state))
-                if stop:
-                    break
-            bar.close()
-            position = 0
-    if best.state is not None and best.step != step and ctx.is_main:  # leave the extractor at its best evaluation, as saved
-        model.load_state_dict(best.state)
-        logger.info("restored the best model (epoch %s, step %s)", best.epoch, best.step)
-    tuned = None
-    if ctx.is_main and dev_docs and config.tune_link_threshold and any(s.axes != "span" for s in task.head_specs()):
-        chosen, by_threshold = tune_link_threshold(extractor, dev_docs, config.eval_batch_size)
-        tuned = {
-            "chosen": chosen,
-            "dev_f1": {str(t): main_f1(m) for t, m in by_threshold.items()},
-            "dev_count_ratio": {str(t): round(count_ratio(m), 4) for t, m in by_threshold.items()},
-        }
-        logger.info(
-            "link threshold chosen on dev: %+.1f (F1 / predicted per gold: %s)",
-            chosen,
-            ", ".join(f"{t}: {f:.4f} / {tuned['dev_count_ratio'][t]:.2f}" for t, f in tuned["dev_f1"].items()),
-        )
-        if best.metrics is not None:
-            best.metrics = by_threshold[chosen]
-        extractor.info.update(dev_scores=dev_scores(by_threshold[chosen]), link_threshold_dev_f1=tuned["dev_f1"])
-        if out is not None:
-            extractor.save_pretrained(out / "model")
-    ctx.broadcast_module(model)  # every process ends on rank 0's (best) model ...
-    best_json, history = ctx.broadcast_object((best.to_json(), history))  # ... and knows what rank 0 measured
+            _train_epoch(run, state, epoch, writer)
+    if state.best.state is not None and state.best.step != state.step and ctx.is_main:  # the best evaluation, as saved
+        extractor.model.load_state_dict(state.best.state)
+        logger.info("restored the best model (epoch %s, step %s)", state.best.epoch, state.best.step)
+    tuned = _tune_links(run, state.best) if ctx.is_main else None
+    ctx.broadcast_module(extractor.model)  # every process ends on rank 0's (best) model ...
+    best_json, history = ctx.broadcast_object((state.best.to_json(), state.history))  # ... and knows what rank 0 measured
     tuned = ctx.broadcast_object(tuned)
     summary = {
         "best": best_json,
         "history": history,
-        "steps": step,
-        "seconds": round(time.time() - t0, 1),
+        "steps": state.step,
+        "seconds": round(time.time() - state.started, 1),
         "train_windows": len(windows),
         "alignment": asdict(stats),
         "config": asdict(config),
@@ -408,6 +349,187 @@ def train(
         write_json(out / "train_summary.json", summary)
     ctx.barrier()
     return summary
+
+
+def _training_data(extractor: Extractor, train_docs: Sequence[Document], ctx: DistContext):
+    """The training windows and targets (logged with their alignment statistics); a temperature
+    fitted on other weights (``--init-from`` a calibrated model) is reset, no longer true."""
+    if extractor.settings.temperature != 1.0:
+        logger.info(
+            "temperature %.3f reset to 1: it was fitted on the weights this training changes; run calibrate again",
+            extractor.settings.temperature,
+        )
+        extractor.settings.temperature = 1.0
+    windows, targets, stats = training_windows(extractor, train_docs)
+    if ctx.is_main:
+        logger.info("training data: %d documents, %d windows; %s", len(train_docs), len(windows), stats.summary())
+        for ex in stats.examples:
+            logger.info("  e.g. %s", ex)
+    return windows, targets, stats
+
+
+def _prepare(
+    extractor: Extractor,
+    config: TrainConfig,
+    ctx: DistContext,
+    out: Path | None,
+    windows: list[Window],
+    targets: list,
+    dev_docs: Sequence[Document] | None,
+    on_epoch: Callable[[int, dict], None] | None,
+) -> _Run:
+    """The optimizer, the schedule over the steps the data and config give, the loss module
+    (wrapped for DDP under torchrun) and the batch-order generator."""
+    optimizer = build_optimizer(extractor.model, config)
+    step_batch = config.batch_size * config.grad_accum * ctx.world
+    steps_per_epoch = max(1, len(windows) // step_batch + (len(windows) % step_batch >= ctx.world))
+    total = config.max_steps if config.max_steps is not None else steps_per_epoch * config.epochs  # max_steps wins, as in HF
+    scheduler = warmup_linear_decay(optimizer, total, int(total * config.warmup_ratio))
+    scaler = torch.amp.GradScaler(extractor.device.type, enabled=config.precision == "fp16")
+    loss_module: torch.nn.Module = _LossModule(extractor.model, config.factorized_loss)
+    if ctx.world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [extractor.device.index] if extractor.device.type == "cuda" else None
+        loss_module = DistributedDataParallel(loss_module, device_ids=ids)
+    epochs = max(1, config.epochs) if config.max_steps is None else math.ceil(total / max(1, steps_per_epoch))
+    return _Run(
+        extractor,
+        config,
+        ctx,
+        out,
+        windows,
+        targets,
+        optimizer,
+        scheduler,
+        scaler,
+        loss_module,
+        random.Random(config.seed),
+        step_batch,
+        total,
+        epochs,
+        dev_docs,
+        on_epoch,
+    )
+
+
+def _resume(run: _Run) -> TrainState:
+    """The state of the run checkpointed in ``run.out``: weights, optimizer, schedule, scaler and
+    every random state restored, the batch order at the start of its epoch."""
+    progress, epoch_rng_state, best_state = checkpoint.load(
+        run.out, run.extractor.model, run.optimizer, run.scheduler, run.scaler
+    )
+    state = TrainState(step=progress["step"], epoch=progress["epoch"], position=progress["position"], history=progress["history"])
+    best = state.best
+    best.f1, best.metrics, best.epoch, best.step, best.since = (
+        progress["best"][k] for k in ("f1", "metrics", "epoch", "step", "since")
+    )
+    best.state = best_state
+    run.rng.setstate(epoch_rng_state)
+    state.started -= progress.get("seconds", 0.0)
+    if run.ctx.is_main:
+        logger.info(
+            "resumed from %s at step %d (epoch %d, batch group %d)",
+            run.out / checkpoint.CHECKPOINT_DIR,
+            state.step,
+            state.epoch,
+            state.position,
+        )
+    return state
+
+
+def _train_epoch(run: _Run, state: TrainState, epoch: int, writer: checkpoint.BackgroundWriter) -> None:
+    """One epoch from ``state.position``: steps, evaluations when due, checkpoints when due."""
+    run.extractor.model.train()
+    epoch_rng_state = run.rng.getstate()
+    lengths = [len(w) for w in run.windows]
+    groups = [
+        shares
+        for b in length_bucketed_batches(lengths, run.step_batch, run.rng)
+        if (shares := _step_shares(b, run.config.grad_accum, run.ctx))
+    ]
+    bar = tqdm(
+        total=min(len(groups), run.total - state.step + state.position) - state.position,
+        desc=f"epoch {epoch}/{run.epochs}",
+        unit="step",
+        disable=not run.ctx.is_main,
+    )
+    running = None
+    for g in range(state.position, len(groups)):
+        group = [([run.windows[k] for k in share], [run.targets[k] for k in share]) for share in groups[g]]
+        value = train_step(run.extractor, run.loss_module, group, run.config, run.optimizer, run.scheduler, run.scaler)
+        state.step += 1
+        running = value if running is None else 0.9 * running + 0.1 * value
+        bar.update(1)
+        bar.set_postfix(loss=f"{running:.4f}")
+        epoch_done = g == len(groups) - 1
+        _after_step(run, state, epoch, running, epoch_done)
+        if run.config.save_every and state.step % run.config.save_every == 0 and run.ctx.is_main:
+            nxt = (epoch + 1, 0, run.rng.getstate()) if epoch_done else (epoch, g + 1, epoch_rng_state)
+            snap = checkpoint.snapshot(
+                run.extractor.model,
+                run.optimizer,
+                run.scheduler,
+                run.scaler,
+                state.progress(nxt[0], nxt[1]),
+                nxt[2],
+                state.best.state,
+            )
+            writer.submit(run.out, snap)
+        if state.stop:
+            break
+    bar.close()
+    state.position = 0
+
+
+def _after_step(run: _Run, state: TrainState, epoch: int, running: float, epoch_done: bool) -> None:
+    """Evaluate when due (every ``eval_every`` steps, else at the end of each epoch, and at the
+    last step); set ``state.stop`` at the last step or when patience runs out."""
+    config = run.config
+    due = state.step % config.eval_every == 0 if config.eval_every else epoch_done
+    if not (due or state.step >= run.total):
+        return
+    stopped = _evaluate(
+        run.extractor,
+        run.dev_docs,
+        config,
+        run.ctx,
+        state.best,
+        state.history,
+        run.out,
+        epoch,
+        state.step,
+        running,
+        state.started,
+    )
+    state.stop = stopped or state.step >= run.total
+    run.extractor.model.train()
+    if run.on_epoch is not None and run.ctx.is_main:
+        run.on_epoch(epoch, state.history[-1])
+
+
+def _tune_links(run: _Run, best: _Best) -> dict[str, Any] | None:
+    """Choose the link heads' threshold on dev (relations, events), record it, save the model again."""
+    extractor, config = run.extractor, run.config
+    if not (run.dev_docs and config.tune_link_threshold and any(s.axes != "span" for s in extractor.task.head_specs())):
+        return None
+    chosen, by_threshold = tune_link_threshold(extractor, run.dev_docs, config.eval_batch_size)
+    tuned = {
+        "chosen": chosen,
+        "dev_f1": {str(t): main_f1(m) for t, m in by_threshold.items()},
+        "dev_count_ratio": {str(t): round(count_ratio(m), 4) for t, m in by_threshold.items()},
+    }
+    logger.info(
+        "link threshold chosen on dev: %+.1f (F1 / predicted per gold: %s)",
+        chosen,
+        ", ".join(f"{t}: {f:.4f} / {tuned['dev_count_ratio'][t]:.2f}" for t, f in tuned["dev_f1"].items()),
+    )
+    if best.metrics is not None:
+        best.metrics = by_threshold[chosen]
+    extractor.info.update(dev_scores=dev_scores(by_threshold[chosen]), link_threshold_dev_f1=tuned["dev_f1"])
+    if run.out is not None:
+        extractor.save_pretrained(run.out / "model")
+    return tuned
 
 
 def _evaluate(

@@ -104,3 +104,13 @@ def test_the_checker_sees_lazy_imports(tmp_path):
     f = tmp_path / "x.py"
     f.write_text("def f():\n    from gplinker.tasks import default_registry\n    import gplinker.cli\n")
     assert imported(f) == {"tasks", "cli"}
+
+
+def test_no_function_over_60_lines():
+    """Small readable functions in the library and the tasks (docstrings and signatures count)."""
+    long = []
+    for f in files():
+        for node in ast.walk(ast.parse(f.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 60:
+                long.append(f"{f.relative_to(ROOT)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)")
+    assert long == []

@@ -50,8 +50,7 @@ def run(args: argparse.Namespace) -> int:
     check_device(args.device)
     setup_logging(None, args.verbose)
     say = messages(args.plot, args.output)
-    from gplinker import calibration, model_dir
-    from gplinker.atomic import write_text
+    from gplinker import calibration
     from gplinker.extractor import Extractor
     from gplinker.io import write_json
 
@@ -62,13 +61,8 @@ def run(args: argparse.Namespace) -> int:
     held_out = calibration.cell_outcomes(ex, gold[1::2], args.floor, args.batch_size)
     t = calibration.fit_temperature(fit_half)
     t_all = calibration.fit_temperature(fit_half + held_out)
-    report = {
-        "temperature_fitted_on_half": t,
-        "temperature": t_all,
-        "saved_temperature": ex.settings.temperature,
-        "floor": args.floor,
-        "heads": {},
-    }
+    report = {"temperature_fitted_on_half": t, "temperature": t_all, "saved_temperature": ex.settings.temperature,
+              "floor": args.floor, "heads": {}}  # fmt: skip
     print(
         f"cells with logit > {args.floor} per head, scored σ(2·logit / T). T fitted on half of the documents: {t:.3f}; "
         f"judged on the other half below. T fitted on all: {t_all:.3f} (saved with the model: {ex.settings.temperature:.3f})",
@@ -79,15 +73,9 @@ def run(args: argparse.Namespace) -> int:
     for o in held_out:
         p1, pt = calibration.probabilities(o.logits), calibration.probabilities(o.logits, t)
         e1, et = calibration.ece(p1, o.correct), calibration.ece(pt, o.correct)
-        report["heads"][o.head] = {
-            "cells": int(len(o.logits)),
-            "right": int(o.correct.sum()),
-            "gold": o.n_gold,
-            "ece": e1,
-            "ece_fitted": et,
-            "reliability": calibration.reliability(p1, o.correct),
-            "reliability_fitted": calibration.reliability(pt, o.correct),
-        }
+        report["heads"][o.head] = {"cells": int(len(o.logits)), "right": int(o.correct.sum()), "gold": o.n_gold, "ece": e1,
+                                   "ece_fitted": et, "reliability": calibration.reliability(p1, o.correct),
+                                   "reliability_fitted": calibration.reliability(pt, o.correct)}  # fmt: skip
         print(f"{o.head:<12} {len(o.logits):>7} {int(o.correct.sum()):>7} {o.n_gold:>7} {e1:>9.4f} {et:>10.4f}", file=say)
         if len(o.logits):
             curves[f"{o.head}, T=1"] = (p1, o.correct)
@@ -98,9 +86,17 @@ def run(args: argparse.Namespace) -> int:
     if args.output:
         write_json(args.output, report)
     if args.apply:
-        cfg_file = path / model_dir.CONFIG_NAME
-        config = json.loads(cfg_file.read_text(encoding="utf-8"))
-        config["temperature"] = t_all
-        write_text(cfg_file, json.dumps(config, ensure_ascii=False, indent=2))
-        print(f"temperature {t_all:.3f} saved in {cfg_file}: scores are now σ(2·logit / {t_all:.3f})", file=say)
+        save_temperature(path, t_all, say)
     return 0
+
+
+def save_temperature(path: Path, temperature: float, say) -> None:
+    """Write the fitted temperature into the model's gplinker.json (atomically)."""
+    from gplinker import model_dir
+    from gplinker.atomic import write_text
+
+    cfg_file = path / model_dir.CONFIG_NAME
+    config = json.loads(cfg_file.read_text(encoding="utf-8"))
+    config["temperature"] = temperature
+    write_text(cfg_file, json.dumps(config, ensure_ascii=False, indent=2))
+    print(f"temperature {temperature:.3f} saved in {cfg_file}: scores are now σ(2·logit / {temperature:.3f})", file=say)

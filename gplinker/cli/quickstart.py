@@ -36,6 +36,17 @@ QUICKSTART = [  # task, train, dev, extra training arguments
 ]
 
 
+DONE = """
+quickstart done in {seconds:.0f}s: demo models in {out}/{{ner,relation,event}}/model, predictions in {out}/predictions.jsonl, report in {out}/report.html.
+These are demo models trained on a few sentences; their dev scores say only that they learnt the examples.
+Train a real English entity + relation model on the public CoNLL04 corpus (SpERT JSON; about 2-3 minutes on
+2 CPU cores; dev triples F1 ~0.56, entities ~0.79):
+  gplinker train relation --train CONLL04/train.json --dev CONLL04/dev.json --encoder minilm-l6 --output runs/conll04 --max-steps 400 --max-length 128 --lr 1e-4 --head-lr 1e-3
+(CONLL04: the SpERT release of CoNLL04, https://github.com/lavis-nlp/spert, scripts/fetch_datasets.sh; "Bring your
+own data" in docs/guide.md says more)
+Serve models over HTTP with a page to try them: gplinker serve --model {out}/ner/model"""
+
+
 def run(args: argparse.Namespace) -> int:
     """Train small demo models on the shipped examples (first run only), then run the pipeline on
     data/pipeline_demo.jsonl and write JSONL and HTML."""
@@ -59,51 +70,15 @@ def run(args: argparse.Namespace) -> int:
             continue
         print(f"training the {task} demo model on {tr} ...")
         rc = cli_main(
-            [
-                "train",
-                task,
-                "--train",
-                str(ROOT / tr),
-                "--dev",
-                str(ROOT / dv),
-                "--encoder",
-                args.encoder,
-                "--output",
-                str(out / task),
-                "--batch-size",
-                "8",
-                "--head-lr",
-                "2e-3",
-                "--overwrite",
-                *extra,
-                *dev,
-            ]
+            ["train", task, "--train", str(ROOT / tr), "--dev", str(ROOT / dv), "--encoder", args.encoder]
+            + ["--output", str(out / task), "--batch-size", "8", "--head-lr", "2e-3", "--overwrite", *extra, *dev]
         )
         if rc:
             return rc
+    models = [a for t, *_ in QUICKSTART for a in ("--model", str(out / t / "model"))]
     rc = cli_main(
-        [
-            "pipeline",
-            *[a for t, *_ in QUICKSTART for a in ("--model", str(out / t / "model"))],
-            "--input",
-            str(data / "pipeline_demo.jsonl"),
-            "--output",
-            str(out / "predictions.jsonl"),
-            "--html",
-            str(out / "report.html"),
-            *dev,
-        ]
+        ["pipeline", *models, "--input", str(data / "pipeline_demo.jsonl"), "--output", str(out / "predictions.jsonl")]
+        + ["--html", str(out / "report.html"), *dev]
     )
-    print(
-        f"\nquickstart done in {time.time() - t0:.0f}s: demo models in {out}/{{ner,relation,event}}/model, "
-        f"predictions in {out / 'predictions.jsonl'}, report in {out / 'report.html'}.\n"
-        "These are demo models trained on a few sentences; their dev scores say only that they learnt the examples.\n"
-        "Train a real English entity + relation model on the public CoNLL04 corpus (SpERT JSON; about 2-3 minutes on\n"
-        "2 CPU cores; dev triples F1 ~0.56, entities ~0.79):\n"
-        "  gplinker train relation --train CONLL04/train.json --dev CONLL04/dev.json --encoder minilm-l6 "
-        "--output runs/conll04 --max-steps 400 --max-length 128 --lr 1e-4 --head-lr 1e-3\n"
-        "(CONLL04: the SpERT release of CoNLL04, https://github.com/lavis-nlp/spert, scripts/fetch_datasets.sh; the\n"
-        "README's 'Bring your own data' says more)\n"
-        "Serve models over HTTP with a page to try them: gplinker serve --model runs/quickstart/ner/model"
-    )
+    print(DONE.format(seconds=time.time() - t0, out=out))
     return rc
