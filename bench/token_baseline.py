@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         bar.close()
         pred = predict(model, featurizer, pad_id, dev_docs, names)
         metrics = ner.NERTask(labels, "nested").evaluate(dev_docs, pred)
-        f1 = main_f1(metrics)
+        f1 = main_f1(metrics, ner.NERTask.main_level)
         history.append(
             {
                 "epoch": epoch,

@@ -106,3 +106,32 @@ def soft_score(gold: Iterable[dict], pred: Iterable[dict]) -> dict:
     recall = total / n_gold if n_gold else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return {"precision": precision, "recall": recall, "f1": f1, "matched": total, "n_pred": n_pred, "n_gold": n_gold}
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """A task's evaluation: its levels by name (each with precision, recall, f1, counts,
+    per_label) and the one that selects models -- named by the task, never guessed."""
+
+    levels: dict
+    main: str
+
+    def __post_init__(self) -> None:
+        if self.main not in self.levels or "f1" not in self.levels[self.main]:
+            raise KeyError(f"the main level {self.main!r} is not among the metrics' levels ({', '.join(self.levels)})")
+
+    @classmethod
+    def of(cls, task, levels: dict) -> "Metrics":
+        """The metrics ``task.evaluate`` returned, with the task's main level."""
+        return cls(levels, task.main_level)
+
+    @property
+    def f1(self) -> float:
+        """The main level's F1: the model-selection score."""
+        return float(self.levels[self.main]["f1"])
+
+    @property
+    def count_ratio(self) -> float:
+        """Predicted per gold item of the main level (events per gold event, triples per gold triple)."""
+        level = self.levels[self.main]
+        return float(level["n_pred"]) / max(1, int(level["n_gold"])) if "n_pred" in level else 1.0

@@ -74,6 +74,7 @@ class Task(ABC):
     # Predicted / gold count of the first level that the link threshold chosen on dev must keep
     # when it can (None: F1 alone decides).
     count_band: ClassVar[tuple[float, float] | None] = None
+    main_level: ClassVar[str] = ""  # the level of :meth:`evaluate` whose F1 selects models (entities, triples, events)
 
     @abstractmethod
     def head_specs(self) -> list[HeadSpec]:

@@ -23,6 +23,7 @@ from gplinker.alignment import AlignmentStats, TokenCells, align_targets
 from gplinker.distributed import DistContext
 from gplinker.extractor import Extractor
 from gplinker.io import write_json
+from gplinker.metrics import Metrics
 from gplinker.model import collate
 from gplinker.offsets import Window
 from gplinker.settings import TrainConfig
@@ -76,17 +77,16 @@ def tune_link_threshold(
     pool = list(candidates)
     band = task.count_band
     if band is not None:  # prefer thresholds whose structures number about as many as gold's
-        within = [t for t in candidates if band[0] <= count_ratio(results[t]) <= band[1]]
+        within = [t for t in candidates if band[0] <= count_ratio(results[t], task.main_level) <= band[1]]
         pool = within or pool
-    chosen = max(pool, key=lambda t: (main_f1(results[t]), t))
+    chosen = max(pool, key=lambda t: (main_f1(results[t], task.main_level), t))
     extractor.settings.link_threshold = chosen
     return chosen, results
 
 
-def count_ratio(metrics: dict[str, Any]) -> float:
-    """Predicted / gold items of the first level (events per gold event, triples per gold triple)."""
-    level = _first_level(metrics)
-    return float(level["n_pred"]) / max(1, int(level["n_gold"])) if level and "n_pred" in level else 1.0
+def count_ratio(metrics: dict[str, Any], main_level: str) -> float:
+    """Predicted / gold items of the main level (events per gold event, triples per gold triple)."""
+    return Metrics(metrics, main_level).count_ratio
 
 
 def set_seed(seed: int) -> None:
@@ -106,15 +106,9 @@ def warmup_linear_decay(optimizer: torch.optim.Optimizer, total: int, warmup: in
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def _first_level(metrics: dict[str, Any]) -> dict[str, Any] | None:
-    """The first level of a task's metrics (tasks order their levels: events, triples, entities)."""
-    return next((level for level in metrics.values() if isinstance(level, dict) and "f1" in level), None)
-
-
-def main_f1(metrics: dict[str, Any]) -> float:
-    """The first level's F1 is the model-selection score."""
-    level = _first_level(metrics)
-    return float(level["f1"]) if level else 0.0
+def main_f1(metrics: dict[str, Any], main_level: str) -> float:
+    """The main level's F1 (the task names it: ``Task.main_level``) is the model-selection score."""
+    return Metrics(metrics, main_level).f1
 
 
 def length_bucketed_batches(lengths: Sequence[int], batch_size: int, rng: random.Random) -> list[list[int]]:
@@ -516,8 +510,8 @@ def _tune_links(run: _Run, best: _Best) -> dict[str, Any] | None:
     chosen, by_threshold = tune_link_threshold(extractor, run.dev_docs, config.eval_batch_size)
     tuned = {
         "chosen": chosen,
-        "dev_f1": {str(t): main_f1(m) for t, m in by_threshold.items()},
-        "dev_count_ratio": {str(t): round(count_ratio(m), 4) for t, m in by_threshold.items()},
+        "dev_f1": {str(t): main_f1(m, extractor.task.main_level) for t, m in by_threshold.items()},
+        "dev_count_ratio": {str(t): round(count_ratio(m, extractor.task.main_level), 4) for t, m in by_threshold.items()},
     }
     logger.info(
         "link threshold chosen on dev: %+.1f (F1 / predicted per gold: %s)",
@@ -561,7 +555,7 @@ def _evaluate(
                 running or 0.0,
                 ", ".join(f"{k} f1={v['f1']:.4f}" for k, v in entry["dev"].items()),
             )
-            improved = best.offer(main_f1(metrics), metrics, epoch, step, extractor.model)
+            improved = best.offer(main_f1(metrics, extractor.task.main_level), metrics, epoch, step, extractor.model)
             if improved:
                 extractor.info.update(dev_scores=entry["dev"], best_epoch=epoch, best_step=step)
             stop = bool(config.patience and best.since >= config.patience)

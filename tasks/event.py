@@ -169,6 +169,7 @@ class EventTask(Task):
     # steps: the F1-best threshold, -1, gave 0.0813 at 2.14 events per gold event, mostly
     # fragments; -4 gives 0.0743 at 0.97).
     count_band = (0.8, 1.25)
+    main_level = "events"
 
     def __init__(self, labels: Sequence[Sequence[str]], keep_triggerless: bool = True) -> None:
         if not labels:

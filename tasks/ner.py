@@ -53,6 +53,7 @@ class NERTask(Task):
     """Entities as (label, start, end); nested spans allowed unless decoding is flat."""
 
     name = "ner"
+    main_level = "entities"
     options_class = NEROptions
     head_name = "entities"
 

@@ -114,6 +114,7 @@ class RelationTask(Task):
     """Entities and (subject, predicate, object) triples in one pass."""
 
     name = "relation"
+    main_level = "triples"
     options_class = RelationOptions
 
     def __init__(self, entity_labels: Sequence[str], predicates: Sequence[str], typed: bool = True) -> None:

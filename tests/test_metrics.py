@@ -118,3 +118,17 @@ def test_temperature_fit_recovers_a_known_miscalibration_and_ece_sees_it():
             assert ece(probabilities(logits, 1.0), correct) > 3 * calibrated  # ... and visibly not at T = 1
     pts = reliability(np.array([0.05, 0.15, 0.95, 0.95]), np.array([False, True, True, False]))
     assert pts == [(0.05, 0.0, 1), (0.15, 1.0, 1), (0.95, 0.5, 2)]
+
+
+def test_the_main_level_is_named_by_the_task_not_guessed():
+    import pytest
+
+    from gplinker.metrics import Metrics
+    from gplinker.tasks import EventTask, NERTask, RelationTask
+
+    assert (NERTask.main_level, RelationTask.main_level, EventTask.main_level) == ("entities", "triples", "events")
+    levels = {"arguments": {"f1": 0.9, "n_pred": 9, "n_gold": 10}, "events": {"f1": 0.2, "n_pred": 3, "n_gold": 2}}
+    m = Metrics(levels, "events")  # not the first level with an f1
+    assert m.f1 == 0.2 and m.count_ratio == 1.5
+    with pytest.raises(KeyError, match="main level 'triples'"):
+        Metrics(levels, "triples")
