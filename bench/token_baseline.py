@@ -98,7 +98,7 @@ def decode(doc: Document, windows: Sequence[Window], tag_rows: Sequence[np.ndarr
 def collate(windows: Sequence[Window], pad_id: int, tags: Sequence[list[int]] | None = None) -> dict[str, torch.Tensor]:
     """gplinker's padding (ids and attention mask), plus (B, n) tag labels, IGNORE on padding."""
     batch = gplinker_collate(windows, pad_id)
-    out = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    out = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
     if tags is not None:
         n = out["input_ids"].shape[1]
         out["labels"] = torch.tensor([t + [IGNORE] * (n - len(t)) for t in tags], dtype=torch.long)  # (B, n)

@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Sequence
+from typing import Any, Sequence, TypedDict
 
 from gplinker.extractor import Extractor
 from gplinker.structures import Document, text_problem
 
 logger = logging.getLogger(__name__)
+
+
+class CombinedRecord(TypedDict, total=False):
+    """One record of ``pipeline`` and the server: the input's line and id, its own extra fields
+    (one named like a field below kept as ``input.NAME``), the text, every model's items tagged
+    with ``task`` and ``model``, and ``error`` for an input or a model that failed on it."""
+
+    line: int
+    id: str
+    text: str
+    entities: list[dict[str, Any]]
+    relations: list[dict[str, Any]]
+    events: list[dict[str, Any]]
+    error: str
+
 
 OWN_FIELDS = ("line", "id", "text", "entities", "relations", "events", "error")  # what gplinker writes itself
 
@@ -76,11 +91,11 @@ def predict_records(
 
 def combine_record(
     doc: Document, predictions: Sequence[tuple[str, str, Document | str]], threshold: float = 0.0, line: int | None = None
-) -> dict[str, Any]:
+) -> CombinedRecord:
     """One output record: the input line, id and extra fields, its text, and every model's entities,
     relations and events, each tagged with ``task`` and ``model`` and filtered by ``threshold``
     (items whose probability is below it are left out). Model failures go to ``error``."""
-    rec: dict[str, Any] = {} if line is None else {"line": line}
+    rec: CombinedRecord = {} if line is None else {"line": line}
     if doc.id is not None:
         rec["id"] = doc.id
     rec.update(input_fields(doc))
@@ -144,7 +159,7 @@ class Pipeline:
         threshold: float = 0.0,
         models: Sequence[str] | None = None,
         line: int | None = None,
-    ) -> dict[str, Any]:
+    ) -> CombinedRecord:
         """The combined record of document ``k`` of a :meth:`predict` call."""
         return combine_record(
             doc,
@@ -155,7 +170,7 @@ class Pipeline:
 
     def records(
         self, inputs: Sequence, threshold: float = 0.0, batch_size: int = 32, models: Sequence[str] | None = None
-    ) -> list[dict[str, Any]]:
+    ) -> list[CombinedRecord]:
         """One record per input -- a text, a :class:`Document` or a :class:`gplinker.io.InputRecord` --, in order: an
         input error gives an error record, a model failing on one text an ``error`` on that text."""
         items = [_item(r) for r in inputs]

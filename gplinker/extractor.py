@@ -218,8 +218,8 @@ class Extractor:
         self, windows: Sequence[Window], idx: list[int], thresholds: dict[str, float], out: list[dict[str, HeadCells]]
     ) -> None:
         """One forward call over windows ``idx``, one padded row each; fills ``out[k]``."""
-        batch = collate([windows[k] for k in idx], self.pad_id)
-        per_head = self.model.positive_cells(**{k: v.to(self.device) for k, v in batch.items()}, thresholds=thresholds)
+        batch = collate([windows[k] for k in idx], self.pad_id)  # (B, n) padded windows
+        per_head = self.model.positive_cells(**batch.inputs(self.device), thresholds=thresholds)
         for name, (found, values) in per_head.items():  # (N, 4) rows (b, h, i, j), (N,) logits
             values = values.float().cpu().numpy() / self.settings.temperature
             cells = found.cpu().numpy()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -92,9 +93,29 @@ class GPLinkerModel(nn.Module):
         }
 
 
+@dataclass
+class Batch:
+    """Windows padded into tensors: what one forward pass (and, with labels, one loss) takes."""
+
+    input_ids: torch.Tensor  # (B, n)
+    attention_mask: torch.Tensor  # (B, n) 1 on tokens, 0 on padding
+    span_mask: torch.Tensor  # (B, n) True where a span may start or end (text tokens)
+    labels: dict[str, torch.Tensor] | None = None  # head -> (B, H, K) positive flat cells i*n + j, 0 = padding
+
+    def inputs(self, device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
+        """The model's keyword inputs (ids and masks), on ``device``."""
+        tensors = {"input_ids": self.input_ids, "attention_mask": self.attention_mask, "span_mask": self.span_mask}
+        return {k: v.to(device) for k, v in tensors.items()} if device is not None else tensors
+
+    def labels_on(self, device: torch.device | str) -> dict[str, torch.Tensor]:
+        if self.labels is None:
+            raise ValueError("this batch was built without targets: it has no labels")
+        return {name: v.to(device) for name, v in self.labels.items()}
+
+
 def collate(
     windows: Sequence[Window], pad_id: int, specs: Sequence[HeadSpec] = (), targets: Sequence[TokenCells] | None = None
-) -> dict[str, torch.Tensor | dict[str, torch.Tensor]]:
+) -> Batch:
     """Pad windows to the longest one and, with ``targets``, build sparse labels per head.
 
     Labels are (B, H, K) flat cell indices ``i*n + j``; channels with fewer than K positives are
@@ -109,11 +130,7 @@ def collate(
         ids[r, : len(w)] = w.input_ids
         att[r, : len(w)] = 1
         spans[r, : len(w)] = w.token_starts >= 0
-    batch: dict = {
-        "input_ids": torch.from_numpy(ids),
-        "attention_mask": torch.from_numpy(att),
-        "span_mask": torch.from_numpy(spans),
-    }
+    batch = Batch(torch.from_numpy(ids), torch.from_numpy(att), torch.from_numpy(spans))
     if targets is not None:
         labels = {}
         for spec in specs:
@@ -128,5 +145,5 @@ def collate(
                     idx = sorted(set(per[r][c]))
                     lab[r, c, : len(idx)] = idx
             labels[spec.name] = torch.from_numpy(lab)
-        batch["labels"] = labels
+        batch.labels = labels
     return batch

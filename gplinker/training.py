@@ -189,12 +189,12 @@ def train_step(
     total = 0.0
     for k, (windows, targets) in enumerate(group):
         batch = collate(windows, extractor.pad_id, specs, targets)
-        labels = {name: v.to(device) for name, v in batch.pop("labels").items()}
+        labels = batch.labels_on(device)
         last = k == len(group) - 1
         sync = contextlib.nullcontext() if last or not hasattr(loss_module, "no_sync") else loss_module.no_sync()
         with sync:
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                loss = loss_module(**{name: v.to(device) for name, v in batch.items()}, labels=labels)
+                loss = loss_module(**batch.inputs(device), labels=labels)
             scaler.scale(loss / len(group) if len(group) > 1 else loss).backward()
         total += float(loss.detach()) / len(group)
     scaler.unscale_(optimizer)

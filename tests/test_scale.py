@@ -123,10 +123,9 @@ def test_loss_under_bf16_autocast_is_close_to_fp32(still_encoder):
     ex = _build(still_encoder, docs)
     ws, targets, _ = training_windows(ex, docs)
     batch = collate(ws, ex.pad_id, ex.task.head_specs(), targets)
-    labels = batch.pop("labels")
-    full, _ = ex.model.training_loss(**batch, labels=labels)
+    full, _ = ex.model.training_loss(**batch.inputs(), labels=batch.labels)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        half, _ = ex.model.training_loss(**batch, labels=labels)
+        half, _ = ex.model.training_loss(**batch.inputs(), labels=batch.labels)
     assert torch.isfinite(half) and half.dtype == torch.float32  # the factorised loss is computed in float64
     half, full = float(half.detach()), float(full.detach())
     assert abs(half - full) / full < 0.02, (half, full)

@@ -62,8 +62,7 @@ def test_every_parameter_gets_a_gradient(tiny_encoder):
         ws, targets, stats = training_windows(ex, docs)
         assert stats.total == sum(len(d.entities) for d in docs) and sum(len(t["entities"]) for t in targets) > 0
         batch = collate(ws, ex.pad_id, task.head_specs(), targets)
-        labels = batch.pop("labels")
-        loss, parts = ex.model.training_loss(**batch, labels=labels)
+        loss, parts = ex.model.training_loss(**batch.inputs(), labels=batch.labels)
         assert loss.item() > 0 and set(parts) == {"entities"}
         loss.backward()
         missing = [n for n, p in ex.model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum())]
