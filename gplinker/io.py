@@ -136,6 +136,31 @@ def check_surface(
         raise record_error(path, no, f"{what} {surface!r} does not match the text at its offsets ({text[start:end]!r})", fix)
 
 
+def read_records(path: str | Path, parse: Callable[[Any, int | None], Document], what: str, expected: str) -> list[Document]:
+    """The documents of a JSON array or JSONL file, one record at a time through ``parse(obj, no)``;
+    a malformed record is one :class:`DataError` naming the file, the line (or array record), the
+    format ``what`` and the ``expected`` shape. Every published-format reader is this loop."""
+    docs = []
+    for no, obj in load_json_records(path):
+        try:
+            docs.append(parse(obj, no))
+        except DataError:
+            raise
+        except READ_ERRORS as e:
+            raise record_error(path, no, f"not a {what} record ({type(e).__name__}: {e})", expected) from e
+    return docs
+
+
+def token_span(path: str | Path, no: int | None, starts: list[int], ends: list[int], start: Any, end: Any) -> tuple[int, int]:
+    """Character ``(start, end)`` of the token range ``[start, end)`` (end exclusive) of tokens
+    joined by :func:`tokens_to_text`; a DataError when the range is not inside the tokens."""
+    a, b = as_offset(start, "start"), as_offset(end, "end")
+    if not 0 <= a < b <= len(starts):
+        raise record_error(path, no, f"entity token range [{a}, {b}) is outside the {len(starts)} tokens",
+                           "token end indices are exclusive")
+    return starts[a], ends[b - 1]
+
+
 def read_documents_jsonl(path: str | Path) -> list[Document]:
     """Canonical gplinker JSONL: ``{"text", "entities": [{"start", "end", "label"}], ...}``."""
     docs = []

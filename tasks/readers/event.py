@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from gplinker.io import (
     READ_ERRORS,
     DataError,
     as_offset,
     check_surface,
-    load_json_records,
     read_documents_jsonl,
+    read_records,
     read_text,
-    record_error,
     split_lines,
 )
 from gplinker.registry import Format
@@ -76,59 +76,48 @@ def _check(path, no, text: str, start: int, end: int, surface: str | None) -> No
 def read_duee(path: str | Path) -> list[Document]:
     """LIC / DuEE JSONL: ``{"text", "event_list": [{"event_type", "trigger", "trigger_start_index",
     "arguments": [{"argument_start_index", "role", "argument"}]}]}``."""
-    docs = []
-    for no, obj in load_json_records(path):
-        try:
-            text = obj["text"]
-            events = []
-            for ev in obj.get("event_list", []):
-                t0 = as_offset(ev["trigger_start_index"], "trigger_start_index")
-                _check(path, no, text, t0, t0 + len(ev["trigger"]), ev["trigger"])
-                args = [Argument(TRIGGER, t0, t0 + len(ev["trigger"]))]
-                for a in ev.get("arguments", []):
-                    s = as_offset(a["argument_start_index"], "argument_start_index")
-                    _check(path, no, text, s, s + len(a["argument"]), a["argument"])
-                    args.append(Argument(a["role"], s, s + len(a["argument"])))
-                events.append(Event(ev["event_type"], tuple(args)))
-            docs.append(Document(text, events=tuple(events), id=None if obj.get("id") is None else str(obj["id"])))
-        except DataError:
-            raise
-        except READ_ERRORS as e:
-            raise record_error(
-                path,
-                no,
-                f"not a DuEE record ({type(e).__name__}: {e})",
-                'expected {"text", "event_list": [{"event_type", "trigger", "trigger_start_index", "arguments": [...]}]}',
-            ) from e
-    return docs
+
+    def parse(obj: Any, no: int | None) -> Document:
+        text = obj["text"]
+        events = []
+        for ev in obj.get("event_list", []):
+            t0 = as_offset(ev["trigger_start_index"], "trigger_start_index")
+            _check(path, no, text, t0, t0 + len(ev["trigger"]), ev["trigger"])
+            args = [Argument(TRIGGER, t0, t0 + len(ev["trigger"]))]
+            for a in ev.get("arguments", []):
+                s = as_offset(a["argument_start_index"], "argument_start_index")
+                _check(path, no, text, s, s + len(a["argument"]), a["argument"])
+                args.append(Argument(a["role"], s, s + len(a["argument"])))
+            events.append(Event(ev["event_type"], tuple(args)))
+        return Document(text, events=tuple(events), id=None if obj.get("id") is None else str(obj["id"]))
+
+    return read_records(
+        path,
+        parse,
+        "DuEE",
+        'expected {"text", "event_list": [{"event_type", "trigger", "trigger_start_index", "arguments": [...]}]}',
+    )
 
 
 def read_fewfc(path: str | Path) -> list[Document]:
     """FewFC JSONL: ``{"id", "content", "events": [{"type", "mentions": [{"word", "span": [start, end], "role"}]}]}``;
     span ends exclusive; the mention whose role is ``trigger`` is the trigger."""
-    docs = []
-    for no, obj in load_json_records(path):
-        try:
-            text = obj["content"]
-            events = []
-            for ev in obj.get("events", []):
-                args = []
-                for m in ev.get("mentions", []):
-                    s, e = as_offset(m["span"][0], "span start"), as_offset(m["span"][1], "span end")
-                    _check(path, no, text, s, e, m.get("word"))
-                    args.append(Argument(m["role"], s, e))
-                events.append(Event(ev["type"], tuple(args)))
-            docs.append(Document(text, events=tuple(events), id=None if obj.get("id") is None else str(obj["id"])))
-        except DataError:
-            raise
-        except READ_ERRORS as e:
-            raise record_error(
-                path,
-                no,
-                f"not a FewFC record ({type(e).__name__}: {e})",
-                'expected {"content", "events": [{"type", "mentions": [{"word", "span", "role"}]}]}',
-            ) from e
-    return docs
+
+    def parse(obj: Any, no: int | None) -> Document:
+        text = obj["content"]
+        events = []
+        for ev in obj.get("events", []):
+            args = []
+            for m in ev.get("mentions", []):
+                s, e = as_offset(m["span"][0], "span start"), as_offset(m["span"][1], "span end")
+                _check(path, no, text, s, e, m.get("word"))
+                args.append(Argument(m["role"], s, e))
+            events.append(Event(ev["type"], tuple(args)))
+        return Document(text, events=tuple(events), id=None if obj.get("id") is None else str(obj["id"]))
+
+    return read_records(
+        path, parse, "FewFC", 'expected {"content", "events": [{"type", "mentions": [{"word", "span", "role"}]}]}'
+    )
 
 
 _PHEE_META = {"text", "start", "entity_id", "value", "Combination", "event_id", "event_type"}
@@ -155,30 +144,26 @@ def read_phee(path: str | Path) -> list[Document]:
     "start"}, <Role>: {"text", "start", <SubRole>: {...}}}]}]}``; the first annotation is used.
     Nested sub-arguments become roles ``Role.SubRole``; ``Trigger`` becomes ``trigger``; nested
     ``Combination`` events and boolean ``value`` attributes are not extracted."""
-    docs = []
-    for no, obj in load_json_records(path):
-        try:
-            text = obj["context"]
-            events = []
-            annotations = obj.get("annotations") or [{"events": []}]
-            for ev in annotations[0].get("events", []):
-                args = []
-                for key, field in ev.items():
-                    if key in _PHEE_META or not isinstance(field, dict):
-                        continue
-                    args += _phee_arguments(path, no, text, field, TRIGGER if key == "Trigger" else key)
-                events.append(Event(ev["event_type"], tuple(args)))
-            docs.append(Document(text, events=tuple(events), id=None if obj.get("id") is None else str(obj["id"])))
-        except DataError:
-            raise
-        except READ_ERRORS as e:
-            raise record_error(
-                path,
-                no,
-                f"not a PHEE record ({type(e).__name__}: {e})",
-                'expected {"context", "annotations": [{"events": [{"event_type", "Trigger": {"text", "start"}, ...}]}]}',
-            ) from e
-    return docs
+
+    def parse(obj: Any, no: int | None) -> Document:
+        text = obj["context"]
+        events = []
+        annotations = obj.get("annotations") or [{"events": []}]
+        for ev in annotations[0].get("events", []):
+            args = []
+            for key, field in ev.items():
+                if key in _PHEE_META or not isinstance(field, dict):
+                    continue
+                args += _phee_arguments(path, no, text, field, TRIGGER if key == "Trigger" else key)
+            events.append(Event(ev["event_type"], tuple(args)))
+        return Document(text, events=tuple(events), id=None if obj.get("id") is None else str(obj["id"]))
+
+    return read_records(
+        path,
+        parse,
+        "PHEE",
+        'expected {"context", "annotations": [{"events": [{"event_type", "Trigger": {"text", "start"}, ...}]}]}',
+    )
 
 
 FORMATS = {

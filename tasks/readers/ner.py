@@ -6,18 +6,19 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 from gplinker.io import (
-    READ_ERRORS,
     DataError,
     as_offset,
     check_surface,
-    load_json_records,
     read_documents_jsonl,
+    read_records,
     read_text,
     record_error,
     split_lines,
     token_list,
+    token_span,
     tokens_to_text,
 )
 from gplinker.registry import Format
@@ -30,52 +31,34 @@ def _check_surface(path, no, text: str, start: int, end: int, surface: str | Non
 
 def read_cluener(path: str | Path) -> list[Document]:
     """CLUENER2020: ``{"text", "label": {type: {surface: [[start, end_inclusive], ...]}}}`` per line."""
-    docs = []
-    for no, obj in load_json_records(path):
-        try:
-            text = obj["text"]
-            spans = []
-            for label, surfaces in (obj.get("label") or {}).items():
-                for surface, positions in surfaces.items():
-                    for start, end_incl in positions:
-                        end = as_offset(end_incl, "end") + 1
-                        _check_surface(path, no, text, start, end, surface)
-                        spans.append(Span(start, end, label))
-            docs.append(Document(text, tuple(spans), id=str(obj["id"]) if obj.get("id") is not None else None))
-        except DataError:
-            raise
-        except READ_ERRORS as e:
-            raise record_error(
-                path,
-                no,
-                f"not a CLUENER record ({type(e).__name__}: {e})",
-                'expected {"text": str, "label": {type: {surface: [[start, end_inclusive]]}}}',
-            ) from e
-    return docs
+
+    def parse(obj: Any, no: int | None) -> Document:
+        text = obj["text"]
+        spans = []
+        for label, surfaces in (obj.get("label") or {}).items():
+            for surface, positions in surfaces.items():
+                for start, end_incl in positions:
+                    end = as_offset(end_incl, "end") + 1
+                    _check_surface(path, no, text, start, end, surface)
+                    spans.append(Span(start, end, label))
+        return Document(text, tuple(spans), id=str(obj["id"]) if obj.get("id") is not None else None)
+
+    return read_records(path, parse, "CLUENER", 'expected {"text": str, "label": {type: {surface: [[start, end_inclusive]]}}}')
 
 
 def read_cmeee(path: str | Path) -> list[Document]:
     """CMeEE (CBLUE): JSON array of ``{"text", "entities": [{"start_idx", "end_idx" (inclusive), "type", "entity"}]}``."""
-    docs = []
-    for no, obj in load_json_records(path):
-        try:
-            text = obj["text"]
-            spans = []
-            for ent in obj.get("entities", []):
-                start, end = as_offset(ent["start_idx"], "start_idx"), as_offset(ent["end_idx"], "end_idx") + 1
-                _check_surface(path, no, text, start, end, ent.get("entity"))
-                spans.append(Span(start, end, ent["type"]))
-            docs.append(Document(text, tuple(spans)))
-        except DataError:
-            raise
-        except READ_ERRORS as e:
-            raise record_error(
-                path,
-                no,
-                f"not a CMeEE record ({type(e).__name__}: {e})",
-                'expected {"text": str, "entities": [{"start_idx", "end_idx", "type", "entity"}]}',
-            ) from e
-    return docs
+
+    def parse(obj: Any, no: int | None) -> Document:
+        text = obj["text"]
+        spans = []
+        for ent in obj.get("entities", []):
+            start, end = as_offset(ent["start_idx"], "start_idx"), as_offset(ent["end_idx"], "end_idx") + 1
+            _check_surface(path, no, text, start, end, ent.get("entity"))
+            spans.append(Span(start, end, ent["type"]))
+        return Document(text, tuple(spans))
+
+    return read_records(path, parse, "CMeEE", 'expected {"text": str, "entities": [{"start_idx", "end_idx", "type", "entity"}]}')
 
 
 def read_spert(path: str | Path) -> list[Document]:
@@ -84,45 +67,29 @@ def read_spert(path: str | Path) -> list[Document]:
 
     The text is the tokens joined by single spaces; entity offsets are recomputed from tokens.
     """
-    docs = []
-    for no, obj in load_json_records(path):
-        try:
-            tokens = token_list(obj["tokens"])
-            text, ts, te = tokens_to_text(tokens)
-            ents = obj.get("entities", obj.get("entity_mentions", []))
-            if not isinstance(ents, list):
-                raise ValueError("entities is not a list")
-            spans = []
-            for ent in ents:
-                a, b = as_offset(ent["start"], "start"), as_offset(ent["end"], "end")
-                if not 0 <= a < b <= len(tokens):
-                    raise record_error(
-                        path,
-                        no,
-                        f"entity token range [{a}, {b}) is outside the {len(tokens)} tokens",
-                        "token end indices are exclusive",
-                    )
-                span = Span(ts[a], te[b - 1], ent.get("type", ent.get("entity_type")))
-                if "text" in ent and ent["text"] != text[span.start : span.end]:
-                    raise record_error(
-                        path,
-                        no,
-                        f"entity text {ent['text']!r} does not match its tokens {text[span.start : span.end]!r}",
-                        "check the token indices (end exclusive)",
-                    )
-                spans.append(span)
-            doc_id = obj.get("orig_id", obj.get("sent_id"))
-            docs.append(Document(text, tuple(spans), id=None if doc_id is None else str(doc_id)))
-        except DataError:
-            raise
-        except READ_ERRORS as e:
-            raise record_error(
-                path,
-                no,
-                f"not a SpERT/GENIA record ({type(e).__name__}: {e})",
-                'expected {"tokens": [...], "entities": [{"type", "start", "end"}]}',
-            ) from e
-    return docs
+
+    def parse(obj: Any, no: int | None) -> Document:
+        tokens = token_list(obj["tokens"])
+        text, ts, te = tokens_to_text(tokens)
+        ents = obj.get("entities", obj.get("entity_mentions", []))
+        if not isinstance(ents, list):
+            raise ValueError("entities is not a list")
+        spans = []
+        for ent in ents:
+            a, b = token_span(path, no, ts, te, ent["start"], ent["end"])
+            span = Span(a, b, ent.get("type", ent.get("entity_type")))
+            if "text" in ent and ent["text"] != text[span.start : span.end]:
+                raise record_error(
+                    path,
+                    no,
+                    f"entity text {ent['text']!r} does not match its tokens {text[span.start : span.end]!r}",
+                    "check the token indices (end exclusive)",
+                )
+            spans.append(span)
+        doc_id = obj.get("orig_id", obj.get("sent_id"))
+        return Document(text, tuple(spans), id=None if doc_id is None else str(doc_id))
+
+    return read_records(path, parse, "SpERT/GENIA", 'expected {"tokens": [...], "entities": [{"type", "start", "end"}]}')
 
 
 _TAG = re.compile(r"^(?:O|([BIMESL])[-_](.+))$")

@@ -11,14 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from gplinker.io import (
-    READ_ERRORS,
-    DataError,
     as_offset,
     find_occurrences,
-    load_json_records,
     read_documents_jsonl,
+    read_records,
     record_error,
     token_list,
+    token_span,
     tokens_to_text,
 )
 from gplinker.registry import Format
@@ -84,68 +83,49 @@ def _log_located(path: str | Path, docs: list[Document], stats: LocateStats) -> 
 def read_spert(path: str | Path) -> list[Document]:
     """SpERT JSON (CoNLL04, SciERC): ``{"tokens", "entities": [{"type", "start", "end"}],
     "relations": [{"type", "head", "tail"}]}``; token ends exclusive, head/tail index entities."""
-    docs = []
-    for no, obj in load_json_records(path):
-        try:
-            text, ts, te = tokens_to_text(token_list(obj["tokens"]))
-            spans = []
-            for ent in obj.get("entities", []):
-                a, b = as_offset(ent["start"], "start"), as_offset(ent["end"], "end")
-                if not 0 <= a < b <= len(ts):
-                    raise record_error(
-                        path,
-                        no,
-                        f"entity token range [{a}, {b}) is outside the {len(ts)} tokens",
-                        "token end indices are exclusive",
-                    )
-                spans.append(Span(ts[a], te[b - 1], ent["type"]))
-            rels = []
-            for rel in obj.get("relations", []):
-                h, t = as_offset(rel["head"], "head"), as_offset(rel["tail"], "tail")
-                if not (0 <= h < len(spans) and 0 <= t < len(spans)):
-                    raise record_error(
-                        path,
-                        no,
-                        f"relation {rel} points at entity {max(h, t)} of {len(spans)}",
-                        "head and tail are indices into the record's entities list",
-                    )
-                rels.append(Relation(spans[h], rel["type"], spans[t]))
-            doc_id = obj.get("orig_id")
-            docs.append(Document(text, tuple(spans), tuple(rels), id=None if doc_id is None else str(doc_id)))
-        except DataError:
-            raise
-        except READ_ERRORS as e:
-            raise record_error(
-                path,
-                no,
-                f"not a SpERT record ({type(e).__name__}: {e})",
-                'expected {"tokens": [...], "entities": [{"type", "start", "end"}], "relations": [{"type", "head", "tail"}]}',
-            ) from e
-    return docs
+
+    def parse(obj: Any, no: int | None) -> Document:
+        text, ts, te = tokens_to_text(token_list(obj["tokens"]))
+        spans = []
+        for ent in obj.get("entities", []):
+            a, b = token_span(path, no, ts, te, ent["start"], ent["end"])
+            spans.append(Span(a, b, ent["type"]))
+        rels = []
+        for rel in obj.get("relations", []):
+            h, t = as_offset(rel["head"], "head"), as_offset(rel["tail"], "tail")
+            if not (0 <= h < len(spans) and 0 <= t < len(spans)):
+                raise record_error(
+                    path,
+                    no,
+                    f"relation {rel} points at entity {max(h, t)} of {len(spans)}",
+                    "head and tail are indices into the record's entities list",
+                )
+            rels.append(Relation(spans[h], rel["type"], spans[t]))
+        doc_id = obj.get("orig_id")
+        return Document(text, tuple(spans), tuple(rels), id=None if doc_id is None else str(doc_id))
+
+    return read_records(
+        path,
+        parse,
+        "SpERT",
+        'expected {"tokens": [...], "entities": [{"type", "start", "end"}], "relations": [{"type", "head", "tail"}]}',
+    )
 
 
 def read_casrel(path: str | Path, stats: LocateStats | None = None) -> list[Document]:
     """CasRel / WebNLG* JSON: ``{"text", "triple_list": [[subject, predicate, object], ...]}`` (no offsets)."""
     stats = stats if stats is not None else LocateStats()
-    docs = []
-    for no, obj in load_json_records(path):
-        try:
-            text = obj["text"]
-            rels = []
-            for s, p, o in obj.get("triple_list", []):
-                placed = place_triple(text, s, o, stats)
-                if placed:
-                    rels.append(Relation(Span(*placed[0], UNTYPED), p, Span(*placed[1], UNTYPED)))
-            docs.append(Document(text, tuple({s for r in rels for s in (r.head, r.tail)}), tuple(rels)))
-        except READ_ERRORS as e:
-            raise record_error(
-                path,
-                no,
-                f"not a CasRel record ({type(e).__name__}: {e})",
-                'expected {"text": str, "triple_list": [[subject, predicate, object]]}',
-            ) from e
-    _log_located(path, docs, stats)
-    return docs
+
+    def parse(obj: Any, no: int | None) -> Document:
+        text = obj["text"]
+        rels = []
+        for s, p, o in obj.get("triple_list", []):
+            placed = place_triple(text, s, o, stats)
+            if placed:
+                rels.append(Relation(Span(*placed[0], UNTYPED), p, Span(*placed[1], UNTYPED)))
+        return Document(text, tuple({s for r in rels for s in (r.head, r.tail)}), tuple(rels))
+
+    return read_records(path, parse, "CasRel", 'expected {"text": str, "triple_list": [[subject, predicate, object]]}')
 
 
 def read_duie(path: str | Path, stats: LocateStats | None = None) -> list[Document]:
@@ -153,37 +133,29 @@ def read_duie(path: str | Path, stats: LocateStats | None = None) -> list[Docume
     "object_type"}]}``; object and object_type are strings or ``{"@value": ...}`` (DuIE 2.0 complex
     objects: each extra slot K becomes the predicate ``predicate_K``)."""
     stats = stats if stats is not None else LocateStats()
-    docs = []
-    for no, obj in load_json_records(path):
-        try:
-            text = obj["text"]
-            rels = []
-            for spo in obj.get("spo_list", []):
-                objects = spo["object"] if isinstance(spo["object"], dict) else {"@value": spo["object"]}
-                otypes = (
-                    spo.get("object_type") if isinstance(spo.get("object_type"), dict) else {"@value": spo.get("object_type")}
-                )
-                for key, value in objects.items():
-                    pred = spo["predicate"] if key == "@value" else f"{spo['predicate']}_{key}"
-                    placed = place_triple(text, spo["subject"], value, stats)
-                    if placed:
-                        rels.append(
-                            Relation(
-                                Span(*placed[0], spo.get("subject_type") or UNTYPED),
-                                pred,
-                                Span(*placed[1], otypes.get(key) or UNTYPED),
-                            )
+
+    def parse(obj: Any, no: int | None) -> Document:
+        text = obj["text"]
+        rels = []
+        for spo in obj.get("spo_list", []):
+            objects = spo["object"] if isinstance(spo["object"], dict) else {"@value": spo["object"]}
+            otypes = spo.get("object_type") if isinstance(spo.get("object_type"), dict) else {"@value": spo.get("object_type")}
+            for key, value in objects.items():
+                pred = spo["predicate"] if key == "@value" else f"{spo['predicate']}_{key}"
+                placed = place_triple(text, spo["subject"], value, stats)
+                if placed:
+                    rels.append(
+                        Relation(
+                            Span(*placed[0], spo.get("subject_type") or UNTYPED),
+                            pred,
+                            Span(*placed[1], otypes.get(key) or UNTYPED),
                         )
-            docs.append(Document(text, tuple({s for r in rels for s in (r.head, r.tail)}), tuple(rels)))
-        except READ_ERRORS as e:
-            raise record_error(
-                path,
-                no,
-                f"not a DuIE/CMeIE record ({type(e).__name__}: {e})",
-                'expected {"text": str, "spo_list": [{"subject", "predicate", "object", ...}]}',
-            ) from e
-    _log_located(path, docs, stats)
-    return docs
+                    )
+        return Document(text, tuple({s for r in rels for s in (r.head, r.tail)}), tuple(rels))
+
+    return read_records(
+        path, parse, "DuIE/CMeIE", 'expected {"text": str, "spo_list": [{"subject", "predicate", "object", ...}]}'
+    )
 
 
 FORMATS = {
