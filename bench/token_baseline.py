@@ -31,7 +31,15 @@ from tqdm.auto import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gplinker.model import collate as gplinker_collate  # noqa: E402
-from gplinker.offsets import Featurizer, Window, WindowIndex, align_span, token_span_to_chars, touches_cut  # noqa: E402
+from gplinker.offsets import (  # noqa: E402
+    Featurizer,
+    Window,
+    WindowIndex,
+    align_span,
+    token_span_to_chars,
+    touches_cut,
+    windows_by_document,
+)
 from gplinker.structures import Document, Span  # noqa: E402
 from gplinker.tasks import default_registry, ner  # noqa: E402
 from gplinker.training import length_bucketed_batches, main_f1, set_seed, warmup_linear_decay  # noqa: E402
@@ -133,9 +141,7 @@ def predict(
         pred = model(**batch).logits.argmax(-1).numpy()  # (B, n)
         for r, k in enumerate(idx):
             rows[k] = pred[r]
-    by_doc: list[list[int]] = [[] for _ in docs]
-    for k, w in enumerate(windows):
-        by_doc[w.doc_index].append(k)
+    by_doc = windows_by_document(windows, len(docs))
     model.train()
     return [
         decode(Document(text=d.text, id=d.id), [windows[k] for k in ks], [rows[k] for k in ks], names)

@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from gplinker.cells import DocumentCells, HeadCells
-from gplinker.offsets import AlignPolicy, Window, WindowIndex, align_span
+from gplinker.offsets import AlignPolicy, Window, WindowIndex, align_span, at_cut
 from gplinker.structures import Document
 from gplinker.task import HeadSpec, Targets
 
@@ -118,19 +118,8 @@ def _to_chars(spec: HeadSpec, w: Window, i: np.ndarray, j: np.ndarray) -> tuple[
 
 
 def _at_cut(spec: HeadSpec, w: Window, i: np.ndarray, j: np.ndarray) -> np.ndarray:
-    """Rows whose tokens touch an edge where the text was cut into another window. For a span
-    only its first token at a left cut or its last token at a right cut can be truncated; a link
-    cell is suspect when either of its tokens sits at a cut."""
-    pos = w.content
-    at = np.zeros(len(i), dtype=bool)
-    if len(pos) == 0:
-        return at
-    left, right = (not w.is_first), (not w.is_last)
-    if spec.axes == "span":
-        return (left & (i == pos[0])) | (right & (j == pos[-1]))
-    for x in (i, j):
-        at |= (left & (x == pos[0])) | (right & (x == pos[-1]))
-    return at
+    """Rows whose tokens touch an edge where the text was cut into another window (:func:`at_cut`)."""
+    return at_cut(w, i, j, link=spec.axes != "span")
 
 
 def merge_windows(specs: Sequence[HeadSpec], windows: Sequence[Window], cells: Sequence[dict[str, HeadCells]]) -> DocumentCells:

@@ -24,7 +24,7 @@ from gplinker.atomic import atomic_directory
 from gplinker.batching import forward_batches
 from gplinker.cells import DocumentCells, HeadCells
 from gplinker.model import GPLinkerModel, collate
-from gplinker.offsets import Featurizer, Window
+from gplinker.offsets import Featurizer, Window, windows_by_document
 from gplinker.packing import ROW_TOKENS, collate_packed, pack_rows, packing_works, position_offset, should_pack
 from gplinker.settings import ModelSettings
 from gplinker.structures import Document
@@ -266,9 +266,7 @@ class Extractor:
         """Each text's positive cells in characters, its windows merged: what the task decodes."""
         windows = self.featurizer.windows(list(texts))
         cells = self.window_cells(windows, batch_size, progress, thresholds=thresholds)
-        by_doc: list[list[int]] = [[] for _ in texts]
-        for k, w in enumerate(windows):
-            by_doc[w.doc_index].append(k)
+        by_doc = windows_by_document(windows, len(texts))
         specs = self.task.head_specs()
         return [merge_windows(specs, [windows[k] for k in ks], [cells[k] for k in ks]) for ks in by_doc]
 

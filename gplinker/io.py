@@ -156,8 +156,9 @@ def token_span(path: str | Path, no: int | None, starts: list[int], ends: list[i
     joined by :func:`tokens_to_text`; a DataError when the range is not inside the tokens."""
     a, b = as_offset(start, "start"), as_offset(end, "end")
     if not 0 <= a < b <= len(starts):
-        raise record_error(path, no, f"entity token range [{a}, {b}) is outside the {len(starts)} tokens",
-                           "token end indices are exclusive")
+        raise record_error(
+            path, no, f"entity token range [{a}, {b}) is outside the {len(starts)} tokens", "token end indices are exclusive"
+        )
     return starts[a], ends[b - 1]
 
 

@@ -168,12 +168,33 @@ def token_span_to_chars(window: Window, i: int, j: int) -> tuple[int, int]:
     return int(window.token_starts[i]), int(window.token_ends[j])
 
 
-def touches_cut(window: Window, i: int, j: int) -> bool:
-    """Whether token span i..j touches an edge where the text was cut into another window."""
+def at_cut(window: Window, i: np.ndarray, j: np.ndarray, link: bool = False) -> np.ndarray:
+    """(N,) which token spans i..j (or, with ``link``, pairs of tokens i, j) touch an edge where
+    the text was cut into another window. Only a span's first token at a left cut or its last
+    token at a right cut can be truncated; a link cell is suspect when either token is at a cut."""
     pos = window.content
     if len(pos) == 0:
-        return False
-    return (not window.is_first and i == pos[0]) or (not window.is_last and j == pos[-1])
+        return np.zeros(len(i), dtype=bool)
+    left, right = (not window.is_first), (not window.is_last)
+    if not link:
+        return (left & (i == pos[0])) | (right & (j == pos[-1]))
+    at = np.zeros(len(i), dtype=bool)
+    for x in (i, j):
+        at |= (left & (x == pos[0])) | (right & (x == pos[-1]))
+    return at
+
+
+def touches_cut(window: Window, i: int, j: int) -> bool:
+    """Whether token span i..j touches an edge where the text was cut into another window."""
+    return bool(at_cut(window, np.array([i]), np.array([j]))[0])
+
+
+def windows_by_document(windows: Sequence[Window], n_docs: int) -> list[list[int]]:
+    """The indices of each document's windows, in text order."""
+    by_doc: list[list[int]] = [[] for _ in range(n_docs)]
+    for k, w in enumerate(windows):
+        by_doc[w.doc_index].append(k)
+    return by_doc
 
 
 class WindowIndex:

@@ -25,7 +25,7 @@ from gplinker.extractor import Extractor
 from gplinker.io import write_json
 from gplinker.metrics import Metrics
 from gplinker.model import collate
-from gplinker.offsets import Window
+from gplinker.offsets import Window, windows_by_document
 from gplinker.settings import TrainConfig
 from gplinker.structures import Document
 
@@ -127,9 +127,7 @@ def length_bucketed_batches(lengths: Sequence[int], batch_size: int, rng: random
 def training_windows(extractor: Extractor, docs: Sequence[Document]) -> tuple[list[Window], list[TokenCells], AlignmentStats]:
     """Every window of ``docs`` with its token-level targets, and what alignment did to the gold."""
     windows = extractor.featurizer.windows([d.text for d in docs])
-    by_doc: list[list[int]] = [[] for _ in docs]
-    for k, w in enumerate(windows):
-        by_doc[w.doc_index].append(k)
+    by_doc = windows_by_document(windows, len(docs))
     specs = extractor.task.head_specs()
     stats = AlignmentStats()
     targets: list[TokenCells] = [{} for _ in windows]
