@@ -71,6 +71,24 @@ def tiny_encoder(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def trained_ner(tiny_encoder, tmp_path_factory):
+    """(model directory, documents): one tiny NER model fitted to the Chinese examples (dev = train,
+    best F1 1.0 kept), shared by every test that needs a trained model but does not test training.
+    Read it, never write into it: copy it first."""
+    from gplinker.extractor import Extractor, ModelSettings
+    from gplinker.tasks import ner
+    from gplinker.training import TrainConfig, train
+
+    docs = read("ner", DATA / "zh_train.jsonl")[:8]
+    settings = ModelSettings(head_size=16, max_length=32, stride=8)
+    ex = Extractor.build(str(tiny_encoder), ner.NERTask.from_documents(docs), settings, "cpu", seed=1)
+    out = tmp_path_factory.mktemp("trained_ner")
+    summary = train(ex, docs, docs, TrainConfig(epochs=40, batch_size=4, lr=5e-3, head_lr=1e-2, warmup_ratio=0.0), out)
+    assert summary["best"]["f1"] == 1.0
+    return out / "model", docs
+
+
+@pytest.fixture(scope="session")
 def tokenizer(tiny_encoder):
     from transformers import AutoTokenizer
 

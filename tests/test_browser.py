@@ -10,7 +10,6 @@ import time
 import urllib.request
 
 import pytest
-from conftest import DATA, read
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
@@ -27,20 +26,11 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tiny_encoder, tmp_path_factory):
+def server(trained_ner, tmp_path_factory):
     pytest.importorskip("selenium")
     pytest.importorskip("uvicorn")
-    from gplinker.extractor import Extractor, ModelSettings
-    from gplinker.tasks import ner
-    from gplinker.training import TrainConfig, train
-
-    docs = read("ner", DATA / "zh_train.jsonl")[:8]
-    ex = Extractor.build(
-        str(tiny_encoder), ner.NERTask.from_documents(docs), ModelSettings(head_size=16, max_length=32, stride=8), "cpu", seed=1
-    )
+    model_dir, docs = trained_ner
     out = tmp_path_factory.mktemp("served")
-    summary = train(ex, docs, docs, TrainConfig(epochs=40, batch_size=4, lr=5e-3, head_lr=1e-2, warmup_ratio=0.0), out)
-    assert summary["best"]["f1"] == 1.0
     port = _free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     log = open(out / "server.log", "w")
@@ -51,7 +41,7 @@ def server(tiny_encoder, tmp_path_factory):
             "gplinker",
             "serve",
             "--model",
-            str(out / "model"),
+            str(model_dir),
             "--host",
             "127.0.0.1",
             "--port",

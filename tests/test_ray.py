@@ -15,18 +15,8 @@ from gplinker.tasks import default_registry  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def model(tiny_encoder, tmp_path_factory):
-    from gplinker.extractor import Extractor, ModelSettings
-    from gplinker.tasks import ner
-    from gplinker.training import TrainConfig, train
-
-    docs = read("ner", DATA / "zh_train.jsonl")[:8]
-    ex = Extractor.build(
-        str(tiny_encoder), ner.NERTask.from_documents(docs), ModelSettings(head_size=16, max_length=32, stride=8), "cpu", seed=1
-    )
-    out = tmp_path_factory.mktemp("raymodel")
-    train(ex, docs, None, TrainConfig(epochs=30, batch_size=4, lr=5e-3, head_lr=1e-2, warmup_ratio=0.0), out)
-    return out / "model"
+def model(trained_ner):
+    return trained_ner[0]
 
 
 @pytest.fixture(scope="module")

@@ -12,24 +12,16 @@ import pytest
 from conftest import DATA, read
 
 from gplinker import cli, model_dir
-from gplinker.extractor import Extractor, ModelSettings
 from gplinker.io import DataError
 from gplinker.structures import Document, Span
 from gplinker.tasks import load as load_model
 from gplinker.tasks import ner
-from gplinker.training import TrainConfig, train
 
 
 @pytest.fixture(scope="module")
-def saved(tiny_encoder, tmp_path_factory):
-    """A small trained NER model directory (and its extractor)."""
-    docs = read("ner", DATA / "zh_train.jsonl")[:6]
-    ex = Extractor.build(
-        str(tiny_encoder), ner.NERTask.from_documents(docs), ModelSettings(head_size=16, max_length=32, stride=8), "cpu"
-    )
-    out = tmp_path_factory.mktemp("saved")
-    train(ex, docs, docs, TrainConfig(epochs=3, batch_size=4, lr=5e-3, head_lr=1e-2), out)
-    return out / "model", docs
+def saved(trained_ner):
+    """A small trained NER model directory and its documents (shared, read-only)."""
+    return trained_ner
 
 
 @pytest.fixture

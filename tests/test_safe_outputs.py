@@ -9,24 +9,15 @@ import stat
 import threading
 
 import pytest
-from conftest import DATA, read
+from conftest import DATA
 
 from gplinker import cli
-from gplinker.extractor import Extractor, ModelSettings
 from gplinker.tasks import load as load_model
-from gplinker.tasks import ner
-from gplinker.training import TrainConfig, train
 
 
 @pytest.fixture(scope="module")
-def saved(tiny_encoder, tmp_path_factory):
-    docs = read("ner", DATA / "zh_train.jsonl")[:6]
-    ex = Extractor.build(
-        str(tiny_encoder), ner.NERTask.from_documents(docs), ModelSettings(head_size=16, max_length=32, stride=8), "cpu"
-    )
-    out = tmp_path_factory.mktemp("safe")
-    train(ex, docs, docs, TrainConfig(epochs=3, batch_size=4, lr=5e-3, head_lr=1e-2), out)
-    return out / "model"
+def saved(trained_ner):
+    return trained_ner[0]
 
 
 def snapshot(folder):

@@ -28,22 +28,15 @@ TEXTS = [
 
 
 @pytest.fixture(scope="module")
-def pipeline(tiny_encoder, tmp_path_factory):
-    """Two NER models trained on the Chinese examples (one overfit, one barely trained)."""
-    docs = read("ner", DATA / "zh_train.jsonl")[:8]
-    models = []
-    for name, epochs in (("ner", 40), ("ner2", 2)):
-        ex = Extractor.build(
-            str(tiny_encoder),
-            ner.NERTask.from_documents(docs),
-            ModelSettings(head_size=16, max_length=32, stride=8),
-            "cpu",
-            seed=1,
-        )
-        out = tmp_path_factory.mktemp(name)
-        train(ex, docs, None, TrainConfig(epochs=epochs, batch_size=4, lr=5e-3, head_lr=1e-2, warmup_ratio=0.0), out)
-        models.append((load_model(out / "model", device="cpu"), name))
-    return Pipeline(models)
+def pipeline(trained_ner, tiny_encoder, tmp_path_factory):
+    """Two NER models on the Chinese examples: the shared fitted one and one barely trained."""
+    docs = trained_ner[1]
+    ex = Extractor.build(
+        str(tiny_encoder), ner.NERTask.from_documents(docs), ModelSettings(head_size=16, max_length=32, stride=8), "cpu", seed=1
+    )
+    out = tmp_path_factory.mktemp("ner2")
+    train(ex, docs, None, TrainConfig(epochs=2, batch_size=4, lr=5e-3, head_lr=1e-2, warmup_ratio=0.0), out)
+    return Pipeline([(load_model(trained_ner[0], device="cpu"), "ner"), (load_model(out / "model", device="cpu"), "ner2")])
 
 
 @pytest.fixture
@@ -169,7 +162,22 @@ def test_page_and_render_escape_everything(client):
     assert page.status_code == 200 and "<textarea" in page.text and "http://" not in page.text and "https://" not in page.text
     evil = "<script>alert(1)</script> 王芳在杭州的小米公司工作"
     r = client.post("/render", json={"text": evil}).json()
-    assert "<script>" not in r["html"] and "&lt;script&gt;" in r["html"]
+    from html.parser import HTMLParser
+
+    class Reader(HTMLParser):
+        tags: list = []
+        text = ""
+
+        def handle_starttag(self, tag, attrs):
+            self.tags.append(tag)
+
+        def handle_data(self, data):
+            self.text += data
+
+    reader = Reader()
+    reader.feed(r["html"])
+    assert "script" not in reader.tags and "<script" not in r["html"]  # shown as text, never a tag
+    assert r["html"].count("&lt;") == evil.count("<") and reader.text.count("<") == evil.count("<")  # every "<" escaped
     assert r["records"][0]["text"] == evil
 
 
