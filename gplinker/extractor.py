@@ -28,7 +28,7 @@ from gplinker.offsets import Featurizer, Window, windows_by_document
 from gplinker.packing import ROW_TOKENS, collate_packed, pack_rows, packing_works, position_offset, should_pack
 from gplinker.settings import ModelSettings
 from gplinker.structures import Document
-from gplinker.task import Task
+from gplinker.task import MAX_LABELS, Task
 
 if TYPE_CHECKING:
     from gplinker.registry import TaskRegistry
@@ -302,10 +302,10 @@ def task_and_settings(path: Path, config: dict[str, Any], registry: "TaskRegistr
     if "label_sharing" not in config:  # saved before labels shared biases: its heads have none
         settings.label_sharing = False
     for spec in task.head_specs():
-        if spec.channels > model_dir.MAX_LABELS:
+        if spec.channels > MAX_LABELS:
             raise model_dir.ModelDirError(
                 f"{cfg_file}: {spec.channels} labels for head {spec.name!r}, over the "
-                f"{model_dir.MAX_LABELS} gplinker supports — the file is damaged"
+                f"{MAX_LABELS} gplinker supports — the file is damaged"
             )
     return task, settings
 
@@ -315,7 +315,7 @@ def _load_encoder(enc_dir: Path, settings: ModelSettings):
     headers first, local files only, no custom code; any failure is a ModelDirError."""
     from transformers import AutoModel, AutoTokenizer
 
-    cfg = model_dir._check_encoder_config(enc_dir)
+    cfg = model_dir.load_json(enc_dir / "config.json", "encoder config")  # checked by read_config
     weights = enc_dir / "model.safetensors"
     shapes = model_dir.safetensors_shapes(weights)
     model_dir.check_encoder_sizes(enc_dir, cfg, shapes)

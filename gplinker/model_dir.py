@@ -34,7 +34,6 @@ KNOWN_FORMATS = (1, 2)
 DERIVED = ("encoder.onnx",)  # written beside a model after its save (``--onnx``); not part of the fingerprint
 MAX_JSON_BYTES = 64 << 20  # gplinker.json, config.json, tokenizer_config.json
 MAX_HEADER_BYTES = 100 << 20  # a safetensors header (safetensors' own limit)
-MAX_LABELS = 100_000  # labels (channels) of one head
 SAFETENSORS_DTYPES = {
     "BOOL": 1,
     "U8": 1,

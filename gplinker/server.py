@@ -89,8 +89,8 @@ def validated(req, settings: ServeSettings, names: list[str]) -> tuple[list[str]
     """(texts, threshold, models) of a request, or :class:`Refused` saying what to send."""
     if (req.text is None) == (req.texts is None):
         raise Refused(422, 'send exactly one of "text" (a string) or "texts" (a list of strings)')
-    if req.text is not None and text_problem(req.text):
-        raise Refused(422, f"text: {text_problem(req.text)}")
+    if req.text is not None and (problem := text_problem(req.text)):
+        raise Refused(422, f"text: {problem}")
     texts = [req.text] if req.text is not None else list(req.texts or [])
     if not texts:
         raise Refused(422, '"texts" is empty — send at least one text')
@@ -114,7 +114,8 @@ async def extract_records(req, request, batcher: MicroBatcher, settings: ServeSe
     """One record per text of the request (a text that is no text -- a lone surrogate -- gets an
     error record, the others are answered), or :class:`Refused`."""
     texts, threshold, models = validated(req, settings, batcher.pipeline.names())
-    bad = {k: f"texts[{k}]: {text_problem(t)}" for k, t in enumerate(texts) if text_problem(t)}
+    problems = [text_problem(t) for t in texts]
+    bad = {k: f"texts[{k}]: {p}" for k, p in enumerate(problems) if p}
     docs = [Document(text=t) for k, t in enumerate(texts) if k not in bad]
 
     async def disconnected() -> None:

@@ -20,6 +20,12 @@ def saved(trained_ner):
     return trained_ner[0]
 
 
+def train_argv(encoder, out, *extra: str) -> list[str]:
+    """A tiny NER training command into ``out``."""
+    return ["train", "ner", "--train", str(DATA / "zh_train.jsonl"), "--encoder", str(encoder), "--output", str(out),
+            "--device", "cpu", "--head-size", "16", "--max-length", "32", *extra]  # fmt: skip
+
+
 def snapshot(folder):
     return {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
@@ -145,24 +151,7 @@ def test_two_outputs_of_one_command_on_one_path_are_refused(saved, tmp_path, cap
 
 def test_training_into_a_folder_with_a_model_needs_overwrite(tiny_encoder, tmp_path, capsys):
     out = tmp_path / "run"
-    base = [
-        "train",
-        "ner",
-        "--train",
-        str(DATA / "zh_train.jsonl"),
-        "--encoder",
-        str(tiny_encoder),
-        "--output",
-        str(out),
-        "--max-steps",
-        "1",
-        "--device",
-        "cpu",
-        "--head-size",
-        "16",
-        "--max-length",
-        "32",
-    ]
+    base = train_argv(tiny_encoder, out, "--max-steps", "1")
     assert cli.main(base) == 0
     first = snapshot(out / "model")
     assert cli.main(base + ["--seed", "7"]) == 2
@@ -232,24 +221,7 @@ def _no_space(*a, **k):
 
 def test_a_full_disk_during_a_model_save_says_so_and_keeps_the_previous_model(tiny_encoder, tmp_path, capsys, monkeypatch):
     out = tmp_path / "run"
-    base = [
-        "train",
-        "ner",
-        "--train",
-        str(DATA / "zh_train.jsonl"),
-        "--encoder",
-        str(tiny_encoder),
-        "--output",
-        str(out),
-        "--max-steps",
-        "2",
-        "--device",
-        "cpu",
-        "--head-size",
-        "16",
-        "--max-length",
-        "32",
-    ]
+    base = train_argv(tiny_encoder, out, "--max-steps", "2")
     assert cli.main(base) == 0
     before = snapshot(out / "model")
     from safetensors import SafetensorError
@@ -274,26 +246,7 @@ def test_a_full_disk_during_a_checkpoint_says_so_and_keeps_the_previous_checkpoi
     from gplinker import checkpoint
 
     out = tmp_path / "run"
-    base = [
-        "train",
-        "ner",
-        "--train",
-        str(DATA / "zh_train.jsonl"),
-        "--encoder",
-        str(tiny_encoder),
-        "--output",
-        str(out),
-        "--max-steps",
-        "4",
-        "--save-every",
-        "2",
-        "--device",
-        "cpu",
-        "--head-size",
-        "16",
-        "--max-length",
-        "32",
-    ]
+    base = train_argv(tiny_encoder, out, "--max-steps", "4", "--save-every", "2")
     real = checkpoint.save_file
     dirs: list[str] = []
 

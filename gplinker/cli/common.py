@@ -137,6 +137,19 @@ def writable_dir(folder: Path, what: str, path: str) -> None:
         raise UsageError(f"{what} {path}: cannot write in {probe} (permission denied) — choose a writable folder")
 
 
+def check_io(args: argparse.Namespace) -> Path:
+    """The input, the outputs (distinct, not the input, not in a model), the models and the device."""
+    src = existing_file(args.input, "--input")
+    taken: dict[str, str] = {}
+    writable_file(args.output, "--output", (src,), taken)
+    if getattr(args, "html", None):
+        writable_file(args.html, "--html", (src,), taken)
+    for m in args.model if isinstance(args.model, list) else [args.model]:
+        model_path(m)
+    check_device(args.device)
+    return src
+
+
 def messages(*outputs: str | None):
     """Where a command's own messages go: stderr when one of its outputs is standard output."""
     return sys.stderr if STDOUT in outputs else sys.stdout
@@ -181,14 +194,11 @@ def apply_prediction_options(extractors, args: argparse.Namespace) -> None:
     for the models among ``extractors`` whose task declares them; an option none fits is a mistake."""
     import dataclasses
 
-    for name, (flag, value) in given_task_options(args, registry()).items():
+    reg = registry()
+    for name, (flag, value) in given_task_options(args, reg).items():
         fits = [ex.task for ex in extractors if any(f.name == name for f in dataclasses.fields(ex.task.options_class))]
         if not fits:
-            owners = [
-                n
-                for n in registry().names()
-                if any(f.name == name for f in dataclasses.fields(registry()[n].task_class.options_class))
-            ]
+            owners = [n for n in reg.names() if any(f.name == name for f in dataclasses.fields(reg[n].task_class.options_class))]
             raise UsageError(f"{flag} is for {' or '.join(owners)} models; none of the models given is one")
         for task in fits:
             task.override(name, value)

@@ -51,29 +51,27 @@ def probability(text: str) -> float:
     return value
 
 
-def _base_type(f: dataclasses.Field, owner: type) -> type:
+def _kind(f: dataclasses.Field, owner: type) -> tuple[type, bool]:
+    """(int, float, bool or str; whether the option repeats) from the field's annotation."""
     hint = typing.get_type_hints(owner).get(f.name, str)
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    if typing.get_origin(hint) is tuple or (args and typing.get_origin(args[0]) is tuple):
-        return str  # a repeated option of strings
-    base = args[0] if args else hint
-    return base if base in (int, float, bool, str) else str
+    args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]  # X | None -> X
+    if typing.get_origin(args[0]) is tuple:
+        return str, True  # a tuple of strings: a repeated option
+    return (args[0] if args[0] in (int, float, bool, str) else str), False
 
 
 def _argument(f: dataclasses.Field, spec: OptionSpec, owner: type) -> tuple[list[str], dict[str, Any]]:
     """The argparse flags and keyword arguments of one field."""
-    kind = _base_type(f, owner)
-    default = None if f.default is dataclasses.MISSING else f.default
+    kind, repeated = _kind(f, owner)
     kw: dict[str, Any] = {"dest": f.name, "help": spec.help}
     if kind is bool:
         if spec.negate:
             return [spec.negate], {**kw, "action": "store_false", "default": True}
         return [spec.flag], {**kw, "action": "store_true", "default": False}
-    hint = typing.get_type_hints(owner).get(f.name)
-    if "tuple" in str(hint):
+    if repeated:
         kw.update(action="append", default=None)
     else:
-        kw["default"] = default
+        kw["default"] = None if f.default is dataclasses.MISSING else f.default
     if spec.choices:
         kw["choices"] = list(spec.choices)
     elif kind is int:
@@ -123,7 +121,7 @@ def add_task_options(parser: argparse.ArgumentParser, registry, at_prediction: b
         if at_prediction and spec.at_prediction is None:
             continue
         dest = f"task_{f.name}"
-        if spec.negate or _base_type(f, type(None)) is bool or isinstance(f.default, bool):
+        if isinstance(f.default, bool):  # a flag that turns the task's default around
             parser.add_argument(flag, dest=dest, action="store_const", const=not f.default, default=None, help=spec.help)
             continue
         choices = spec.at_prediction if at_prediction else spec.choices

@@ -14,6 +14,7 @@ from gplinker.cli.common import (
     add_common,
     add_model_options,
     apply_prediction_options,
+    check_io,
     chunks,
     load_extractor,
     messages,
@@ -22,7 +23,6 @@ from gplinker.cli.common import (
     table,
 )
 from gplinker.cli.options import positive_int
-from gplinker.cli.predict import check_io
 
 
 def add_parser(sub, formatter, formats: str) -> argparse.ArgumentParser:

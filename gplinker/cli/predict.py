@@ -6,23 +6,20 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 from gplinker.cli.common import (
     UsageError,
     add_common,
     add_model_options,
     apply_prediction_options,
-    check_device,
+    check_io,
     chunks,
-    existing_file,
     load_extractor,
     messages,
     model_path,
     output_folder,
     registry,
     setup_logging,
-    writable_file,
 )
 from gplinker.cli.options import positive_int
 
@@ -60,19 +57,6 @@ def add_parser(sub, formatter, formats: str) -> argparse.ArgumentParser:
     add_common(r)
     r.set_defaults(func=run)
     return r
-
-
-def check_io(args: argparse.Namespace) -> Path:
-    """The input, the outputs (distinct, not the input, not in a model), the models and the device."""
-    src = existing_file(args.input, "--input")
-    taken: dict[str, str] = {}
-    writable_file(args.output, "--output", (src,), taken)
-    if getattr(args, "html", None):
-        writable_file(args.html, "--html", (src,), taken)
-    for m in args.model if isinstance(args.model, list) else [args.model]:
-        model_path(m)
-    check_device(args.device)
-    return src
 
 
 def run(args: argparse.Namespace) -> int:
