@@ -207,6 +207,19 @@ def write_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> int:
     return n
 
 
+def write_json_array(path: str | Path, records: Iterable[dict[str, Any]]) -> int:
+    """Write a JSON array, one record a line, streamed and atomic (``-``: standard output); the
+    form tools such as Label Studio import. Returns the count."""
+    n = 0
+    with atomic.atomic_open(path, "w") as f:
+        f.write("[")
+        for rec in records:
+            f.write(("\n" if n == 0 else ",\n") + dumps(rec))
+            n += 1
+        f.write("\n]\n")
+    return n
+
+
 def write_json(path: str | Path, obj: Any) -> None:
     """Write ``obj`` as indented UTF-8 JSON atomically (``-``: standard output)."""
     with atomic.atomic_open(path, "w") as f:

@@ -4,7 +4,8 @@ to try models in, and the limits that keep it up.
 ``create_app(pipeline, ServeSettings())`` builds the app (tests use it with FastAPI's TestClient);
 :func:`serve` runs it with uvicorn. Predictions go through the ``pipeline`` command's code path,
 so the server cannot disagree with it; texts are micro-batched (:mod:`gplinker.batcher`) behind
-the gate of :mod:`gplinker.guard`. Needs the ``serve`` extra (``pip install -e ".[serve]"``).
+the gate of :mod:`gplinker.guard`. Label Studio's ML-backend protocol is served under
+``/label-studio`` (:mod:`gplinker.label_studio_backend`). Needs the ``serve`` extra (``pip install -e ".[serve]"``).
 """
 
 # no "from __future__ import annotations": FastAPI reads the request model of the endpoints
@@ -221,6 +222,7 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None, execut
     from fastapi.responses import HTMLResponse, JSONResponse
 
     from gplinker import html as html_render
+    from gplinker import label_studio_backend
 
     settings = settings or ServeSettings()
     batcher = MicroBatcher(pipeline, settings, executor)
@@ -260,6 +262,8 @@ def create_app(pipeline: Pipeline, settings: ServeSettings | None = None, execut
     async def render(req: ExtractRequest, request: Request):
         records = await extract_records(req, request, batcher, settings)
         return JSONResponse({"records": records, "html": html_render.fragment(records, numbered=len(records) > 1)})
+
+    app.state.label_studio = label_studio_backend.add_routes(app, pipeline, batcher, settings)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page():

@@ -47,6 +47,31 @@ def config_flag(config: dict[str, Any], key: str, default: bool) -> bool:
 
 
 @dataclass(frozen=True)
+class Schema:
+    """What a task's items are called, for tools that need the label sets up front (an annotation
+    project's labelling config): entity labels, relation predicates, and each event type's roles
+    (the trigger not among them)."""
+
+    entities: tuple[str, ...] = ()
+    relations: tuple[str, ...] = ()
+    events: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (event type, its roles)
+
+    def merged(self, other: "Schema") -> "Schema":
+        """Both schemas' labels, this one's first (a pipeline of several models)."""
+        events = dict(self.events)
+        for etype, roles in other.events:
+            events[etype] = tuple(dict.fromkeys(events.get(etype, ()) + roles))
+        return Schema(
+            tuple(dict.fromkeys(self.entities + other.entities)),
+            tuple(dict.fromkeys(self.relations + other.relations)),
+            tuple(events.items()),
+        )
+
+    def roles(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(r for _, roles in self.events for r in roles))
+
+
+@dataclass(frozen=True)
 class HeadSpec:
     """One GlobalPointer head of a task.
 
@@ -128,6 +153,10 @@ class Task(ABC):
     def labels_in(self, doc: Document) -> set[str]:
         """The :meth:`top_labels` kind of label of ``doc``'s gold items."""
         return set()
+
+    def schema(self) -> Schema:
+        """The labels of the items this task predicts (:class:`Schema`)."""
+        return Schema()
 
     def labels_summary(self) -> dict[str, Any]:
         """The label sets a person wants to see (``gplinker info``, the server's ``/info``)."""

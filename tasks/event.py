@@ -29,7 +29,7 @@ from gplinker.cells import DocumentCells
 from gplinker.metrics import score, soft_score
 from gplinker.options import option
 from gplinker.structures import Argument, Document, Event
-from gplinker.task import HeadSpec, Targets, Task, config_flag, label_list
+from gplinker.task import HeadSpec, Schema, Targets, Task, config_flag, label_list
 
 from .readers.event import TRIGGER, read_schema
 
@@ -185,6 +185,14 @@ class EventTask(Task):
 
     def top_labels(self) -> set[str]:
         return {t for t, _ in self.labels}
+
+    def schema(self) -> Schema:
+        roles: dict[str, list[str]] = {}
+        for t, r in self.labels:
+            roles.setdefault(t, [])
+            if r != TRIGGER:
+                roles[t].append(r)
+        return Schema(events=tuple((t, tuple(rs)) for t, rs in roles.items()))
 
     def labels_in(self, doc: Document) -> set[str]:
         return {e.label for e in doc.events}

@@ -9,7 +9,7 @@ from gplinker.cells import DocumentCells
 from gplinker.metrics import score
 from gplinker.options import option
 from gplinker.structures import Document, Span
-from gplinker.task import HeadSpec, Targets, Task, label_list
+from gplinker.task import HeadSpec, Schema, Targets, Task, label_list
 
 DECODINGS = ("flat", "nested")
 
@@ -88,6 +88,9 @@ class NERTask(Task):
 
     def top_labels(self) -> set[str]:
         return set(self.labels)
+
+    def schema(self) -> Schema:
+        return Schema(entities=tuple(self.labels))
 
     def labels_in(self, doc: Document) -> set[str]:
         return {s.label for s in doc.entities}

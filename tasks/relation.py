@@ -19,7 +19,7 @@ from gplinker.cells import DocumentCells
 from gplinker.metrics import macro, score
 from gplinker.options import option
 from gplinker.structures import Document, Relation, Span
-from gplinker.task import HeadSpec, Targets, Task, config_flag, label_list
+from gplinker.task import HeadSpec, Schema, Targets, Task, config_flag, label_list
 
 from .readers.relation import UNTYPED
 
@@ -128,6 +128,9 @@ class RelationTask(Task):
 
     def top_labels(self) -> set[str]:
         return set(self.predicates)
+
+    def schema(self) -> Schema:
+        return Schema(entities=tuple(self.entity_labels), relations=tuple(self.predicates))
 
     def labels_in(self, doc: Document) -> set[str]:
         return {r.label for r in doc.relations}

@@ -1,4 +1,4 @@
-"""The gplinker command line: train, evaluate, predict, pipeline, serve, calibrate, info, quickstart.
+"""The gplinker command line: train, evaluate, predict, pipeline, serve, calibrate, convert, info, quickstart.
 
 Installed as the ``gplinker`` command and ``python -m gplinker``; ``run.py`` in a checkout calls
 the same :func:`main`. One module per command; options are generated from the typed settings
@@ -16,12 +16,12 @@ import traceback
 from typing import Callable
 
 from gplinker import __version__
-from gplinker.cli import calibrate, evaluate, info, pipeline, predict, quickstart, serve, train
+from gplinker.cli import calibrate, convert, evaluate, info, pipeline, predict, quickstart, serve, train
 from gplinker.cli.common import EXIT_USAGE, UsageError, print_metrics, registry
 
 __all__ = ["main", "build_parser", "UsageError", "print_metrics"]
 
-COMMANDS = (train, evaluate, predict, pipeline, serve, calibrate, info, quickstart)
+COMMANDS = (train, evaluate, predict, pipeline, serve, calibrate, convert, info, quickstart)
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):

@@ -14,6 +14,11 @@ def add_parser(sub, formatter, formats: str) -> argparse.ArgumentParser:
     )
     i.add_argument("model", help="a model directory")
     i.add_argument("--json", action="store_true", help="print JSON")
+    i.add_argument(
+        "--label-studio-config",
+        action="store_true",
+        help="print a Label Studio labelling config for the model's labels (a new project's start)",
+    )
     add_common(i, device=False)
     i.set_defaults(func=run)
     return i
@@ -55,7 +60,20 @@ def report(path) -> dict:
     return {k: v for k, v in out.items() if v is not None}
 
 
+def label_studio_config(path) -> str:
+    """The labelling config of a Label Studio project for the model's labels, relations and events."""
+    from gplinker import model_dir
+    from gplinker.extractor import task_and_settings
+    from gplinker.label_studio import LabelConfig
+
+    task, _ = task_and_settings(path, model_dir.read_config(path, registry().names()), registry())
+    return LabelConfig.for_schema(task.schema()).to_xml()
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.label_studio_config:
+        print(label_studio_config(model_path(args.model)), end="")
+        return 0
     rep = report(model_path(args.model))
     if args.json:
         print(json.dumps(rep, ensure_ascii=False, indent=2))

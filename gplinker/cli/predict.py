@@ -14,8 +14,10 @@ from gplinker.cli.common import (
     apply_prediction_options,
     check_io,
     chunks,
+    existing_file,
     load_extractor,
     messages,
+    model_name,
     model_path,
     output_folder,
     registry,
@@ -52,6 +54,18 @@ def add_parser(sub, formatter, formats: str) -> argparse.ArgumentParser:
     r.add_argument("--gpus-per-actor", type=float, default=0.0, help="ray: GPUs for each actor (0: CPU)")
     r.add_argument("--threads-per-actor", type=positive_int, default=None, help="ray: torch threads (and CPUs) per actor")
     r.add_argument("--ray-address", default=None, help="ray: an existing cluster's address (default: start Ray locally)")
+    r.add_argument(
+        "--output-format",
+        choices=["jsonl", "label-studio"],
+        default="jsonl",
+        help="jsonl: gplinker's records; label-studio: a task list with the predictions as pre-annotations "
+        "(lines that fail are reported, not written)",
+    )
+    r.add_argument(
+        "--label-config",
+        help="label-studio: the project's labelling config (XML) to write predictions for (default: the one "
+        "`gplinker info MODEL --label-studio-config` prints)",
+    )
     r.add_argument("--chunk-size", type=positive_int, default=1000, help="input lines read, predicted and written at a time")
     add_model_options(r, input_format=True)
     add_common(r)
@@ -62,11 +76,14 @@ def add_parser(sub, formatter, formats: str) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """One canonical record per input line, streamed in chunks; failures are recorded per line."""
     if args.engine == "ray":
+        if args.output_format != "jsonl":
+            raise UsageError("--engine ray writes gplinker JSONL; convert its output, or predict with --engine local")
         return run_ray(args)
     if len(args.input) != 1:
         raise UsageError(f"--input names {len(args.input)} paths; the local engine reads one file (--engine ray reads many)")
     args.input = args.input[0]
     src = check_io(args)
+    given_config = read_label_config(args)
     setup_logging(None, args.verbose)
     from gplinker.combine import predict_records
     from gplinker.io import input_format, iter_inputs, write_jsonl
@@ -87,14 +104,57 @@ def run(args: argparse.Namespace) -> int:
                     failures.append(rec["error"])
                 yield rec
 
-    write_jsonl(args.output, records())
+    if args.output_format == "label-studio":
+        write_tasks(args, extractor, records(), given_config)
+        what = f"{counts['predicted']} Label Studio tasks with predictions"
+    else:
+        write_jsonl(args.output, records())
+        what = f"{counts['records']} records"
     print(
-        f"{counts['records']} records written to {args.output} ({counts['predicted']} predicted in "
-        f"{time.time() - t0:.1f}s, {counts['failed']} failed)",
+        f"{what} written to {args.output} ({counts['predicted']} predicted in {time.time() - t0:.1f}s, "
+        f"{counts['failed']} failed)",
         file=messages(args.output),
     )
     report_failures(failures, args.output)
     return 1 if counts["records"] and not counts["predicted"] else 0
+
+
+def read_label_config(args: argparse.Namespace):
+    """The project config of --label-config (None: none given), checked before any work."""
+    if not args.label_config:
+        return None
+    if args.output_format != "label-studio":
+        raise UsageError("--label-config is used with --output-format label-studio only")
+    from gplinker.io import read_text
+    from gplinker.label_studio import LabelConfig
+
+    try:
+        return LabelConfig.parse(read_text(existing_file(args.label_config, "--label-config")))
+    except ValueError as e:
+        raise UsageError(f"--label-config {args.label_config}: {e}") from None
+
+
+def write_tasks(args: argparse.Namespace, extractor, records, config=None) -> None:
+    """Predicted records as Label Studio tasks with predictions for ``config`` (default: the
+    model's own); failed records stay out (reported on stderr with their lines)."""
+    from gplinker import __version__
+    from gplinker.io import write_json_array
+    from gplinker.label_studio import LabelConfig, WriteReport, task_of
+    from gplinker.structures import Document
+
+    config = config or LabelConfig.for_schema(extractor.task.schema())
+    report = WriteReport()
+    version = f"{model_name(args.model)} (gplinker {__version__})"
+
+    def tasks():
+        for rec in records:
+            if "error" not in rec:
+                doc = Document.from_json({k: v for k, v in rec.items() if k != "line"})
+                yield task_of(doc, config, report, as_predictions=version)
+
+    write_json_array(args.output, tasks())
+    for line in report.lines():
+        print(f"  {line}", file=messages(args.output))
 
 
 def report_failures(failures: list[str], output: str) -> None:

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from gplinker import label_studio
 from gplinker.io import (
     READ_ERRORS,
     DataError,
@@ -169,6 +170,7 @@ def read_phee(path: str | Path) -> list[Document]:
 FORMATS = {
     f.name: f
     for f in [
+        Format("label-studio", label_studio.read_export, label_studio.sniff, "Label Studio JSON export"),
         Format(
             "jsonl",
             read_documents_jsonl,

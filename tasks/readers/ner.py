@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from gplinker import doccano, label_studio
 from gplinker.io import (
     DataError,
     as_offset,
@@ -165,6 +166,8 @@ def _sniff_conll(head: str) -> bool:
 FORMATS = {
     f.name: f
     for f in [
+        Format("label-studio", label_studio.read_export, label_studio.sniff, "Label Studio JSON export"),
+        Format("doccano", doccano.read, doccano.sniff, "doccano JSONL export (sequence labelling or relations)"),
         Format(
             "jsonl",
             read_documents_jsonl,

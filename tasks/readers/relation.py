@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gplinker import doccano, label_studio
 from gplinker.io import (
     as_offset,
     find_occurrences,
@@ -161,6 +162,8 @@ def read_duie(path: str | Path, stats: LocateStats | None = None) -> list[Docume
 FORMATS = {
     f.name: f
     for f in [
+        Format("label-studio", label_studio.read_export, label_studio.sniff, "Label Studio JSON export"),
+        Format("doccano", doccano.read, doccano.sniff, "doccano JSONL export (sequence labelling or relations)"),
         Format(
             "jsonl",
             read_documents_jsonl,
