@@ -357,9 +357,13 @@ def read_export(path: str | Path) -> list[Document]:
 
 
 def sniff(head: str) -> bool:
-    """Does a file's head look like a Label Studio JSON export or task list?"""
+    """Does a file's head look like a Label Studio JSON export or task list? (A JSON-MIN export is
+    taken too, so that reading it says to use the JSON export instead.)"""
     h = head.lstrip()
-    return h.startswith("[") and '"data"' in h and ('"annotations"' in h or '"predictions"' in h)
+    if not h.startswith("["):
+        return False
+    json_min = '"annotation_id"' in h and '"annotator"' in h
+    return json_min or ('"data"' in h and ('"annotations"' in h or '"predictions"' in h))
 
 
 # ----------------------------------------------------------------------------------------------

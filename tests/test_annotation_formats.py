@@ -211,9 +211,15 @@ def test_events_read_from_trigger_regions_and_role_links(tmp_path):
 
 
 def test_json_min_and_other_exports_get_a_clear_error(tmp_path):
-    path = write(tmp_path, [{"text": "Ann", "label": [{"start": 0, "end": 3, "labels": ["PER"]}], "id": 1}])
-    with pytest.raises(DataError, match="JSON export"):
+    from gplinker.tasks import default_registry
+
+    json_min = [{"text": "Ann", "id": 1, "label": [{"start": 0, "end": 3, "text": "Ann", "labels": ["PER"]}],
+                 "annotator": 1, "annotation_id": 1, "created_at": "2026-01-01", "lead_time": 2.0}]  # fmt: skip
+    path = write(tmp_path, json_min)
+    with pytest.raises(DataError, match="use Label Studio's JSON export|JSON export"):
         ls.read_export(path)
+    with pytest.raises(DataError, match="JSON export"):
+        default_registry()["ner"].read(path)  # auto detection sends it to the reader that explains
 
 
 def test_the_text_field_is_text_or_the_only_string(tmp_path):
