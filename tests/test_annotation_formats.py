@@ -308,3 +308,13 @@ def test_doccano_forms_and_errors(tmp_path):
     p.write_text("\n".join(json.dumps(x) for x in lines) + "\n", encoding="utf-8")
     with pytest.raises(DataError, match="line 3.*links entity 9"):
         doccano.read(p)
+
+
+def test_a_doccano_export_trains_with_one_command(tmp_path, tiny_encoder):
+    export = tmp_path / "doccano.jsonl"
+    export.write_text("\n".join(json.dumps(doccano.record_of(d)) for d in docs_of("ner")) + "\n", encoding="utf-8")
+    argv = ["train", "ner", "--train", str(export), "--encoder", str(tiny_encoder), "--output", str(tmp_path / "m"),
+            "--device", "cpu", "--epochs", "1", "--head-size", "16", "--max-length", "48"]  # fmt: skip
+    assert main(argv) == 0
+    config = json.loads((tmp_path / "m" / "model" / "gplinker.json").read_text())
+    assert sorted(config["task_config"]["labels"]) == sorted({s.label for d in docs_of("ner") for s in d.entities})
