@@ -61,6 +61,15 @@ class TrainConfig:
         None, "write a resumable checkpoint to OUTPUT/checkpoint every N steps (atomically)", flag="--save-every", minimum=1
     )
     resume: bool = option(False, "continue from OUTPUT/checkpoint (same command otherwise)", flag="--resume")
+    log_every: int = option(
+        10, "record the training loss and learning rates every N steps (history.jsonl, curves.png)", flag="--log-every", minimum=1
+    )
+    report_to: str = option(
+        "none",
+        "also write TensorBoard event files to OUTPUT/tensorboard (needs the tensorboard extra)",
+        flag="--report-to",
+        choices=("none", "tensorboard"),
+    )
     tune_link_threshold: bool = option(
         True,
         "relation, event: choose the link heads' threshold on --dev after training (off: keep it at 0)",
@@ -70,7 +79,9 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.precision not in PRECISION_NAMES:
             raise ValueError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISION_NAMES)}")
-        for name in ("batch_size", "grad_accum"):
+        if self.report_to not in ("none", "tensorboard"):
+            raise ValueError(f"unknown report_to {self.report_to!r}; choose none or tensorboard")
+        for name in ("batch_size", "grad_accum", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         for name in ("eval_every", "patience", "save_every", "max_steps"):

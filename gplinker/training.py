@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from gplinker import checkpoint
+from gplinker import checkpoint, curves
 from gplinker.alignment import AlignmentStats, TokenCells, align_targets
 from gplinker.distributed import DistContext
 from gplinker.extractor import Extractor
@@ -251,6 +251,7 @@ class TrainState:
     epoch: int = 1  # the epoch to run next (or running)
     position: int = 0  # the next batch group of that epoch
     history: list = field(default_factory=list)
+    curve: list = field(default_factory=list)  # training points of the curves (:class:`gplinker.curves.Recorder`)
     best: _Best = field(default_factory=_Best)
     started: float = field(default_factory=time.time)  # moved back by the seconds of a resumed run
     stop: bool = False
@@ -262,6 +263,7 @@ class TrainState:
             "epoch": epoch,
             "position": position,
             "history": self.history,
+            "curve": self.curve,
             "seconds": time.time() - self.started,
             "best": {**self.best.to_json(), "since": self.best.since},
         }
@@ -287,6 +289,7 @@ class _Run:
     epochs: int
     dev_docs: Sequence[Document] | None
     on_epoch: Callable[[int, dict], None] | None
+    recorder: curves.Recorder | None = None  # rank 0 with an output directory
 
 
 def train(
@@ -314,11 +317,18 @@ def train(
     extractor.info.update(train_documents=len(train_docs), dev_documents=len(dev_docs or []))
     state = _resume(run) if config.resume else TrainState()
     state.stop = state.step >= run.total
-    with checkpoint.BackgroundWriter() as writer:  # checkpoints are written while the next steps run
-        for epoch in range(state.epoch, run.epochs + 1):
-            if state.stop:
-                break
-            _train_epoch(run, state, epoch, writer)
+    if out is not None and ctx.is_main:
+        tensorboard = out / curves.TENSORBOARD if config.report_to == "tensorboard" else None
+        run.recorder = curves.Recorder(state.curve, config.log_every, tensorboard)
+    try:
+        with checkpoint.BackgroundWriter() as writer:  # checkpoints are written while the next steps run
+            for epoch in range(state.epoch, run.epochs + 1):
+                if state.stop:
+                    break
+                _train_epoch(run, state, epoch, writer)
+    finally:
+        if run.recorder is not None:
+            run.recorder.close()
     if state.best.state is not None and state.best.step != state.step and ctx.is_main:  # the best evaluation, as saved
         extractor.model.load_state_dict(state.best.state)
         logger.info("restored the best model (epoch %s, step %s)", state.best.epoch, state.best.step)
@@ -339,8 +349,22 @@ def train(
     }
     if out is not None and ctx.is_main:
         write_json(out / "train_summary.json", summary)
+        _draw(extractor, state, out)
     ctx.barrier()
     return summary
+
+
+def _draw(extractor: Extractor, state: TrainState, out: Path) -> None:
+    """``history.jsonl`` and ``curves.png`` of the run (a failure to draw never loses the model)."""
+    title = f"{extractor.task.name} · {extractor.info.get('encoder') or ''} · {state.step} steps"
+    try:
+        curves.write(out, state.curve, state.history, state.best.step, extractor.task.main_level, title)
+    except Exception as e:  # noqa: BLE001 - the model is saved; the picture is a report of it
+        logger.warning(
+            "could not draw %s (%s: %s); the model and %s are saved", curves.PICTURE, type(e).__name__, e, "train_summary.json"
+        )
+        return
+    logger.info("training curves: %s (and %s)", out / curves.PICTURE, out / curves.HISTORY)
 
 
 def _training_data(extractor: Extractor, train_docs: Sequence[Document], ctx: DistContext):
@@ -411,7 +435,13 @@ def _resume(run: _Run) -> TrainState:
     progress, epoch_rng_state, best_state = checkpoint.load(
         run.out, run.extractor.model, run.optimizer, run.scheduler, run.scaler
     )
-    state = TrainState(step=progress["step"], epoch=progress["epoch"], position=progress["position"], history=progress["history"])
+    state = TrainState(
+        step=progress["step"],
+        epoch=progress["epoch"],
+        position=progress["position"],
+        history=progress["history"],
+        curve=progress.get("curve", []),
+    )
     best = state.best
     best.f1, best.metrics, best.epoch, best.step, best.since = (
         progress["best"][k] for k in ("f1", "metrics", "epoch", "step", "since")
@@ -449,8 +479,11 @@ def _train_epoch(run: _Run, state: TrainState, epoch: int, writer: checkpoint.Ba
     running = None
     for g in range(state.position, len(groups)):
         group = [([run.windows[k] for k in share], [run.targets[k] for k in share]) for share in groups[g]]
+        lrs = run.scheduler.get_last_lr()  # the rates this step uses
         value = train_step(run.extractor, run.loss_module, group, run.config, run.optimizer, run.scheduler, run.scaler)
         state.step += 1
+        if run.recorder is not None:
+            run.recorder.step(state.step, epoch, value, lrs)
         running = value if running is None else 0.9 * running + 0.1 * value
         bar.update(1)
         bar.set_postfix(loss=f"{running:.4f}")
@@ -495,6 +528,8 @@ def _after_step(run: _Run, state: TrainState, epoch: int, running: float, epoch_
         state.started,
     )
     state.stop = stopped or state.step >= run.total
+    if run.recorder is not None:
+        run.recorder.evaluation(state.history[-1])
     run.extractor.model.train()
     if run.on_epoch is not None and run.ctx.is_main:
         run.on_epoch(epoch, state.history[-1])

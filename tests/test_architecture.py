@@ -28,6 +28,7 @@ LAYERS = {  # lower first; a module not listed here fails the test, so a new mod
         "html",
         "label_studio",
         "doccano",
+        "curves",
     ],
     "text": ["offsets", "alignment", "batching", "encoders", "e5"],
     "torch": ["losses", "masks", "decoding", "factorized", "heads", "model", "packing"],

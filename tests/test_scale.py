@@ -185,6 +185,7 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(tiny_encoder, tmp_path
         head_lr=1e-2,
         save_every=2,  # dropout on: its random state must resume too
         freeze_embeddings=freeze,
+        log_every=2,
     )
     whole = _build(tiny_encoder, docs)
     want = train(whole, docs, docs[:4], TrainConfig(**config), tmp_path / "whole")
@@ -209,6 +210,12 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(tiny_encoder, tmp_path
     assert _max_diff(resumed.model.state_dict(), whole.model.state_dict()) == 0.0
     assert [h["dev"] for h in got["history"]] == [h["dev"] for h in want["history"]]
     assert got["best"]["metrics"] == want["best"]["metrics"]
+
+    def curve(run):  # the training curve, kept in the checkpoint across the crash
+        rows = [json.loads(x) for x in (tmp_path / run / "history.jsonl").read_text().splitlines()]
+        return [r for r in rows if r["kind"] == "train"], [(r["step"], r["dev"], r["best"]) for r in rows if r["kind"] == "dev"]
+
+    assert curve("cut") == curve("whole") and len(curve("whole")[0]) == 5  # steps 1, 2, 4, 6, 8
 
 
 def test_resume_without_a_checkpoint_is_a_clear_error(tiny_encoder, tmp_path, capsys):

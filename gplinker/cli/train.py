@@ -109,6 +109,11 @@ def check(args: argparse.Namespace) -> None:
         model_path(args.init_from)
         if args.trim_vocab != "none":
             raise UsageError("--trim-vocab cannot change the vocabulary of a model given to --init-from; drop one of them")
+    if args.report_to == "tensorboard":
+        import importlib.util
+
+        if importlib.util.find_spec("tensorboard") is None:
+            raise UsageError("--report-to tensorboard needs the tensorboard package — pip install 'gplinker[tensorboard]'")
     check_device(args.device)
 
 
@@ -202,6 +207,8 @@ def train(args: argparse.Namespace, entry, opts, out: Path, main_rank: bool = Tr
     metrics = best["metrics"] or {}
     write_json(out / "metrics.json", metrics)
     print(f"trained {summary['steps']} steps in {summary['seconds']:.0f}s; model saved to {out / 'model'}")
+    if (out / "curves.png").is_file():
+        print(f"training curves: {out / 'curves.png'} (values in {out / 'history.jsonl'})")
     if metrics:
         print(f"best dev scores (epoch {best['epoch']}, step {best['step']}):")
         print_metrics(metrics)
