@@ -136,11 +136,17 @@ class Extractor:
 
     @classmethod
     def from_pretrained(
-        cls, path: str | Path, device: str | torch.device | None = None, registry: "TaskRegistry | None" = None
+        cls,
+        path: str | Path,
+        device: str | torch.device | None = None,
+        registry: "TaskRegistry | None" = None,
+        revision: str | None = None,
     ) -> "Extractor":
-        """Load a directory written by :meth:`save_pretrained`; needs no network, imports nothing
-        the directory names and runs none of its code. Every file is checked before a module is
-        built from it (:mod:`gplinker.model_dir`); any problem is one :class:`ModelDirError`.
+        """Load a directory written by :meth:`save_pretrained`, or a Hugging Face Hub repository
+        holding one (``"org/name"``, at ``revision`` or ``"org/name@revision"``; from the hub cache,
+        downloaded there when missing and the hub is reachable). Imports nothing the directory
+        names and runs none of its code. Every file is checked before a module is built from it
+        (:mod:`gplinker.model_dir`); any problem is one :class:`ModelDirError`.
         ``registry``: where the task is looked up, by the name the directory gives
         (``gplinker.tasks.default_registry()`` for the built-ins; ``gplinker.tasks.load(path)``
         passes it for you)."""
@@ -149,7 +155,7 @@ class Extractor:
                 "Extractor.from_pretrained needs registry=: the tasks a model may name, e.g. "
                 "gplinker.tasks.default_registry(); or load with gplinker.tasks.load(path)"
             )
-        path = model_dir.resolve(path)
+        path = model_dir.resolve(path, revision)
         config = model_dir.read_config(path, registry.names())
         task, settings = task_and_settings(path, config, registry)
         encoder, tokenizer = _load_encoder(path / model_dir.ENCODER_DIR, settings)

@@ -95,10 +95,15 @@ def fingerprint(path: Path) -> dict[str, str]:
     return {rel: sha256(path / rel) for rel in model_files(path)}
 
 
-def resolve(path: str | Path) -> Path:
-    """The model directory to load: ``path``, or the complete previous version an interrupted save
-    left beside it; a clear error when it is neither."""
+def resolve(path: str | Path, revision: str | None = None) -> Path:
+    """The model directory to load: ``path``; a hub repository id (``org/name[@revision]``) as its
+    folder in the Hugging Face cache (downloaded if needed); or the complete previous version an
+    interrupted save left beside ``path``. A clear error when it is none of these."""
+    from gplinker import hub
+
     p = Path(path)
+    if not p.exists() and hub.is_repo_id(str(path)) and recover_directory(p) is None:
+        return resolve(hub.download(str(path), revision))
     if not p.exists():
         previous = recover_directory(p)
         if previous is not None:
@@ -126,8 +131,11 @@ def is_model_dir(path: Path) -> bool:
 
 
 def _regular_file(file: Path, what: str) -> None:
-    """A regular file, not a link or a device: a model directory is plain files."""
-    if file.is_symlink():
+    """A regular file, not a link or a device: a model directory is plain files (a hub cache
+    snapshot's links into its own blobs are its layout, see :func:`gplinker.hub.is_cache_link`)."""
+    from gplinker import hub
+
+    if file.is_symlink() and not hub.is_cache_link(file):
         raise ModelDirError(
             f"{file}: is a symbolic link — a model directory holds plain files; copy the model with "
             "its files (cp -rL) instead of linking them"

@@ -36,9 +36,10 @@ def default_registry() -> TaskRegistry:
     )
 
 
-def load(path, device=None, registry: TaskRegistry | None = None):
+def load(path, device=None, registry: TaskRegistry | None = None, revision: str | None = None):
     """A saved model (:class:`gplinker.extractor.Extractor`) whose task is a built-in one (or one of
-    ``registry``); checked as :meth:`Extractor.from_pretrained` checks it."""
+    ``registry``): a folder, or a Hugging Face Hub repository id (``"org/name"``, optionally at
+    ``revision``); checked as :meth:`Extractor.from_pretrained` checks it."""
     from gplinker.extractor import Extractor
 
-    return Extractor.from_pretrained(path, device, registry=registry or default_registry())
+    return Extractor.from_pretrained(path, device, registry=registry or default_registry(), revision=revision)

@@ -29,6 +29,8 @@ LAYERS = {  # lower first; a module not listed here fails the test, so a new mod
         "label_studio",
         "doccano",
         "curves",
+        "hub",
+        "model_card",
     ],
     "text": ["offsets", "alignment", "batching", "encoders", "e5"],
     "torch": ["losses", "masks", "decoding", "factorized", "heads", "model", "packing"],

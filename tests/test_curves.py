@@ -43,6 +43,10 @@ def test_a_training_run_writes_its_history_and_picture(tiny_encoder, tmp_path, c
     assert [e.step for e in acc.Scalars("dev/triples_f1")] == [r["step"] for r in dev_rows]
     assert [round(e.value, 5) for e in acc.Scalars("train/loss")] == [round(r["loss"], 5) for r in train_rows]
 
+    assert main(["card", str(out / "model"), "--output", str(tmp_path / "README.md")]) == 0  # the card names the command
+    card = (tmp_path / "README.md").read_text()
+    assert "gplinker train relation --train" in card and "--report-to tensorboard" in card and "- **predicates**" in card
+
 
 def test_tensorboard_missing_is_a_usage_error_before_any_work(tiny_encoder, tmp_path, capsys, monkeypatch):
     import importlib.util

@@ -1,4 +1,5 @@
-"""The gplinker command line: train, evaluate, predict, pipeline, serve, calibrate, convert, info, quickstart.
+"""The gplinker command line: train, evaluate, predict, pipeline, serve, calibrate, convert, info, card, push,
+quickstart.
 
 Installed as the ``gplinker`` command and ``python -m gplinker``; ``run.py`` in a checkout calls
 the same :func:`main`. One module per command; options are generated from the typed settings
@@ -16,12 +17,12 @@ import traceback
 from typing import Callable
 
 from gplinker import __version__
-from gplinker.cli import calibrate, convert, evaluate, info, pipeline, predict, quickstart, serve, train
+from gplinker.cli import calibrate, card, convert, evaluate, info, pipeline, predict, push, quickstart, serve, train
 from gplinker.cli.common import EXIT_USAGE, UsageError, print_metrics, registry
 
 __all__ = ["main", "build_parser", "UsageError", "print_metrics"]
 
-COMMANDS = (train, evaluate, predict, pipeline, serve, calibrate, convert, info, quickstart)
+COMMANDS = (train, evaluate, predict, pipeline, serve, calibrate, convert, info, card, push, quickstart)
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -56,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:  # argparse has printed its message (or --help / --version)
         return int(e.code or 0)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # as typed: a model records its training command
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

@@ -156,11 +156,12 @@ def messages(*outputs: str | None):
 
 
 def model_path(path: str) -> Path:
-    from gplinker import model_dir
+    """A model folder, or a hub repository id (``org/name[@revision]``) as its cached folder."""
+    from gplinker import hub, model_dir
 
     try:
         return model_dir.resolve(path)
-    except model_dir.ModelDirError as e:
+    except (model_dir.ModelDirError, hub.HubError) as e:
         raise UsageError(str(e)) from e
 
 
@@ -171,6 +172,11 @@ def check_device(device: str | None) -> None:
 
 
 def model_name(path: str) -> str:
+    """A model's short name: its folder (the run's folder for DIR/model), or a hub id's NAME."""
+    from gplinker import hub
+
+    if hub.is_repo_id(path):
+        return hub.split_revision(path)[0].split("/", 1)[1]
     p = Path(path).resolve()
     return p.parent.name if p.name == "model" else p.name
 

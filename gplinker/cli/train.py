@@ -197,6 +197,10 @@ def train(args: argparse.Namespace, entry, opts, out: Path, main_rank: bool = Tr
         train_docs = train_docs[: args.max_train_docs]
     extractor = build_extractor(args, entry, opts, train_docs, dev_docs, out)
     extractor.info.update(train_file=str(args.train), dev_file=str(args.dev) if args.dev else None, format=args.format)
+    if getattr(args, "argv", None):
+        import shlex
+
+        extractor.info["command"] = "gplinker " + shlex.join(args.argv)
     config = TrainConfig(**options.values(args, TrainConfig))
     if dev_docs:
         warn_label_overlap(extractor.task, dev_docs)
