@@ -76,17 +76,7 @@ def _scores(info: dict[str, Any]) -> list[str]:
     return [f"Scores on the dev data{where}, measured when the model was chosen:", "", *rows]
 
 
-def card(
-    config: dict[str, Any],
-    task: Task,
-    name: str,
-    repo_id: str | None = None,
-    languages: Sequence[str] = (),
-    datasets: Sequence[str] = (),
-) -> str:
-    """The whole README.md of a model (front matter and body)."""
-    info = config.get("info") or {}
-    where = repo_id or name
+def _model(config: dict[str, Any], info: dict[str, Any]) -> list[str]:
     temperature = config.get("temperature", 1.0)
     calibrated = (
         f"temperature {temperature:g} fitted on labelled data (`gplinker calibrate --apply`)"
@@ -94,33 +84,19 @@ def card(
         else "not calibrated (temperature 1)"
     )
     link = config.get("link_threshold")
-    lines = [
-        "---",
-        metadata(config, name, languages, datasets).strip(),
-        "---",
-        "",
-        f"# {name}",
-        "",
-        f"A [gplinker](https://github.com/gplinker/gplinker) model for **{TASK_NAMES.get(config['task'], config['task']).lower()}**: "
-        "one transformer encoder, GlobalPointer heads, set-based decoding; every item comes with character "
-        "offsets (end exclusive) and a probability.",
-        "",
-        "## Labels",
-        "",
-        *_labels(task),
-        "",
-        "## Model",
-        "",
+    return [
         f"- encoder: `{_name(info.get('encoder') or '') or 'unknown'}`; heads: {config.get('head_type')} GlobalPointer, size {config.get('head_size')}",
         f"- windows: {config.get('max_length')} tokens, {config.get('stride')} shared between consecutive windows of a long text",
         *([f"- link threshold: {link:+g} (chosen on dev)"] if link not in (None, 0, 0.0) else []),
         f"- scores: {calibrated}",
         f"- saved by gplinker {config.get('gplinker_version', '?')}, model format {config.get('format_version', '?')}",
-        "",
-        "## Training",
-        "",
-        f"- data: `{_name(info.get('train_file') or '') or 'unknown'}`"
-        + (f" ({info['train_documents']} documents)" if info.get("train_documents") else ""),
+    ]
+
+
+def _training(info: dict[str, Any]) -> list[str]:
+    docs = f" ({info['train_documents']} documents)" if info.get("train_documents") else ""
+    return [
+        f"- data: `{_name(info.get('train_file') or '') or 'unknown'}`{docs}",
         *(
             [f"- kept: epoch {info.get('best_epoch')}, step {info.get('best_step')} (best dev score)"]
             if info.get("best_step")
@@ -128,13 +104,11 @@ def card(
         ),
         *([f"- fine-tuned from `{_name(info['init_from'])}`"] if info.get("init_from") else []),
         *(["- command:", "", "```bash", info["command"], "```"] if info.get("command") else []),
-        "",
-        "## Scores",
-        "",
-        *_scores(info),
-        "",
-        "## Use",
-        "",
+    ]
+
+
+def _use(where: str) -> list[str]:
+    return [
         "```bash",
         "pip install gplinker",
         f"gplinker predict --model {where} --input texts.txt --output predictions.jsonl",
@@ -147,16 +121,40 @@ def card(
         "```",
         "",
         "Loading checks every file against the fingerprints saved with the model and runs no code from the repository.",
-        "",
-        "## Intended use and limits",
-        "",
-        "- Extracts only the labels listed above, as they were annotated in the training data; other kinds are not found.",
-        "- Scores were measured on the dev data named above; expect lower scores on text unlike it (other domains, "
-        "languages, genres), and measure on your own labelled sample before relying on it.",
-        "- Probabilities are the model's own; check their calibration on your data (`gplinker calibrate`).",
-        "- Not for decisions about people without human review.",
-        "",
-        "License: set by the model's author in the metadata above (`license:`).",
-        "",
     ]
-    return "\n".join(lines)
+
+
+LIMITS = [
+    "- Extracts only the labels listed above, as they were annotated in the training data; other kinds are not found.",
+    "- Scores were measured on the dev data named above; expect lower scores on text unlike it (other domains, "
+    "languages, genres), and measure on your own labelled sample before relying on it.",
+    "- Probabilities are the model's own; check their calibration on your data (`gplinker calibrate`).",
+    "- Not for decisions about people without human review.",
+]
+
+
+def card(
+    config: dict[str, Any],
+    task: Task,
+    name: str,
+    repo_id: str | None = None,
+    languages: Sequence[str] = (),
+    datasets: Sequence[str] = (),
+) -> str:
+    """The whole README.md of a model (front matter and body)."""
+    info = config.get("info") or {}
+    kind = TASK_NAMES.get(config["task"], config["task"]).lower()
+    intro = (
+        f"A gplinker model for **{kind}**: one transformer encoder, "
+        "GlobalPointer heads, set-based decoding; every item comes with character offsets (end exclusive) and a probability."
+    )
+    parts = [
+        ["---", metadata(config, name, languages, datasets).strip(), "---", "", f"# {name}", "", intro],
+        ["## Labels", "", *_labels(task)],
+        ["## Model", "", *_model(config, info)],
+        ["## Training", "", *_training(info)],
+        ["## Scores", "", *_scores(info)],
+        ["## Use", "", *_use(repo_id or name)],
+        ["## Intended use and limits", "", *LIMITS, "", "License: set by the model's author in the metadata above (`license:`)."],
+    ]
+    return "\n\n".join("\n".join(p) for p in parts) + "\n"

@@ -88,6 +88,33 @@ def trained_ner(tiny_encoder, tmp_path_factory):
     return out / "model", docs
 
 
+def fitted(task: str, encoder, out: Path, n: int, epochs: int):
+    """(model directory, documents): a tiny model fitted to the first ``n`` English examples of
+    ``task`` (its predictions are then close to the gold: entities, relations and events to carry)."""
+    from gplinker.extractor import Extractor, ModelSettings
+    from gplinker.training import TrainConfig, train
+
+    docs = read(task, ROOT / "data" / task / "en_train.jsonl")[:n]
+    entry = default_registry()[task]
+    ex = Extractor.build(
+        str(encoder), entry.task_class.from_documents(docs), ModelSettings(head_size=16, max_length=48), "cpu", seed=1
+    )
+    train(ex, docs, docs, TrainConfig(epochs=epochs, batch_size=4, lr=5e-3, head_lr=1e-2, warmup_ratio=0.0), out)
+    return out / "model", docs
+
+
+@pytest.fixture(scope="session")
+def fitted_relation(tiny_encoder, tmp_path_factory):
+    """A relation model fitted to 8 English examples (shared; read it, never write into it)."""
+    return fitted("relation", tiny_encoder, tmp_path_factory.mktemp("fitted_relation"), 8, 60)
+
+
+@pytest.fixture(scope="session")
+def fitted_event(tiny_encoder, tmp_path_factory):
+    """An event model fitted to 6 English examples (shared; read it, never write into it)."""
+    return fitted("event", tiny_encoder, tmp_path_factory.mktemp("fitted_event"), 6, 80)
+
+
 @pytest.fixture(scope="session")
 def tokenizer(tiny_encoder):
     from transformers import AutoTokenizer

@@ -88,7 +88,9 @@ class FakeHub:
                         return self.json({"error": "Repository not found"}, 404)
                     if len(parts) > 5 and parts[5] == "tree":  # /api/models/ORG/NAME/tree/REV: the file list
                         items = sorted(hub.repos[repo].items())
-                        return self.json([{"type": "file", "path": p, "size": len(c), "oid": hashlib.sha1(c).hexdigest()} for p, c in items])
+                        return self.json(
+                            [{"type": "file", "path": p, "size": len(c), "oid": hashlib.sha1(c).hexdigest()} for p, c in items]
+                        )
                     files = [{"rfilename": p, "size": len(c)} for p, c in sorted(hub.repos[repo].items())]
                     return self.json({"id": repo, "modelId": repo, "sha": hub.commits[repo], "siblings": files, "private": False})
                 if len(parts) > 5 and parts[3] == "resolve":  # /ORG/NAME/resolve/REV/PATH

@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, read
 
 from gplinker import label_studio as ls
 from gplinker.cli import main
@@ -88,26 +87,9 @@ def label_studio(tmp_path_factory):
     stop(proc)
 
 
-def fitted(task: str, encoder, out: Path, n: int, epochs: int):
-    """A tiny model fitted to the first ``n`` English examples of ``task`` (its predictions are then
-    the gold, so the loop below has entities, relations and events to carry)."""
-    from gplinker.extractor import Extractor, ModelSettings
-    from gplinker.tasks import default_registry
-    from gplinker.training import TrainConfig, train
-
-    docs = read(task, ROOT / "data" / task / "en_train.jsonl")[:n]
-    entry = default_registry()[task]
-    ex = Extractor.build(
-        str(encoder), entry.task_class.from_documents(docs), ModelSettings(head_size=16, max_length=48), "cpu", seed=1
-    )
-    train(ex, docs, docs, TrainConfig(epochs=epochs, batch_size=4, lr=5e-3, head_lr=1e-2, warmup_ratio=0.0), out)
-    return out / "model", docs
-
-
 @pytest.fixture(scope="module")
-def models(tiny_encoder, tmp_path_factory):
-    base = tmp_path_factory.mktemp("ls_models")
-    return fitted("relation", tiny_encoder, base / "relation", 8, 60), fitted("event", tiny_encoder, base / "event", 6, 80)
+def models(fitted_relation, fitted_event):
+    return fitted_relation, fitted_event
 
 
 def tasks_of(client, project: int) -> list[dict]:
