@@ -185,13 +185,14 @@ def load_extractor(path: str, args: argparse.Namespace):
     """A saved model (validated), its encoder run by ONNX Runtime when ``--onnx`` is given."""
     from gplinker.extractor import Extractor
 
+    folder = model_path(path)  # a hub id: its folder in the Hugging Face cache
     extractor = Extractor.from_pretrained(
-        model_path(path), "cpu" if args.onnx and args.device is None else args.device, registry=registry()
+        folder, "cpu" if args.onnx and args.device is None else args.device, registry=registry()
     )
     if args.onnx:
         from gplinker.onnx_runtime import use_onnx
 
-        use_onnx(extractor, path)
+        use_onnx(extractor, folder)
     return extractor
 
 
