@@ -124,7 +124,7 @@ def _at_cut(spec: HeadSpec, w: Window, i: np.ndarray, j: np.ndarray) -> np.ndarr
 
 def merge_windows(specs: Sequence[HeadSpec], windows: Sequence[Window], cells: Sequence[dict[str, HeadCells]]) -> DocumentCells:
     """One document's cells in characters from the token cells of each of its windows."""
-    index = WindowIndex(windows)
+    index = WindowIndex(windows) if len(windows) > 1 else None  # only cells at a cut consult it
     heads: dict[str, HeadCells] = {}
     for spec in specs:
         rows, logits = [], []
@@ -135,7 +135,7 @@ def merge_windows(specs: Sequence[HeadSpec], windows: Sequence[Window], cells: S
             ch, i, j = hc.rows[:, 0], hc.rows[:, 1], hc.rows[:, 2]
             a, b = _to_chars(spec, w, i, j)
             keep = np.ones(len(hc), dtype=bool)
-            for r in np.flatnonzero(_at_cut(spec, w, i, j)):
+            for r in np.flatnonzero(_at_cut(spec, w, i, j)) if index is not None else ():
                 if spec.axes == "span":
                     held = index.held_elsewhere(k, (int(a[r]), int(b[r])))
                 else:

@@ -27,7 +27,15 @@ def forward_batches(sorted_lengths: Sequence[int], max_batch: int, call_cost: in
     cut = [0] * (n + 1)
     for j in range(1, n + 1):
         longest = sorted_lengths[j - 1]
-        best[j], cut[j] = min((best[i] + (j - i) * longest + call_cost, i) for i in range(max(0, j - max_batch), j))
+        lo = max(0, j - max_batch)
+        # the last range [i, j) costs best[i] + (j - i) * longest + call_cost: minimise
+        # best[i] - i * longest over i (the earliest i among equal costs); a plain loop, no tuples
+        bi, bv = lo, best[lo] - lo * longest
+        for i in range(lo + 1, j):
+            v = best[i] - i * longest
+            if v < bv:
+                bi, bv = i, v
+        best[j], cut[j] = bv + j * longest + call_cost, bi
     out, j = [], n
     while j > 0:
         out.append((cut[j], j))

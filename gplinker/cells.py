@@ -47,6 +47,8 @@ class HeadCells:
 
     def scores(self) -> dict[tuple[int, int, int], float]:
         """``{(channel, a, b): probability}``."""
+        if not len(self.rows):
+            return {}
         return {(int(c), int(a), int(b)): float(p) for (c, a, b), p in zip(self.rows.tolist(), self.probabilities())}
 
     def select(self, keep: np.ndarray) -> "HeadCells":

@@ -191,7 +191,30 @@ class Extractor:
         was_training = self.model.training
         self.model.eval()
         if thresholds is None:
-            thresholds = {s.name: self.settings.link_threshold for s in self.task.head_specs() if s.axes != "span"}
+            thresholds = self.link_thresholds()
+        pack, rows, order, ranges = self.forward_plan(windows, batch_size, sort, pack)
+        out: list[dict[str, HeadCells]] = [{} for _ in windows]
+        bar = tqdm(total=len(windows), desc="predict", unit="win", disable=not progress, leave=False)
+        for b0, b1 in ranges:
+            batch_rows = [rows[r] for r in order[b0:b1]]
+            if pack:
+                self._packed_cells(windows, batch_rows, thresholds, out)
+            else:
+                self._padded_cells(windows, [r[0] for r in batch_rows], thresholds, out)
+            bar.update(sum(len(r) for r in batch_rows))
+        bar.close()
+        self.model.train(was_training)
+        return out
+
+    def link_thresholds(self) -> dict[str, float]:
+        """The model's logit threshold of each link head (spans use 0)."""
+        return {s.name: self.settings.link_threshold for s in self.task.head_specs() if s.axes != "span"}
+
+    def forward_plan(
+        self, windows: Sequence[Window], batch_size: int = 32, sort: bool = True, pack: bool | None = None
+    ) -> tuple[bool, list[list[int]], list[int], list[tuple[int, int]]]:
+        """How :meth:`window_cells` runs ``windows``: (packed?, rows of window indices, the rows'
+        order, forward batches as ranges of that order)."""
         lengths = [len(w) for w in windows]
         packable = sort and pack is not False and len(windows) > 1 and self.can_pack()
         rows = pack_rows(lengths, min(ROW_TOKENS, self.settings.max_length)) if packable else []
@@ -207,18 +230,7 @@ class Extractor:
             if sort
             else [(b, min(b + batch_size, len(order))) for b in range(0, len(order), batch_size)]
         )
-        out: list[dict[str, HeadCells]] = [{} for _ in windows]
-        bar = tqdm(total=len(windows), desc="predict", unit="win", disable=not progress, leave=False)
-        for b0, b1 in ranges:
-            batch_rows = [rows[r] for r in order[b0:b1]]
-            if pack:
-                self._packed_cells(windows, batch_rows, thresholds, out)
-            else:
-                self._padded_cells(windows, [r[0] for r in batch_rows], thresholds, out)
-            bar.update(sum(len(r) for r in batch_rows))
-        bar.close()
-        self.model.train(was_training)
-        return out
+        return pack, rows, order, ranges
 
     def _padded_cells(
         self, windows: Sequence[Window], idx: list[int], thresholds: dict[str, float], out: list[dict[str, HeadCells]]

@@ -48,33 +48,46 @@ class Window:
         return len(self.input_ids)
 
 
+def _marks(text: str) -> set[str]:
+    """The combining marks (Unicode category M) that occur in ``text`` (none in ASCII)."""
+    if text.isascii():
+        return set()
+    return {c for c in set(text) if unicodedata.category(c).startswith("M")}
+
+
 def _content_positions(offsets: Sequence[Sequence[int]], special: Sequence[int], text: str = "") -> tuple[np.ndarray, np.ndarray]:
-    """Per-position char offsets with non-content positions set to -1.
+    """Per-position char offsets with non-content positions set to -1, computed with numpy over
+    the whole window.
 
     A token's end is extended over combining marks (Unicode category M) that follow it and that
     no token covers: accent-stripping tokenizers drop the U+0301 of a decomposed "José", and a
     span could otherwise never end after it, cutting the grapheme."""
-    n = len(offsets)
-    starts = np.full(n, -1, dtype=np.int64)
-    ends = np.full(n, -1, dtype=np.int64)
-    for t, ((s, e), sp) in enumerate(zip(offsets, special)):
-        if sp or e <= s:
-            continue
-        starts[t], ends[t] = s, e
+    off = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)  # (n, 2) character (start, end) per position
+    keep = ~np.asarray(special, dtype=bool) & (off[:, 1] > off[:, 0])  # (n,)
     # A piece that shares its start with the next piece and is covered by it (XLM-R's lone "▁"
     # before a CJK character) would make two positions claim one character: keep the later one.
-    for t in range(n - 1):
-        if starts[t] >= 0 and starts[t + 1] >= 0 and starts[t + 1] == starts[t] and ends[t + 1] >= ends[t]:
-            starts[t] = ends[t] = -1
-    marked = [t for t in np.flatnonzero(ends >= 0) if ends[t] < len(text) and unicodedata.category(text[ends[t]]).startswith("M")]
-    if marked:
-        covered = {c for s, e in zip(starts.tolist(), ends.tolist()) if s >= 0 for c in range(s, e)}
-        for t in marked:
-            e = int(ends[t])
-            while e < len(text) and e not in covered and unicodedata.category(text[e]).startswith("M"):
-                e += 1
-            ends[t] = e
+    lone = np.zeros_like(keep)
+    lone[:-1] = keep[:-1] & keep[1:] & (off[1:, 0] == off[:-1, 0]) & (off[1:, 1] >= off[:-1, 1])
+    keep &= ~lone
+    starts = np.where(keep, off[:, 0], -1)  # (n,)
+    ends = np.where(keep, off[:, 1], -1)  # (n,)
+    marks = _marks(text)
+    if marks:
+        _extend_over_marks(starts, ends, text, marks)
     return starts, ends
+
+
+def _extend_over_marks(starts: np.ndarray, ends: np.ndarray, text: str, marks: set[str]) -> None:
+    """Grow, in place, each token end that stops before combining marks no token covers."""
+    marked = [t for t in np.flatnonzero(ends >= 0) if ends[t] < len(text) and text[ends[t]] in marks]
+    if not marked:
+        return
+    covered = {c for s, e in zip(starts.tolist(), ends.tolist()) if s >= 0 for c in range(s, e)}
+    for t in marked:
+        e = int(ends[t])
+        while e < len(text) and e not in covered and text[e] in marks:
+            e += 1
+        ends[t] = e
 
 
 class Featurizer:

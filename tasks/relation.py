@@ -53,6 +53,15 @@ def _min_known(values: list[float | None]) -> float | None:
     return min(known) if known else None
 
 
+def unique_spans(spans: np.ndarray, n: int) -> np.ndarray:
+    """The distinct (start, end) rows of ``spans`` (every value below ``n``), sorted: one 1-D
+    unique over ``start * n + end`` (``np.unique(axis=0)`` costs ten times more per call)."""
+    if len(spans) == 0:
+        return np.zeros((0, 2), dtype=np.int64)
+    keys = np.unique(spans[:, 0].astype(np.int64) * n + spans[:, 1])  # (S,)
+    return np.stack([keys // n, keys % n], axis=1)  # (S, 2)
+
+
 def link_pairs(
     subjects: np.ndarray,
     objects: np.ndarray,
@@ -165,17 +174,15 @@ class RelationTask(Task):
         for (ch, a, b), p in zip(ent.rows.tolist(), ent.probabilities()):
             labels.setdefault((a, b), []).append((self.entity_labels[ch], float(p)))
         entities = [Span(a, b, lab, p) for (a, b), labs in labels.items() for lab, p in labs]
-        rows = ent.rows
+        rows, n = ent.rows, len(doc.text) + 1
         if self.typed:
-            subj = obj = np.unique(rows[:, 1:], axis=0)
+            subj = obj = unique_spans(rows[:, 1:], n)
         else:
-            subj = np.unique(rows[rows[:, 0] == 0, 1:], axis=0)
-            obj = np.unique(rows[rows[:, 0] == 1, 1:], axis=0)
+            subj = unique_spans(rows[rows[:, 0] == 0, 1:], n)
+            obj = unique_spans(rows[rows[:, 0] == 1, 1:], n)
         stats: dict[str, int] = {}
         max_pairs, max_triples = MAX_PAIRS * cells.windows, MAX_TRIPLES * cells.windows
-        found = link_pairs(
-            subj.reshape(-1, 2), obj.reshape(-1, 2), head.rows, tail.rows, len(doc.text) + 1, max_pairs=max_pairs, stats=stats
-        )
+        found = link_pairs(subj, obj, head.rows, tail.rows, n, max_pairs=max_pairs, stats=stats)
         if len(found) > max_triples:
             stats["capped"] = stats.get("capped", 0) + 1
             found = found[:max_triples]

@@ -41,3 +41,27 @@ def test_short_windows_are_not_padded_to_a_long_one():
     assert len(equal) == 2 and all(b - a <= 32 for a, b in equal)
     with pytest.raises(ValueError):
         forward_batches([1, 2], 0)
+
+
+def test_forward_batches_equal_the_plain_dynamic_programme():
+    """The optimised loop chooses exactly the ranges of the textbook recurrence (ties: earliest cut)."""
+    import random
+
+    from gplinker.batching import forward_batches
+
+    def reference(lengths, max_batch, call_cost):
+        n = len(lengths)
+        best, cut = [0] * (n + 1), [0] * (n + 1)
+        for j in range(1, n + 1):
+            best[j], cut[j] = min((best[i] + (j - i) * lengths[j - 1] + call_cost, i) for i in range(max(0, j - max_batch), j))
+        out, j = [], n
+        while j > 0:
+            out.append((cut[j], j))
+            j = cut[j]
+        return out[::-1]
+
+    rng = random.Random(1)
+    for _ in range(2000):
+        lengths = sorted(rng.randint(1, 300) for _ in range(rng.randint(0, 80)))
+        max_batch, call_cost = rng.randint(1, 40), rng.choice([0, 1, 128, 512])
+        assert forward_batches(lengths, max_batch, call_cost) == reference(lengths, max_batch, call_cost)

@@ -91,3 +91,42 @@ def test_slow_tokenizer_refused_with_fix():
 
     with pytest.raises(ValueError, match="fast"):
         Featurizer(SlowTokenizer())
+
+
+def _reference_content_positions(offsets, special, text):
+    """The per-position definition the vectorised ``_content_positions`` must equal."""
+    import unicodedata
+
+    n = len(offsets)
+    starts, ends = np.full(n, -1, dtype=np.int64), np.full(n, -1, dtype=np.int64)
+    for t, ((s, e), sp) in enumerate(zip(offsets, special)):
+        if not sp and e > s:
+            starts[t], ends[t] = s, e
+    for t in range(n - 1):
+        if starts[t] >= 0 and starts[t + 1] >= 0 and starts[t + 1] == starts[t] and ends[t + 1] >= ends[t]:
+            starts[t] = ends[t] = -1
+    covered = {c for s, e in zip(starts.tolist(), ends.tolist()) if s >= 0 for c in range(s, e)}
+    for t in np.flatnonzero(ends >= 0):
+        e = int(ends[t])
+        while e < len(text) and e not in covered and unicodedata.category(text[e]).startswith("M"):
+            e += 1
+        ends[t] = e
+    return starts, ends
+
+
+def test_vectorised_content_positions_equal_the_per_position_definition():
+    import random
+
+    from gplinker.offsets import _content_positions
+
+    rng = random.Random(0)
+    alphabet = "ab é\u0301\u0300中文x\u20dd"  # letters, spaces, combining marks, CJK
+    for _ in range(3000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+        offsets = []
+        for _ in range(rng.randint(1, 8)):
+            a = rng.randint(0, len(text))
+            offsets.append((a, rng.randint(a, min(len(text), a + 3))))
+        special = [rng.random() < 0.2 for _ in offsets]
+        got, want = _content_positions(offsets, special, text), _reference_content_positions(offsets, special, text)
+        assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1]), (text, offsets, special)
