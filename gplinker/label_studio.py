@@ -235,6 +235,7 @@ def _located(text: str, value: dict[str, Any], report: ReadReport) -> tuple[int,
 
 @dataclass
 class _Region:
+    rid: str
     start: int
     end: int
     labels: list[str]
@@ -266,7 +267,7 @@ def _regions(text: str, result: list[Any], report: ReadReport) -> tuple[dict[str
         if rid in regions:  # one region's several results (several <Labels> on one region)
             regions[rid].labels += [x for x in labels if x not in regions[rid].labels]
         else:
-            regions[rid] = _Region(start, end, list(labels), item.get("from_name") == TRIGGER_CONTROL)
+            regions[rid] = _Region(rid, start, end, list(labels), item.get("from_name") == TRIGGER_CONTROL)
     return regions, relations
 
 
@@ -291,7 +292,6 @@ def document_of(task: dict[str, Any], annotation: dict[str, Any] | None, report:
     report.unlabelled += sum(not r.labels for r in regions.values())
     entities = [Span(r.start, r.end, lab) for r in regions.values() if not r.trigger for lab in r.labels]
     triples, arguments = [], {rid: [] for rid, r in regions.items() if r.trigger}
-    by_region = {id(r): rid for rid, r in regions.items()}
     for rel in relations:
         head, tail = _relation_ends(rel, regions)
         labels = rel.get("labels") or []
@@ -302,7 +302,7 @@ def document_of(task: dict[str, Any], annotation: dict[str, Any] | None, report:
             continue
         if head.trigger or tail.trigger:  # an event's argument link
             trigger, arg = (head, tail) if head.trigger else (tail, head)
-            arguments[by_region[id(trigger)]] += [Argument(role, arg.start, arg.end) for role in labels]
+            arguments[trigger.rid] += [Argument(role, arg.start, arg.end) for role in labels]
             continue
         triples += [
             Relation(Span(head.start, head.end, h), p, Span(tail.start, tail.end, t))

@@ -103,7 +103,10 @@ def resolve(path: str | Path, revision: str | None = None) -> Path:
 
     p = Path(path)
     if not p.exists() and hub.is_repo_id(str(path)) and recover_directory(p) is None:
-        return resolve(hub.download(str(path), revision))
+        try:
+            return resolve(hub.download(str(path), revision))
+        except hub.HubError as e:
+            raise ModelDirError(f"{p}: no such model folder here; as a Hugging Face Hub repository id: {e}") from e
     if not p.exists():
         previous = recover_directory(p)
         if previous is not None:

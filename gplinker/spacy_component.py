@@ -177,6 +177,8 @@ def make_gplinker(
     """The ``gplinker`` factory: loads ``model`` (a folder or a hub repository id) once."""
     from gplinker.tasks import load
 
+    if not model:
+        raise ValueError('the gplinker component needs config={"model": "a model folder or a hub repository id"}')
     return GPLinkerComponent(load(model, device=device, revision=revision), name, threshold, batch_size, alignment)
 
 
