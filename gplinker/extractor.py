@@ -6,6 +6,7 @@ the same path for evaluation during training, ``predict``, ``pipeline`` and the 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from dataclasses import asdict, fields
@@ -26,7 +27,7 @@ from gplinker.cells import DocumentCells, HeadCells
 from gplinker.model import GPLinkerModel, collate
 from gplinker.offsets import Featurizer, Window, windows_by_document
 from gplinker.packing import ROW_TOKENS, collate_packed, pack_rows, packing_works, position_offset, should_pack
-from gplinker.settings import ModelSettings
+from gplinker.settings import PRECISION_NAMES, ModelSettings
 from gplinker.structures import Document
 from gplinker.task import MAX_LABELS, Task
 
@@ -78,6 +79,19 @@ class Extractor:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.info: dict[str, Any] = dict(info or {})  # training data, dev scores, encoder: shown by `gplinker info`
         self._packs: dict[int, bool] = {}  # id(encoder) -> whether it computes packed rows right (checked once)
+        self.precision = "fp32"  # autocast of prediction's forward passes (:meth:`set_precision`)
+
+    def set_precision(self, name: str) -> "Extractor":
+        """Predict under autocast: ``fp32`` (none), ``bf16`` or ``fp16`` (the encoder's and heads'
+        matrix products in that type; decisions and scores are then read in fp32)."""
+        if name not in PRECISION_NAMES:
+            raise ValueError(f"unknown precision {name!r}; choose one of {', '.join(PRECISION_NAMES)}")
+        self.precision = name
+        return self
+
+    def _autocast(self):
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
+        return torch.autocast(self.device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
     def can_pack(self) -> bool:
         """Whether this extractor's encoder gives packed windows the states each gets alone
@@ -197,10 +211,11 @@ class Extractor:
         bar = tqdm(total=len(windows), desc="predict", unit="win", disable=not progress, leave=False)
         for b0, b1 in ranges:
             batch_rows = [rows[r] for r in order[b0:b1]]
-            if pack:
-                self._packed_cells(windows, batch_rows, thresholds, out)
-            else:
-                self._padded_cells(windows, [r[0] for r in batch_rows], thresholds, out)
+            with self._autocast():
+                if pack:
+                    self._packed_cells(windows, batch_rows, thresholds, out)
+                else:
+                    self._padded_cells(windows, [r[0] for r in batch_rows], thresholds, out)
             bar.update(sum(len(r) for r in batch_rows))
         bar.close()
         self.model.train(was_training)
