@@ -22,7 +22,7 @@ def add_parser(sub, formatter, formats: str) -> argparse.ArgumentParser:
     c.add_argument("--from", dest="source", default="auto", help="its format (auto detects; see the list above)")
     c.add_argument("--to", dest="target", required=True, choices=TARGETS, help="the format to write")
     c.add_argument("--output", required=True, help="the converted file (-: standard output)")
-    c.add_argument("--task", default=None, help="read with this task's readers (default: the first that knows --from)")
+    c.add_argument("--task", default=None, help="read with this task's readers (none: every task's, the first that knows --from)")
     c.add_argument("--label-config", help="label-studio: also write the project's labelling config (XML) here")
     add_common(c, device=False)
     c.set_defaults(func=run)
