@@ -84,23 +84,19 @@ def main() -> int:
 
 
 def write(md: str, rows, args, n_texts: int) -> None:
+    from docs_section import replace_section
+
     from gplinker import atomic
 
-    doc = ROOT / "docs" / "performance.md"
-    text = doc.read_text(encoding="utf-8")
-    block = (
-        "<!-- schema -->\n### Throughput against the size of the schema\n\n"
+    replace_section(
+        ROOT / "docs" / "performance.md",
+        "schema",
+        "### Throughput against the size of the schema\n\n"
         f"`python bench/schema_size.py --encoder {args.encoder} --threads {args.threads}`: untrained models, "
         f"{n_texts} CoNLL04 dev sentences, texts/s (medians of {args.repeat} interleaved rounds, {args.threads} thread(s), "
         "2-core CPU). Every label is scored in the one encoder pass; a prompt-based extractor's cost grows "
-        "with each schema entry it must encode or ask about.\n\n" + md + "\n<!-- /schema -->"
+        "with each schema entry it must encode or ask about.\n\n" + md,
     )
-    if "<!-- schema -->" in text:
-        start, end = text.index("<!-- schema -->"), text.index("<!-- /schema -->") + len("<!-- /schema -->")
-        text = text[:start] + block + text[end:]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    atomic.write_text(doc, text)
     out = [{"model": k, "schema": n, "texts_per_s": round(r, 1), "relative": round(x, 3)} for k, n, r, x in rows]
     atomic.write_text(ROOT / "docs" / "schema_size.json", json.dumps(out, indent=2) + "\n")
 
