@@ -305,9 +305,11 @@ class Extractor:
 
     def predict(self, inputs: Sequence[str | Document], batch_size: int = 32, progress: bool = False) -> list[Document]:
         """One predicted :class:`Document` per input text (ids and extra fields of documents kept)."""
-        docs = [d if isinstance(d, Document) else Document(text=d) for d in inputs]
-        cells = self.document_cells([d.text for d in docs], batch_size, progress)
-        return [self.task.decode(Document(text=d.text, id=d.id, meta=dict(d.meta)), c) for d, c in zip(docs, cells)]
+        bare = [
+            Document(text=d.text, id=d.id, meta=dict(d.meta)) if isinstance(d, Document) else Document(text=d) for d in inputs
+        ]
+        cells = self.document_cells([d.text for d in bare], batch_size, progress)
+        return [self.task.decode(d, c) for d, c in zip(bare, cells)]  # each decoded from a fresh, unannotated document
 
     def __call__(self, texts: Sequence[str], batch_size: int = 32) -> list[Document]:
         return self.predict(texts, batch_size)

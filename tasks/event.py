@@ -221,8 +221,8 @@ class EventTask(Task):
         arguments and the head and tail links of its clique (an upper bound on their joint)."""
         stats: dict[str, int] = {}
         arg_cells = cells["arguments"]
-        if not len(arg_cells):  # no argument, no event (the common case of most sentences)
-            return doc.with_annotations(events=())
+        if not len(arg_cells) and not doc.events:  # no argument, no event (most sentences)
+            return doc
         limit = MAX_ARGUMENT_CELLS * cells.windows
         if len(arg_cells) > limit:
             stats["capped"] = 1

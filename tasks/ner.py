@@ -76,6 +76,8 @@ class NERTask(Task):
 
     def decode(self, doc: Document, cells: DocumentCells) -> Document:
         c = cells[self.head_name]
+        if not len(c) and not doc.entities:  # nothing found: the document as it came (most sentences)
+            return doc
         spans = [Span(a, b, self.labels[ch], float(p)) for (ch, a, b), p in zip(c.rows.tolist(), c.probabilities())]
         if self.decoding == "flat":
             spans = flat_spans(spans)

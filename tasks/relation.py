@@ -169,6 +169,8 @@ class RelationTask(Task):
         """Triples and entities; a triple's score is the smallest probability of its four parts
         (subject, object, head link, tail link): an upper bound on their joint probability."""
         ent, head, tail = cells["entities"], cells["heads"], cells["tails"]
+        if not len(ent) and not doc.entities and not doc.relations:  # no entity, no triple
+            return doc
         p_head, p_tail = head.scores(), tail.scores()
         labels: dict[tuple[int, int], list[tuple[str, float]]] = {}
         for (ch, a, b), p in zip(ent.rows.tolist(), ent.probabilities()):
