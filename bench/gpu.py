@@ -168,7 +168,7 @@ def hf_rows(encoder: Path, docs, args) -> list[dict]:
                 k: v.to(args.device)
                 for k, v in collate([windows[k] for k in idx], tokenizer.pad_token_id, [tags[k] for k in idx]).items()
             }
-            float(train_step(model, batch, optimizer, scheduler, dtype))  # the loop reads its loss each step, as gplinker's does
+            train_step(model, batch, optimizer, scheduler, dtype)  # the loss stays on the device, as gplinker's does between logs
 
         sps, mem = _timed(step, batches, args.device)
         rows.append(

@@ -8,6 +8,8 @@ import logging
 from pathlib import Path
 from typing import Any, Sequence
 
+import torch
+
 from gplinker import atomic
 from gplinker.io import dumps
 
@@ -34,12 +36,17 @@ class Recorder:
                 ) from e
             self.tb = SummaryWriter(str(tensorboard_dir))
 
-    def step(self, step: int, epoch: int, loss: float, lrs: Sequence[float]) -> None:
-        """One optimizer step's loss; ``lrs``: the optimizer groups' learning rates (encoder first, heads last)."""
+    def step(self, step: int, epoch: int, loss: Any, lrs: Sequence[float]) -> None:
+        """One optimizer step's loss (a float, or a 0-d tensor left on the device until the point is
+        logged); ``lrs``: the optimizer groups' learning rates (encoder first, heads last)."""
         self.losses.append(loss)
         if step % self.every and step != 1:
             return
-        point = {"step": step, "epoch": epoch, "loss": sum(self.losses) / len(self.losses), "lr": lrs[0], "head_lr": lrs[-1]}
+        if all(isinstance(x, torch.Tensor) for x in self.losses):
+            mean = float(torch.stack(self.losses).mean())  # one read of the device per logged point
+        else:
+            mean = sum(float(x) for x in self.losses) / len(self.losses)
+        point = {"step": step, "epoch": epoch, "loss": mean, "lr": lrs[0], "head_lr": lrs[-1]}
         self.losses = []
         self.points.append(point)
         if self.tb is not None:

@@ -65,12 +65,13 @@ class GPLinkerModel(nn.Module):
         span_mask: torch.Tensor,
         labels: dict[str, torch.Tensor],
         factorized: bool = True,
-    ) -> tuple[torch.Tensor, dict[str, float]]:
-        """Sum of the heads' sparse multilabel losses, and each part. ``labels``: {head: (B, H, K)}."""
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Sum of the heads' sparse multilabel losses, and each part (detached, left on the device:
+        reading them would make the host wait every step). ``labels``: {head: (B, H, K)}."""
         hidden = self.encode(input_ids, attention_mask)  # (B, n, D)
         parts = {name: head.loss(hidden, span_mask, labels[name], factorized) for name, head in self.heads.items()}
         total = torch.stack(list(parts.values())).sum()
-        return total, {k: float(v.detach()) for k, v in parts.items()}
+        return total, {k: v.detach() for k, v in parts.items()}
 
     @torch.no_grad()
     def positive_cells(

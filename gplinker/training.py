@@ -179,12 +179,13 @@ def train_step(
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     scaler: torch.amp.GradScaler,
-) -> float:
+) -> torch.Tensor:
     """One optimizer step over ``group`` (grad_accum batches of this process's windows); returns
-    the mean loss. Gradients are synchronised across processes on the group's last batch only."""
+    the mean loss as a 0-d tensor on the device, not read: the host waits for the device only when
+    it logs. Gradients are synchronised across processes on the group's last batch only."""
     device, specs = extractor.device, extractor.task.head_specs()
     dtype = PRECISIONS[config.precision]
-    total = 0.0
+    total = torch.zeros((), device=device)
     for k, (windows, targets) in enumerate(group):
         batch = collate(windows, extractor.pad_id, specs, targets)
         labels = batch.labels_on(device)
@@ -194,7 +195,7 @@ def train_step(
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                 loss = loss_module(**batch.inputs(device), labels=labels)
             scaler.scale(loss / len(group) if len(group) > 1 else loss).backward()
-        total += float(loss.detach()) / len(group)
+        total = total + loss.detach().float() / len(group)  # () on the device
     scaler.unscale_(optimizer)
     torch.nn.utils.clip_grad_norm_(extractor.model.parameters(), config.max_grad_norm)
     scaler.step(optimizer)
@@ -484,10 +485,11 @@ def _train_epoch(run: _Run, state: TrainState, epoch: int, writer: checkpoint.Ba
         state.step += 1
         if run.recorder is not None:
             run.recorder.step(state.step, epoch, value, lrs)
-        running = value if running is None else 0.9 * running + 0.1 * value
+        running = value if running is None else 0.9 * running + 0.1 * value  # () on the device
         bar.update(1)
-        bar.set_postfix(loss=f"{running:.4f}")
         epoch_done = g == len(groups) - 1
+        if state.step % run.config.log_every == 0:  # the progress bar's read of the loss, at log points only
+            bar.set_postfix(loss=f"{float(running):.4f}")
         _after_step(run, state, epoch, running, epoch_done)
         if run.config.save_every and state.step % run.config.save_every == 0 and run.ctx.is_main:
             nxt = (epoch + 1, 0, run.rng.getstate()) if epoch_done else (epoch, g + 1, epoch_rng_state)
@@ -569,13 +571,14 @@ def _evaluate(
     out: Path | None,
     epoch: int,
     step: int,
-    running: float | None,
+    running: torch.Tensor | float | None,
     t0: float,
 ) -> bool:
     """Rank 0 evaluates, keeps and saves the best model, writes progress; every rank learns whether
     to stop (patience). Returns the stop decision."""
     stop = False
     if ctx.is_main:
+        running = None if running is None else float(running)
         entry: dict[str, Any] = {"epoch": epoch, "step": step, "loss": running, "seconds": round(time.time() - t0, 1)}
         improved = True
         if dev_docs:

@@ -72,3 +72,32 @@ def test_the_picture_marks_the_kept_checkpoint_and_survives_a_run_without_dev():
         [{"step": 1, "epoch": 1, "loss": 1.0, "lr": 0.0, "head_lr": 0.0}], [{"epoch": 1, "step": 1, "loss": 1.0}], None
     )
     assert curves.plot(no_dev, "entities").startswith(PNG)
+
+
+def test_training_reads_the_loss_from_the_device_only_when_it_logs(tiny_encoder, tmp_path, monkeypatch):
+    """train_step leaves its loss on the device; the loop reads it at --log-every points and
+    evaluations, not every step (on a GPU each read makes the host wait for the device)."""
+    import torch
+
+    import gplinker.training as training
+    from gplinker.extractor import Extractor
+    from gplinker.settings import ModelSettings, TrainConfig
+    from gplinker.tasks import NERTask, default_registry
+
+    reads = []
+
+    class Counted(torch.Tensor):  # a loss that counts host reads (ops on it keep the subclass)
+        def __float__(self):
+            reads.append(1)
+            return super().__float__()
+
+    real = training.train_step
+    monkeypatch.setattr(training, "train_step", lambda *a, **k: real(*a, **k).as_subclass(Counted))
+    docs = default_registry()["ner"].read(ROOT / "data" / "ner" / "zh_train.jsonl")[:8]
+    ex = Extractor.build(str(tiny_encoder), NERTask.from_documents(docs), ModelSettings(head_size=16, max_length=32), "cpu")
+    summary = training.train(ex, docs, None, TrainConfig(max_steps=40, batch_size=1, log_every=10), tmp_path)
+    assert summary["steps"] == 40
+    evaluations = len(summary["history"])  # one per epoch (no --dev: the loss is recorded)
+    assert len(reads) <= 5 + 4 + evaluations < 40 / 2  # the curve's 5 points, the bar at 10/20/30/40, evaluations
+    rows = [json.loads(x) for x in (tmp_path / "history.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if r["kind"] == "train"] == [1, 10, 20, 30, 40]
