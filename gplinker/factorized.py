@@ -129,20 +129,36 @@ def factorized_positive_cells(
     channel_chunk: int = 16,
     threshold: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cells ``(b, h, i, j)`` with logit > ``threshold`` and their logits, testing ``channel_chunk``
-    channels at a time so at most B·chunk·n² logits exist at once. -> ((N, 4) long, (N,) float)."""
+    """Cells ``(b, h, i, j)`` with logit > ``threshold`` and their logits -> ((N, 4) long, (N,) float),
+    sorted by cell.
+
+    A cell's logit is ``scores[b, i, j] + start_bias[b, h, i] + end_bias[b, h, j]``, so
+    ``max scores[b] + max start_bias[b, h] + max end_bias[b, h]`` (over the allowed cells and text
+    positions) bounds every cell of channel h in row b: only the (row, channel) pairs whose bound
+    passes the threshold are materialised, ``channel_chunk`` x n² logits at a time. Exact (a pair
+    left out has no cell above the threshold), and a schema of 500 labels costs little more than
+    one of 5 when few channels fire."""
     allowed = span_mask(mask, tril)  # (B, 1, n, n)
-    h = start_bias.shape[1]
+    text = mask.long() > 0  # (B, n)
+    neg = float("-inf")
+    bound = (
+        scores.masked_fill(~allowed[:, 0], neg).amax(dim=(1, 2))[:, None]  # (B, 1)
+        + start_bias.masked_fill(~text[:, None, :], neg).amax(dim=-1)  # (B, H)
+        + end_bias.masked_fill(~text[:, None, :], neg).amax(dim=-1)
+    )
+    bs, hs = (bound > threshold).nonzero(as_tuple=True)  # (R,), (R,): the pairs that may fire
     found, values = [], []
-    for c0 in range(0, h, channel_chunk):
-        logits = scores[:, None] + start_bias[:, c0 : c0 + channel_chunk, :, None] + end_bias[:, c0 : c0 + channel_chunk, None, :]
-        hit = (logits > threshold) & allowed  # (B, c, n, n)
-        idx = hit.nonzero()
+    for c0 in range(0, len(bs), channel_chunk):
+        b, h = bs[c0 : c0 + channel_chunk], hs[c0 : c0 + channel_chunk]
+        logits = scores[b] + start_bias[b, h][:, :, None] + end_bias[b, h][:, None, :]  # (r, n, n)
+        hit = (logits > threshold) & allowed[b, 0]  # (r, n, n)
+        idx = hit.nonzero()  # (k, 3) rows (pair, i, j)
         values.append(logits[hit])
-        idx[:, 1] += c0
-        found.append(idx)
+        found.append(torch.stack([b[idx[:, 0]], h[idx[:, 0]], idx[:, 1], idx[:, 2]], dim=1))
+    if not found:
+        return torch.zeros((0, 4), dtype=torch.long, device=scores.device), scores.new_zeros(0)
     idx, val = torch.cat(found), torch.cat(values)
-    n = scores.shape[-1]
-    key = ((idx[:, 0] * h + idx[:, 1]) * n + idx[:, 2]) * n + idx[:, 3]
+    n, heads = scores.shape[-1], start_bias.shape[1]
+    key = ((idx[:, 0] * heads + idx[:, 1]) * n + idx[:, 2]) * n + idx[:, 3]
     order = key.argsort()
     return idx[order], val[order]

@@ -87,3 +87,32 @@ def test_confident_positive_does_not_hide_a_false_positive():
     got = factorized_span_loss(scores, v, u, mask, idx, tril=True)
     assert torch.allclose(got, want, atol=1e-4)
     assert got.item() > 2.0  # log(1 + e^2 + ...) is kept
+
+
+def _all_channels_reference(scores, start_bias, end_bias, mask, tril, threshold):
+    """Every channel's logits materialised: the definition the pruned search must equal."""
+    from gplinker.masks import span_mask
+
+    logits = scores[:, None] + start_bias[..., :, None] + end_bias[..., None, :]  # (B, H, n, n)
+    hit = (logits > threshold) & span_mask(mask, tril)
+    return hit.nonzero(), logits[hit]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_bound_pruned_positive_cells_equal_every_channel_materialised(seed):
+    """Pruning (row, channel) pairs by the bound max scores + max start + max end loses no cell:
+    the same cells, in the same order, with bitwise the same logits."""
+    g = torch.Generator().manual_seed(seed)
+    b, h, n = 3, 40, 9
+    scores = torch.randn(b, n, n, generator=g) * 2
+    start, end = torch.randn(b, h, n, generator=g) * 2 - 3, torch.randn(b, h, n, generator=g) * 2 - 3  # most channels silent
+    mask = torch.ones(b, n, dtype=torch.long)
+    mask[1, 6:] = 0  # a shorter text
+    mask[2] = torch.tensor([1, 1, 1, 2, 2, 2, 2, 0, 0])  # two packed segments
+    for tril in (True, False):
+        for threshold in (0.0, -1.0, 2.0):
+            got_idx, got_val = factorized_positive_cells(scores, start, end, mask, tril, channel_chunk=4, threshold=threshold)
+            ref_idx, ref_val = _all_channels_reference(scores, start, end, mask, tril, threshold)
+            assert torch.equal(got_idx, ref_idx) and torch.equal(got_val, ref_val)
+    none = factorized_positive_cells(scores, start - 100, end, mask)  # nothing can fire
+    assert none[0].shape == (0, 4) and none[1].shape == (0,)
