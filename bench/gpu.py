@@ -27,23 +27,9 @@ sys.path.insert(0, str(ROOT))
 
 def _base_encoder(tokenizer_dir: str, out: Path) -> Path:
     """A randomly initialised BERT-base-sized encoder saved with the given tokenizer."""
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertModel
+    from bench.common import random_bert
 
-    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
-    torch.manual_seed(0)
-    cfg = BertConfig(
-        vocab_size=len(tok),
-        hidden_size=768,
-        num_hidden_layers=12,
-        num_attention_heads=12,
-        intermediate_size=3072,
-        max_position_embeddings=512,
-        pad_token_id=tok.pad_token_id,
-    )
-    BertModel(cfg, add_pooling_layer=False).save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
+    return random_bert(tokenizer_dir, out, hidden=768, layers=12, heads=12, intermediate=3072)
 
 
 def _sync(device: str) -> None:

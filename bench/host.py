@@ -38,23 +38,10 @@ sys.path.insert(0, str(ROOT))
 
 def tiny_encoder(out: Path) -> Path:
     """A random 2-layer, 64-wide BERT saved with the MiniLM tokenizer (the vocabulary of a real model)."""
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
+    from bench.common import random_bert
     from gplinker.encoders import resolve_encoder
 
-    tok = AutoTokenizer.from_pretrained(resolve_encoder("minilm-l6"))
-    torch.manual_seed(0)
-    cfg = BertConfig(
-        vocab_size=len(tok),
-        hidden_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=128,
-        max_position_embeddings=512,
-    )
-    BertModel(cfg).save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
+    return random_bert(resolve_encoder("minilm-l6"), out, hidden=64, layers=2, heads=2, intermediate=128)
 
 
 def models(encoder: Path, data: Path) -> dict:
@@ -219,8 +206,7 @@ def main() -> int:
 
 
 def write(md: str, results: dict) -> None:
-    from docs_section import replace_section
-
+    from bench.common import replace_section
     from gplinker import atomic
 
     replace_section(

@@ -84,8 +84,7 @@ def main() -> int:
 
 
 def write(md: str, rows, args, n_texts: int) -> None:
-    from docs_section import replace_section
-
+    from bench.common import replace_section
     from gplinker import atomic
 
     replace_section(

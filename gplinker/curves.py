@@ -42,10 +42,7 @@ class Recorder:
         self.losses.append(loss)
         if step % self.every and step != 1:
             return
-        if all(isinstance(x, torch.Tensor) for x in self.losses):
-            mean = float(torch.stack(self.losses).mean())  # one read of the device per logged point
-        else:
-            mean = sum(float(x) for x in self.losses) / len(self.losses)
+        mean = float(torch.stack([torch.as_tensor(x, dtype=torch.float32) for x in self.losses]).mean())  # one device read
         point = {"step": step, "epoch": epoch, "loss": mean, "lr": lrs[0], "head_lr": lrs[-1]}
         self.losses = []
         self.points.append(point)

@@ -27,7 +27,7 @@ from gplinker.cells import DocumentCells, HeadCells
 from gplinker.model import GPLinkerModel, collate
 from gplinker.offsets import Featurizer, Window, windows_by_document
 from gplinker.packing import ROW_TOKENS, collate_packed, pack_rows, packing_works, position_offset, should_pack
-from gplinker.settings import PRECISION_NAMES, ModelSettings
+from gplinker.settings import ModelSettings
 from gplinker.structures import Document
 from gplinker.task import MAX_LABELS, Task
 
@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from gplinker.registry import TaskRegistry
 
 logger = logging.getLogger(__name__)
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}  # autocast dtype of each precision
 
 
 def default_device() -> torch.device:
@@ -84,13 +86,13 @@ class Extractor:
     def set_precision(self, name: str) -> "Extractor":
         """Predict under autocast: ``fp32`` (none), ``bf16`` or ``fp16`` (the encoder's and heads'
         matrix products in that type; decisions and scores are then read in fp32)."""
-        if name not in PRECISION_NAMES:
-            raise ValueError(f"unknown precision {name!r}; choose one of {', '.join(PRECISION_NAMES)}")
+        if name not in PRECISIONS:
+            raise ValueError(f"unknown precision {name!r}; choose one of {', '.join(PRECISIONS)}")
         self.precision = name
         return self
 
     def _autocast(self):
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
+        dtype = PRECISIONS[self.precision]
         return torch.autocast(self.device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
     def can_pack(self) -> bool:

@@ -29,13 +29,12 @@ from typing import Any, Iterable
 from xml.sax.saxutils import quoteattr
 
 from gplinker.io import READ_ERRORS, load_json_records, record_error
-from gplinker.structures import Argument, Document, Event, Relation, Span
+from gplinker.structures import TRIGGER, Argument, Document, Event, Relation, Span
 from gplinker.task import Schema
 
 logger = logging.getLogger(__name__)
 
 TRIGGER_CONTROL = "trigger"  # the <Labels> control whose regions are event triggers
-TRIGGER_ROLE = "trigger"  # the argument role of a trigger in gplinker's events
 TEXT, LABELS = "text", "label"  # names of the <Text> and the entity <Labels> of generated configs
 PALETTE = ("#FFA39E", "#D4380D", "#FFC069", "#AD8B00", "#D3F261", "#389E0D", "#5CDBD3", "#096DD9", "#ADC6FF", "#9254DE")
 MAX_CONFIG_CHARS = 1_000_000  # a labelling config longer than this is refused before parsing
@@ -116,15 +115,6 @@ class LabelConfig:
         """The entity control that offers ``label`` (None: none does)."""
         return next((name for name, labels in self.entity_controls if label in labels), None)
 
-    def schema(self) -> Schema:
-        """The labels this config offers, as a :class:`Schema` (event roles are not separable from
-        relation labels in a config, so every event type is listed with no roles)."""
-        return Schema(
-            entities=tuple(dict.fromkeys(x for _, labels in self.entity_controls for x in labels)),
-            relations=self.relations or (),
-            events=tuple((t, ()) for t in self.event_types or ()),
-        )
-
     def unknown_to(self, schema: Schema) -> dict[str, list[str]]:
         """This config's labels that ``schema`` (a model's) does not know, by kind: the model
         cannot pre-annotate them, and they are reported, not guessed."""
@@ -154,11 +144,6 @@ class ReadReport:
     unlabelled: int = 0  # regions and relations without a label: not read
     utf16: int = 0  # regions whose offsets counted UTF-16 units: converted to characters
     other: int = 0  # results that are neither text regions nor relations (choices, text areas ...): ignored
-    examples: list[str] = field(default_factory=list)
-
-    def note(self, what: str) -> None:
-        if len(self.examples) < 5:
-            self.examples.append(what)
 
     def lines(self) -> list[str]:
         parts = [
@@ -311,7 +296,7 @@ def document_of(task: dict[str, Any], annotation: dict[str, Any] | None, report:
             for t in tail.labels
         ]
     events = [
-        Event(etype, (Argument(TRIGGER_ROLE, r.start, r.end), *arguments[rid]))
+        Event(etype, (Argument(TRIGGER, r.start, r.end), *arguments[rid]))
         for rid, r in regions.items()
         if r.trigger
         for etype in r.labels
@@ -424,7 +409,7 @@ class _Results:
         self.items.append(item)
 
     def event(self, ev: Event) -> None:
-        trigger = next((a for a in ev.arguments if a.role == TRIGGER_ROLE), None)
+        trigger = next((a for a in ev.arguments if a.role == TRIGGER), None)
         if trigger is None:
             self.report.drop("an event without a trigger (it cannot be drawn as a trigger region)")
             return
@@ -518,7 +503,7 @@ def schema_of(docs: Iterable[Document]) -> Schema:
             entities.update(dict.fromkeys((r.head.label, r.tail.label)))
             relations[r.label] = None
         for e in d.events:
-            events.setdefault(e.label, {}).update(dict.fromkeys(a.role for a in e.arguments if a.role != TRIGGER_ROLE))
+            events.setdefault(e.label, {}).update(dict.fromkeys(a.role for a in e.arguments if a.role != TRIGGER))
     return Schema(
         tuple(sorted(entities)), tuple(sorted(relations)), tuple((t, tuple(sorted(r))) for t, r in sorted(events.items()))
     )

@@ -102,13 +102,13 @@ def resolve(path: str | Path, revision: str | None = None) -> Path:
     from gplinker import hub
 
     p = Path(path)
-    if not p.exists() and hub.is_repo_id(str(path)) and recover_directory(p) is None:
-        try:
-            return resolve(hub.download(str(path), revision))
-        except hub.HubError as e:
-            raise ModelDirError(f"{p}: no such model folder here; as a Hugging Face Hub repository id: {e}") from e
     if not p.exists():
         previous = recover_directory(p)
+        if previous is None and hub.is_repo_id(str(path)):
+            try:
+                return resolve(hub.download(str(path), revision))
+            except hub.HubError as e:
+                raise ModelDirError(f"{p}: no such model folder here; as a Hugging Face Hub repository id: {e}") from e
         if previous is not None:
             logger.warning(
                 "%s is missing but %s holds the complete previous model (a save was interrupted); loading that", p, previous

@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Iterable, Iterator, NamedTuple
 
-from gplinker.structures import Document
+from gplinker.structures import TRIGGER, Document
 
 logger = logging.getLogger(__name__)
 
@@ -134,10 +134,10 @@ class GPLinkerComponent:
         for e in pred.events:
             trigger, arguments = None, []
             for a in e.arguments:
-                sp = span(a.start, a.end, e.label if a.role == "trigger" else a.role, a.score)
+                sp = span(a.start, a.end, e.label if a.role == TRIGGER else a.role, a.score)
                 if sp is None:
                     continue
-                if a.role == "trigger":
+                if a.role == TRIGGER:
                     trigger = sp
                 else:
                     arguments.append((a.role, sp, a.score))

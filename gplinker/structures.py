@@ -116,9 +116,12 @@ class Relation:
         return cls(Span.from_json(obj["head"], text), obj["label"], Span.from_json(obj["tail"], text), _score(obj))
 
 
+TRIGGER = "trigger"  # the role of an event's trigger among its arguments
+
+
 @dataclass(frozen=True, order=True)
 class Argument:
-    """One argument of an event; the trigger is the argument whose role is ``trigger``."""
+    """One argument of an event; the trigger is the argument whose role is :data:`TRIGGER`."""
 
     role: str
     start: int

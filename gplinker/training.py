@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from gplinker import checkpoint, curves
 from gplinker.alignment import AlignmentStats, TokenCells, align_targets
 from gplinker.distributed import DistContext
-from gplinker.extractor import Extractor
+from gplinker.extractor import PRECISIONS, Extractor  # noqa: F401 - PRECISIONS: where bench scripts import it
 from gplinker.io import write_json
 from gplinker.metrics import Metrics
 from gplinker.model import collate
@@ -32,7 +32,6 @@ from gplinker.structures import Document
 logger = logging.getLogger(__name__)
 
 
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 LINK_THRESHOLDS = (
     0.0,
     -0.5,
@@ -509,7 +508,7 @@ def _train_epoch(run: _Run, state: TrainState, epoch: int, writer: checkpoint.Ba
     state.position = 0
 
 
-def _after_step(run: _Run, state: TrainState, epoch: int, running: float, epoch_done: bool) -> None:
+def _after_step(run: _Run, state: TrainState, epoch: int, running: torch.Tensor, epoch_done: bool) -> None:
     """Evaluate when due (every ``eval_every`` steps, else at the end of each epoch, and at the
     last step); set ``state.stop`` at the last step or when patience runs out."""
     config = run.config

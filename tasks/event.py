@@ -28,10 +28,10 @@ import numpy as np
 from gplinker.cells import DocumentCells
 from gplinker.metrics import score, soft_score
 from gplinker.options import option
-from gplinker.structures import Argument, Document, Event
+from gplinker.structures import TRIGGER, Argument, Document, Event
 from gplinker.task import HeadSpec, Schema, Targets, Task, config_flag, label_list
 
-from .readers.event import TRIGGER, read_schema
+from .readers.event import read_schema
 
 logger = logging.getLogger(__name__)
 

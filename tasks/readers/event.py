@@ -19,9 +19,7 @@ from gplinker.io import (
     split_lines,
 )
 from gplinker.registry import Format
-from gplinker.structures import Argument, Document, Event
-
-TRIGGER = "trigger"
+from gplinker.structures import TRIGGER, Argument, Document, Event
 
 
 def read_schema(path: str | Path) -> list[tuple[str, str]]:
