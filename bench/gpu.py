@@ -109,20 +109,40 @@ def gplinker_rows(encoder: Path, docs, args) -> list[dict]:
             }
         )
         print(f"  {rows[-1]['run']}: {sps:.2f} steps/s, {mem:.0f} MiB", flush=True)
-        if precision == "fp32":
-            texts = [d.text for d in docs[: args.predict_texts]]
-            ex.model.eval()
-            for _ in range(2):  # warm-up pass, then the timed one
-                _sync(args.device)
-                t0 = time.perf_counter()
-                ex.predict(texts, batch_size=64)
-                _sync(args.device)
-            predict_tps = len(texts) / (time.perf_counter() - t0)
         del ex, optimizer, loss_module
         if args.device.startswith("cuda"):
             torch.cuda.empty_cache()
-    rows.append({"run": "gplinker predict, fp32, batch 64 (texts/s)", "texts_per_s": predict_tps, "texts": len(texts)})
-    print(f"  predict: {predict_tps:.1f} texts/s", flush=True)
+    return rows
+
+
+def predict_rows(encoder: Path, docs, args) -> list[dict]:
+    """One-GPU prediction, texts/s: fp32 and bf16, with the host stages overlapped (the default on a
+    GPU) and without, batch 64 and 256; decoding included."""
+    from gplinker.extractor import Extractor, ModelSettings
+    from gplinker.tasks import NEROptions, NERTask
+
+    ex = Extractor.build(
+        str(encoder),
+        NERTask.from_documents(docs, NEROptions("nested")),
+        ModelSettings(max_length=args.length, stride=args.length // 4),
+        args.device,
+        seed=42,
+    )
+    texts = [d.text for d in docs[: args.predict_texts]]
+    rows = []
+    for precision in ("fp32", "bf16"):
+        ex.set_precision(precision)
+        for batch in (64, 256):
+            for overlap in (False, True):
+                for _ in range(2):  # warm-up pass, then the timed one
+                    _sync(args.device)
+                    t0 = time.perf_counter()
+                    ex.predict(texts, batch_size=batch, overlap=overlap)
+                    _sync(args.device)
+                tps = len(texts) / (time.perf_counter() - t0)
+                run = f"gplinker predict, {precision}, batch {batch}, {'overlapped' if overlap else 'serial'} (texts/s)"
+                rows.append({"run": run, "texts_per_s": tps, "texts": len(texts)})
+                print(f"  {run}: {tps:.1f}", flush=True)
     return rows
 
 
@@ -176,12 +196,13 @@ def write(rows: list[dict], args, device: str, out: Path) -> None:
     import torch
     import transformers
 
-    hf32 = next(r["steps_per_s"] for r in rows if r["run"].startswith("HF") and r["run"].endswith("fp32"))
+    hf32 = {r["length"]: r["steps_per_s"] for r in rows if r["run"].startswith("HF") and r["run"].endswith("fp32")}
     lines = [
         "# Scaling on one GPU",
         "",
         f"Device: {device}; torch {torch.__version__}, transformers {transformers.__version__}, {platform.machine()}. "
-        f"Command: `python bench/gpu.py --tokenizer DIR --steps {args.steps} --batch {args.batch} --length {args.length}`.",
+        f"Command: `python bench/gpu.py --tokenizer DIR --steps {args.steps} --batch {args.batch} --lengths "
+        f"{' '.join(map(str, args.lengths))}`.",
         "",
         f"Encoder: BERT-base-sized (12 layers, hidden 768, 12 heads, FFN 3072, {args.vocab} word pieces), randomly "
         f"initialised; CLUENER train windows of {args.length} tokens, batch {args.batch}, nested NER with Efficient "
@@ -190,20 +211,23 @@ def write(rows: list[dict], args, device: str, out: Path) -> None:
         "Each step is the real one (`gplinker.training.train_step`: collate, forward, factorised loss, backward, "
         "clipping, AdamW, scheduler). The Hugging Face loop trains a linear BIO head on the same encoder, windows and batches.",
         "",
-        "| run | steps/s | windows/s | peak GPU MiB | vs HF loop fp32 |",
-        "|---|---:|---:|---:|---:|",
+        "| run | tokens | steps/s | windows/s | peak GPU MiB | vs HF loop fp32 |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         if "steps_per_s" in r:
             lines.append(
-                f"| {r['run']} | {r['steps_per_s']:.2f} | {r['windows_per_s']:.0f} | {r['peak_gpu_mib']:.0f} | "
-                f"{r['steps_per_s'] / hf32:.2f}x |"
+                f"| {r['run']} | {r['length']} | {r['steps_per_s']:.2f} | {r['windows_per_s']:.0f} | {r['peak_gpu_mib']:.0f} | "
+                f"{r['steps_per_s'] / hf32[r['length']]:.2f}x |"
             )
-    pred = next(r for r in rows if "texts_per_s" in r)
     lines += [
         "",
-        f"One-GPU prediction (`Extractor.predict`, fp32, batch 64, the untrained fp32 model above, decoding "
-        f"included): **{pred['texts_per_s']:.0f} texts/s** on {pred['texts']} CLUENER texts.",
+        "One-GPU prediction (`Extractor.predict`, an untrained nested-NER model on the encoder above, windows of "
+        f"{args.predict_length} tokens, decoding included), texts/s on CLUENER texts:",
+        "",
+        "| run | texts/s |",
+        "|---|---:|",
+        *(f"| {r['run']} | **{r['texts_per_s']:.0f}** |" for r in rows if "texts_per_s" in r),
         "",
     ]
     out.mkdir(parents=True, exist_ok=True)
@@ -222,7 +246,8 @@ def main() -> int:
     p.add_argument("--data", default=str(ROOT.parent / "shared" / "datasets"))
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--length", type=int, default=128)
+    p.add_argument("--length", type=int, default=128, help="window length of the prediction rows")
+    p.add_argument("--lengths", type=int, nargs="+", default=[128, 256], help="window lengths of the training rows")
     p.add_argument("--docs", type=int, default=4000, help="CLUENER training documents to draw windows from")
     p.add_argument("--predict-texts", type=int, default=2000)
     p.add_argument("--out", default=str(ROOT / "docs"))
@@ -240,7 +265,11 @@ def main() -> int:
         from transformers import AutoConfig
 
         args.vocab = AutoConfig.from_pretrained(encoder).vocab_size
-        rows = gplinker_rows(encoder, docs, args) + hf_rows(encoder, docs, args)
+        args.predict_length = args.length
+        rows = predict_rows(encoder, docs, args)
+        for length in args.lengths:  # training: the step against the HF loop at each window length
+            args.length = length
+            rows += [{**r, "length": length} for r in gplinker_rows(encoder, docs, args) + hf_rows(encoder, docs, args)]
     write(rows, args, device, Path(args.out))
     return 0
 

@@ -9,6 +9,7 @@ encoder, steps, wall time, the dev F1 at every level the task reports, and the e
     python bench/quality.py                  # all rows (about 100 minutes on 2 CPU cores)
     python bench/quality.py --rows conll04_ner_gp conll04_ner_bio
     python bench/quality.py --report-only    # rebuild the docs from runs already finished
+    python bench/quality.py --rows conll04_rel --seeds 3   # the mean and deviation over seeds 42, 43, 44
 
 Finished rows are reused (their ``train_summary.json`` is kept under ``runs/quality``) unless
 ``--force`` is given, so an interrupted run resumes where it stopped.
@@ -43,7 +44,7 @@ class Row:
     args: list[str] = field(default_factory=list)
     note: str = ""
 
-    def command(self, out_dir: str) -> list[str]:
+    def command(self, out_dir: str, seed: int | None = None, seeds: int = 1) -> list[str]:
         common = [
             "--train",
             f"{DATA}/{self.train}",
@@ -55,9 +56,20 @@ class Row:
             "--output",
             out_dir,
         ]
+        if seed is not None:
+            common += ["--seed", str(seed)]
         if self.system == "baseline":
             return ["python", "bench/token_baseline.py", *common]
-        return ["python", "run.py", "train", self.task, *common, "--device", "cpu"]
+        return [
+            "python",
+            "run.py",
+            "train",
+            self.task,
+            *common,
+            "--device",
+            "cpu",
+            *(["--seeds", str(seeds)] if seeds > 1 else []),
+        ]
 
 
 ME5 = ["--trim-vocab", "train", "--lr", "5e-5", "--head-lr", "1e-3", "--batch-size", "16"]
@@ -218,32 +230,59 @@ def machine() -> str:
     )
 
 
-def run_row(row: Row, runs: Path, force: bool) -> dict | None:
-    out = runs / row.name
-    summary_file = out / "train_summary.json"
-    cmd = row.command(str(out.relative_to(ROOT)) if out.is_relative_to(ROOT) else str(out))
-    if summary_file.is_file() and not force:
-        print(f"[{row.name}] reusing {summary_file}")
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        print(f"[{row.name}] {shlex.join(cmd)}", flush=True)
-        t0 = time.time()
-        with open(out / "stdout.log", "w") as log:
-            rc = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT).returncode
-        wall = time.time() - t0
-        if rc != 0 or not summary_file.is_file():
-            print(f"[{row.name}] failed (exit {rc}); see {out / 'stdout.log'}")
-            return None
-        (out / "wall_seconds.txt").write_text(f"{wall:.1f}\n")
-        print(f"[{row.name}] done in {wall:.0f}s")
-    summary = json.loads(summary_file.read_text(encoding="utf-8"))
-    wall_file = out / "wall_seconds.txt"
-    best = summary["best"]
-    levels = {
+def _execute(name: str, cmd: list[str], out: Path, done: Path, force: bool) -> bool:
+    """Run one command into ``out`` unless ``done`` exists (a finished earlier run)."""
+    if done.is_file() and not force:
+        print(f"[{name}] reusing {done}")
+        return True
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"[{name}] {shlex.join(cmd)}", flush=True)
+    t0 = time.time()
+    with open(out / "stdout.log", "w") as log:
+        rc = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT).returncode
+    wall = time.time() - t0
+    if rc != 0 or not done.is_file():
+        print(f"[{name}] failed (exit {rc}); see {out / 'stdout.log'}")
+        return False
+    (out / "wall_seconds.txt").write_text(f"{wall:.1f}\n")
+    print(f"[{name}] done in {wall:.0f}s")
+    return True
+
+
+def _levels(summary: dict) -> dict:
+    return {
         k: {m: v[m] for m in ("precision", "recall", "f1", "n_gold", "n_pred") if m in v}
-        for k, v in (best.get("metrics") or {}).items()
+        for k, v in (summary["best"].get("metrics") or {}).items()
         if isinstance(v, dict) and "f1" in v
     }
+
+
+def run_row(row: Row, runs: Path, force: bool, seeds: int = 1) -> dict | None:
+    """One row: a single run (``seeds`` 1, the row's own seed), or ``seeds`` runs with seeds 42, 43,
+    ... (``train --seeds`` for gplinker, one run per seed for the baseline), reported as the mean
+    with the standard deviation beside it."""
+    from gplinker.metrics import over_seeds
+
+    out = runs / row.name if seeds == 1 else runs / f"{row.name}_seeds{seeds}"
+    rel = str(out.relative_to(ROOT)) if out.is_relative_to(ROOT) else str(out)
+    seed_list = list(range(42, 42 + seeds)) if seeds > 1 else []
+    summary_files = [out / "seeds" / f"seed-{s}" / "train_summary.json" for s in seed_list] or [out / "train_summary.json"]
+    if seeds > 1 and row.system == "baseline":
+        for s, f in zip(seed_list, summary_files):
+            if not _execute(f"{row.name} seed {s}", row.command(str(f.parent), s), f.parent, f, force):
+                return None
+    elif not _execute(row.name, row.command(rel, seeds=seeds), out, summary_files[-1], force):
+        return None
+    summaries = [json.loads(f.read_text(encoding="utf-8")) for f in summary_files]
+    summary = summaries[0]
+    wall_file = out / "wall_seconds.txt"
+    best = summary["best"]
+    levels = _levels(summary)
+    spread = None
+    if seeds > 1:
+        spread = over_seeds([x["best"]["metrics"] or {} for x in summaries])
+        levels = {k: {m: spread[k][m]["mean"] for m in ("precision", "recall", "f1")} for k in spread}
+    walls = [float(f.read_text()) for f in [wall_file, *(p.parent / "wall_seconds.txt" for p in summary_files)] if f.is_file()]
     trim = out / "trim_report.json"
     return {
         "name": row.name,
@@ -256,16 +295,25 @@ def run_row(row: Row, runs: Path, force: bool) -> dict | None:
         else ("trimmed to train texts" if "--trim-vocab" in row.args else "full"),
         "steps": summary["steps"],
         "train_seconds": summary["seconds"],
-        "wall_seconds": float(wall_file.read_text()) if wall_file.is_file() else None,
+        "wall_seconds": (sum(walls) / max(1, seeds)) if walls else None,
+        "seeds": seed_list or [summary.get("config", {}).get("seed", 42)],
+        "spread": spread,
         "best_epoch": best.get("epoch"),
         "best_step": best.get("step"),
         "levels": levels,
-        "last_step": summary["history"][-1]["step"] if summary.get("history") else None,
-        "last_levels": summary["history"][-1].get("dev") if summary.get("history") else None,
+        "last_step": summary["history"][-1]["step"] if summary.get("history") and seeds == 1 else None,
+        "last_levels": summary["history"][-1].get("dev") if summary.get("history") and seeds == 1 else None,
         "trim_report": json.loads(trim.read_text()) if trim.is_file() else None,
         "note": row.note,
-        "command": shlex.join(row.command(f"runs/quality/{row.name}")),
+        "command": shlex.join(row.command(f"runs/quality/{row.name}", seeds=seeds)),
     }
+
+
+def _level_cell(r: dict, level: str, v: dict) -> str:
+    spread = (r.get("spread") or {}).get(level)
+    if spread:
+        return f"{level} **{v['f1']:.4f}** ± {spread['f1']['std']:.4f} ({v['precision']:.3f} / {v['recall']:.3f})"
+    return f"{level} **{v['f1']:.4f}** ({v['precision']:.3f} / {v['recall']:.3f})"
 
 
 def _f1(r: dict, level: str) -> float | None:
@@ -284,13 +332,21 @@ def render(results: list[dict], machine_line: str) -> str:
         "",
         f"Machine: {machine_line}.",
         "",
-        "| corpus | system | encoder | vocabulary | steps | wall (s) | dev F1 (P / R) |",
-        "|---|---|---|---|---:|---:|---|",
+        "Protocol of every row: trained on the corpus's train split, scored on its dev split (the split the "
+        "checkpoint and the link threshold are chosen on, so slightly optimistic for unseen data); `seeds` lists "
+        "the seeds of the row: one seed is one draw, several give the mean with the sample standard deviation "
+        "(±) over them (`bench/quality.py --seeds N`, `train --seeds N`).",
+        "",
+        "| corpus | system | encoder | vocabulary | steps | wall (s) | split | seeds | dev F1 (P / R) |",
+        "|---|---|---|---|---:|---:|---|---|---|",
     ]
     for r in results:
-        f1s = "<br>".join(f"{lvl} **{v['f1']:.4f}** ({v['precision']:.3f} / {v['recall']:.3f})" for lvl, v in r["levels"].items())
+        f1s = "<br>".join(_level_cell(r, lvl, v) for lvl, v in r["levels"].items())
         wall = f"{r['wall_seconds']:.0f}" if r["wall_seconds"] else "-"
-        lines.append(f"| {r['corpus']} | {r['system']} | {r['encoder']} | {r['vocabulary']} | {r['steps']} | {wall} | {f1s} |")
+        seeds = ", ".join(str(x) for x in r.get("seeds") or [42])
+        lines.append(
+            f"| {r['corpus']} | {r['system']} | {r['encoder']} | {r['vocabulary']} | {r['steps']} | {wall} | dev | {seeds} | {f1s} |"
+        )
     later = [r for r in results if r.get("last_levels") and r["last_step"] != r["best_step"]]
     if later:
         lines += [
@@ -357,6 +413,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--force", action="store_true", help="run rows again even if they finished before")
     p.add_argument("--report-only", action="store_true", help="only rebuild the docs from finished rows")
     p.add_argument("--out", default=str(ROOT / "docs" / "results"), help="writes OUT.md and OUT.json")
+    p.add_argument("--seeds", type=int, default=1, help="runs per row, seeds 42, 43, ...: mean and standard deviation")
     args = p.parse_args(argv)
     if not (ROOT / DATA).is_dir():
         print(f"error: the corpora are expected at {ROOT / DATA} (see ../shared/datasets/README.md)", file=sys.stderr)
@@ -369,8 +426,11 @@ def main(argv: list[str] | None = None) -> int:
     selected = [r for r in ROWS if not args.rows or r.name in args.rows]
     results = []
     for row in ROWS:
+        seeded = runs / f"{row.name}_seeds{args.seeds}"
         if row in selected and not args.report_only:
-            res = run_row(row, runs, args.force)
+            res = run_row(row, runs, args.force, args.seeds)
+        elif args.seeds > 1 and seeded.is_dir():
+            res = run_row(row, runs, False, args.seeds)
         elif (runs / row.name / "train_summary.json").is_file():
             res = run_row(row, runs, False)
         else:

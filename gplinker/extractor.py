@@ -24,7 +24,7 @@ from gplinker.alignment import merge_windows
 from gplinker.atomic import atomic_directory
 from gplinker.batching import forward_batches
 from gplinker.cells import DocumentCells, HeadCells
-from gplinker.model import GPLinkerModel, collate
+from gplinker.model import GPLinkerModel, collate, to_device
 from gplinker.offsets import Featurizer, Window, windows_by_document
 from gplinker.packing import ROW_TOKENS, collate_packed, pack_rows, packing_works, position_offset, should_pack
 from gplinker.settings import ModelSettings
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+OVERLAP_TEXTS = 256  # texts per piece when featurisation and decoding overlap the device (Extractor.predict)
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}  # autocast dtype of each precision
 
 
@@ -272,7 +273,7 @@ class Extractor:
         packed = collate_packed(
             [windows[k] for k in members], [[local[k] for k in r] for r in rows], self.pad_id, position_offset(self.model.encoder)
         )
-        tensors = {k: v.to(self.device) for k, v in packed.tensors.items()}
+        tensors = {k: to_device(v, self.device) for k, v in packed.tensors.items()}
         per_head = self.model.positive_cells(
             tensors["input_ids"],
             tensors["attention_mask"],
@@ -305,13 +306,44 @@ class Extractor:
         specs = self.task.head_specs()
         return [merge_windows(specs, [windows[k] for k in ks], [cells[k] for k in ks]) for ks in by_doc]
 
-    def predict(self, inputs: Sequence[str | Document], batch_size: int = 32, progress: bool = False) -> list[Document]:
-        """One predicted :class:`Document` per input text (ids and extra fields of documents kept)."""
+    def predict(
+        self, inputs: Sequence[str | Document], batch_size: int = 32, progress: bool = False, overlap: bool | None = None
+    ) -> list[Document]:
+        """One predicted :class:`Document` per input text (ids and extra fields of documents kept).
+
+        ``overlap`` (default: on a GPU): cut the inputs into pieces of :data:`OVERLAP_TEXTS` and
+        featurise the next piece and decode the previous one on host threads while the device runs
+        the current one (:func:`gplinker.pipelining.pipelined`); the items are the same either way."""
         bare = [
             Document(text=d.text, id=d.id, meta=dict(d.meta)) if isinstance(d, Document) else Document(text=d) for d in inputs
         ]
-        cells = self.document_cells([d.text for d in bare], batch_size, progress)
-        return [self.task.decode(d, c) for d, c in zip(bare, cells)]  # each decoded from a fresh, unannotated document
+        if overlap is None:
+            overlap = self.device.type == "cuda"
+        if not overlap or len(bare) <= OVERLAP_TEXTS:
+            cells = self.document_cells([d.text for d in bare], batch_size, progress)
+            return [self.task.decode(d, c) for d, c in zip(bare, cells)]  # each decoded from a fresh, unannotated document
+        return self._predict_overlapped(bare, batch_size, progress)
+
+    def _predict_overlapped(self, bare: list[Document], batch_size: int, progress: bool) -> list[Document]:
+        from gplinker.pipelining import pipelined
+
+        thresholds, specs = self.link_thresholds(), self.task.head_specs()
+        bar = tqdm(total=len(bare), desc="predict", unit="text", disable=not progress, leave=False)
+
+        def prepare(piece: list[Document]) -> list[Window]:
+            return self.featurizer.windows([d.text for d in piece])
+
+        def finish(piece: list[Document], windows: list[Window], cells: list[dict[str, HeadCells]]) -> list[Document]:
+            by_doc = windows_by_document(windows, len(piece))
+            merged = [merge_windows(specs, [windows[k] for k in ks], [cells[k] for k in ks]) for ks in by_doc]
+            bar.update(len(piece))
+            return [self.task.decode(d, c) for d, c in zip(piece, merged)]
+
+        pieces = [bare[k : k + OVERLAP_TEXTS] for k in range(0, len(bare), OVERLAP_TEXTS)]
+        try:
+            return pipelined(pieces, prepare, lambda w: self.window_cells(w, batch_size, thresholds=thresholds), finish)
+        finally:
+            bar.close()
 
     def __call__(self, texts: Sequence[str], batch_size: int = 32) -> list[Document]:
         return self.predict(texts, batch_size)

@@ -135,3 +135,22 @@ class Metrics:
         """Predicted per gold item of the main level (events per gold event, triples per gold triple)."""
         level = self.levels[self.main]
         return float(level["n_pred"]) / max(1, int(level["n_gold"])) if "n_pred" in level else 1.0
+
+
+def over_seeds(runs: list[dict]) -> dict:
+    """Mean and sample standard deviation of every level's precision, recall and F1 over the
+    metrics of several runs (seeds) of one command: ``{level: {"f1": {"mean", "std", "values"}, ...}}``.
+    A level missing from a run is left out; ``std`` is 0 for one run."""
+    import statistics
+
+    levels = [k for k, v in (runs[0] if runs else {}).items() if isinstance(v, dict) and "f1" in v]
+    out: dict = {}
+    for level in levels:
+        if not all(isinstance(r.get(level), dict) for r in runs):
+            continue
+        out[level] = {}
+        for key in ("precision", "recall", "f1"):
+            values = [float(r[level][key]) for r in runs]
+            std = statistics.stdev(values) if len(values) > 1 else 0.0
+            out[level][key] = {"mean": statistics.fmean(values), "std": std, "values": values}
+    return out

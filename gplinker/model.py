@@ -106,12 +106,20 @@ class Batch:
     def inputs(self, device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
         """The model's keyword inputs (ids and masks), on ``device``."""
         tensors = {"input_ids": self.input_ids, "attention_mask": self.attention_mask, "span_mask": self.span_mask}
-        return {k: v.to(device) for k, v in tensors.items()} if device is not None else tensors
+        return {k: to_device(v, device) for k, v in tensors.items()} if device is not None else tensors
 
     def labels_on(self, device: torch.device | str) -> dict[str, torch.Tensor]:
         if self.labels is None:
             raise ValueError("this batch was built without targets: it has no labels")
-        return {name: v.to(device) for name, v in self.labels.items()}
+        return {name: to_device(v, device) for name, v in self.labels.items()}
+
+
+def to_device(tensor: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """A host tensor on ``device``; to a GPU through pinned memory, without making the host wait."""
+    device = torch.device(device)
+    if device.type == "cuda" and tensor.device.type == "cpu":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
 
 
 def collate(

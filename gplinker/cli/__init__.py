@@ -1,4 +1,4 @@
-"""The gplinker command line: train, evaluate, predict, pipeline, serve, calibrate, convert, info, card, push,
+"""The gplinker command line: train, tune, evaluate, predict, pipeline, serve, calibrate, convert, info, card, push,
 quickstart.
 
 Installed as the ``gplinker`` command and ``python -m gplinker``; ``run.py`` in a checkout calls
@@ -17,12 +17,12 @@ import traceback
 from typing import Callable
 
 from gplinker import __version__
-from gplinker.cli import calibrate, card, convert, evaluate, info, pipeline, predict, push, quickstart, serve, train
+from gplinker.cli import calibrate, card, convert, evaluate, info, pipeline, predict, push, quickstart, serve, train, tune
 from gplinker.cli.common import EXIT_USAGE, UsageError, print_metrics, registry
 
 __all__ = ["main", "build_parser", "UsageError", "print_metrics"]
 
-COMMANDS = (train, evaluate, predict, pipeline, serve, calibrate, convert, info, card, push, quickstart)
+COMMANDS = (train, tune, evaluate, predict, pipeline, serve, calibrate, convert, info, card, push, quickstart)
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):

@@ -21,6 +21,7 @@ from gplinker.cli.common import (
     print_metrics,
     registry,
     setup_logging,
+    table,
 )
 from gplinker.extractor import ModelSettings
 from gplinker.training import TrainConfig
@@ -30,15 +31,7 @@ HELP = "train a model and keep the best one on dev"
 
 def add_parser(sub, formatter, formats: str) -> argparse.ArgumentParser:
     t = sub.add_parser("train", help=HELP, formatter_class=formatter)
-    t.add_argument("task", choices=registry().names(), help="what to extract")
-    t.add_argument("--train", required=True, help="training file")
-    t.add_argument("--dev", help="dev file, evaluated after each epoch (best model kept)")
-    t.add_argument("--format", default="auto", help=f"dataset format, auto detects ({formats})")
-    t.add_argument(
-        "--encoder",
-        default="minilm-l6",
-        help="Hugging Face name, local directory, or offline alias (minilm-l6: English; me5-small: multilingual)",
-    )
+    add_data_arguments(t, formats, dev_required=False)
     t.add_argument(
         "--init-from",
         metavar="MODEL",
@@ -52,7 +45,35 @@ def add_parser(sub, formatter, formats: str) -> argparse.ArgumentParser:
         help="start again in an --output that holds a model or a checkpoint (default: refuse); the old "
         "model stays until the new one is saved",
     )
-    options.add_options(t, TrainConfig)
+    t.add_argument(
+        "--seeds",
+        type=options.positive_int,
+        default=1,
+        help="train N times with seeds SEED, SEED+1, ... (OUTPUT/seeds/seed-K/); report the mean and standard "
+        "deviation of every dev level (OUTPUT/seeds.json); OUTPUT/model is the seed best on dev",
+    )
+    add_training_arguments(t)
+    t.set_defaults(func=run)
+    return t
+
+
+def add_data_arguments(t: argparse.ArgumentParser, formats: str, dev_required: bool) -> None:
+    """The task, the data and the encoder: what ``train`` and ``tune`` share."""
+    t.add_argument("task", choices=registry().names(), help="what to extract")
+    t.add_argument("--train", required=True, help="training file")
+    t.add_argument("--dev", required=dev_required, help="dev file, evaluated after each epoch (best model kept)")
+    t.add_argument("--format", default="auto", help=f"dataset format, auto detects ({formats})")
+    t.add_argument(
+        "--encoder",
+        default="minilm-l6",
+        help="Hugging Face name, local directory, or offline alias (minilm-l6: English; me5-small: multilingual)",
+    )
+
+
+def add_training_arguments(t: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    """The training settings, the model settings, the tasks' options, vocabulary trimming and the
+    common flags (``skip``: TrainConfig fields a command sets itself)."""
+    options.add_options(t, TrainConfig, skip=skip)
     options.add_options(t, ModelSettings)
     options.add_task_options(t, registry())
     t.add_argument(
@@ -64,8 +85,6 @@ def add_parser(sub, formatter, formats: str) -> argparse.ArgumentParser:
     )
     t.add_argument("--max-train-docs", type=options.positive_int, default=None, help="use only the first N training documents")
     add_common(t)
-    t.set_defaults(func=run)
-    return t
 
 
 def task_options(args: argparse.Namespace, entry) -> Any:
@@ -92,6 +111,12 @@ def check(args: argparse.Namespace) -> None:
         existing_file(args.dev, "--dev")
     out = output_folder(args.output, "--output", "training writes a folder (model/, metrics.json, train.log)")
     check_previous_run(args, out)
+    if args.seeds > 1 and args.resume:
+        raise UsageError("--resume continues one run; --seeds trains several: run the seeds without --resume")
+    if args.seeds > 1 and (out / "seeds").exists() and not args.overwrite:
+        raise UsageError(
+            f"--output {args.output} holds the runs of an earlier --seeds command ({out / 'seeds'}); pass --overwrite"
+        )
     if args.stride is None:
         from gplinker.offsets import default_stride
 
@@ -187,14 +212,21 @@ def build_extractor(args: argparse.Namespace, entry, opts, train_docs, dev_docs,
     return extractor
 
 
-def train(args: argparse.Namespace, entry, opts, out: Path, main_rank: bool = True) -> int:
-    from gplinker.io import write_json
-    from gplinker.training import train as train_loop
-
+def read_data(args: argparse.Namespace, entry) -> tuple[list, list | None]:
+    """The training and dev documents (the first ``--max-train-docs`` of training)."""
     train_docs = entry.read(args.train, args.format)
     dev_docs = entry.read(args.dev, args.format) if args.dev else None
     if args.max_train_docs:
         train_docs = train_docs[: args.max_train_docs]
+    return train_docs, dev_docs
+
+
+def fit(args: argparse.Namespace, entry, opts, train_docs, dev_docs, out: Path, on_epoch=None) -> dict[str, Any]:
+    """One training run as the flags say: the model built, trained, the best saved to OUT/model and
+    its dev metrics to OUT/metrics.json. Returns the training summary."""
+    from gplinker.io import write_json
+    from gplinker.training import train as train_loop
+
     extractor = build_extractor(args, entry, opts, train_docs, dev_docs, out)
     extractor.info.update(train_file=str(args.train), dev_file=str(args.dev) if args.dev else None, format=args.format)
     if getattr(args, "argv", None):
@@ -204,12 +236,21 @@ def train(args: argparse.Namespace, entry, opts, out: Path, main_rank: bool = Tr
     config = TrainConfig(**options.values(args, TrainConfig))
     if dev_docs:
         warn_label_overlap(extractor.task, dev_docs)
-    summary = train_loop(extractor, train_docs, dev_docs, config, out)
+    summary = train_loop(extractor, train_docs, dev_docs, config, out, on_epoch=on_epoch)
+    if int(os.environ.get("RANK", "0")) == 0:
+        write_json(out / "metrics.json", summary["best"]["metrics"] or {})
+    return summary
+
+
+def train(args: argparse.Namespace, entry, opts, out: Path, main_rank: bool = True) -> int:
+    train_docs, dev_docs = read_data(args, entry)
+    if args.seeds > 1:
+        return train_seeds(args, entry, opts, train_docs, dev_docs, out)
+    summary = fit(args, entry, opts, train_docs, dev_docs, out)
     if not main_rank:
         return 0
     best = summary["best"]
     metrics = best["metrics"] or {}
-    write_json(out / "metrics.json", metrics)
     print(f"trained {summary['steps']} steps in {summary['seconds']:.0f}s; model saved to {out / 'model'}")
     if (out / "curves.png").is_file():
         print(f"training curves: {out / 'curves.png'} (values in {out / 'history.jsonl'})")
@@ -217,6 +258,52 @@ def train(args: argparse.Namespace, entry, opts, out: Path, main_rank: bool = Tr
         print(f"best dev scores (epoch {best['epoch']}, step {best['step']}):")
         print_metrics(metrics)
     return 0
+
+
+def train_seeds(args: argparse.Namespace, entry, opts, train_docs, dev_docs, out: Path) -> int:
+    """``--seeds N``: the same command with seeds SEED .. SEED+N-1, each in OUT/seeds/seed-K; the
+    mean and standard deviation of every dev level in OUT/seeds.json; the seed best on dev (main
+    level) copied to OUT/model."""
+    import copy
+
+    from gplinker.io import write_json
+    from gplinker.metrics import over_seeds
+    from gplinker.training import main_f1
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise UsageError("--seeds runs the seeds one after another; run it without torchrun")
+    runs: list[dict[str, Any]] = []
+    for seed in range(args.seed, args.seed + args.seeds):
+        one = copy.copy(args)
+        one.seed, one.seeds = seed, 1
+        summary = fit(one, entry, opts, train_docs, dev_docs, out / "seeds" / f"seed-{seed}")
+        runs.append({"seed": seed, "metrics": summary["best"]["metrics"] or {}, "seconds": summary["seconds"]})
+        print(f"seed {seed}: trained {summary['steps']} steps in {summary['seconds']:.0f}s")
+    summary = over_seeds([r["metrics"] for r in runs])
+    main = entry.task_class.main_level
+    best = max(runs, key=lambda r: main_f1(r["metrics"], main) if r["metrics"] else -1.0)
+    write_json(
+        out / "seeds.json", {"seeds": [r["seed"] for r in runs], "summary": summary, "runs": runs, "best_seed": best["seed"]}
+    )
+    write_json(out / "metrics.json", best["metrics"])
+    _copy_model(out / "seeds" / f"seed-{best['seed']}" / "model", out / "model")
+    print(f"\ndev scores over {len(runs)} seeds ({', '.join(str(r['seed']) for r in runs)}), mean ± standard deviation:")
+    rows = [
+        [level, *(f"{m[k]['mean']:.4f} ± {m[k]['std']:.4f}" for k in ("precision", "recall", "f1"))]
+        for level, m in summary.items()
+    ]
+    table(rows, ["level", "precision", "recall", "f1"])
+    print(f"model of seed {best['seed']} (best on dev {main}) copied to {out / 'model'}; per seed: {out / 'seeds.json'}")
+    return 0
+
+
+def _copy_model(src: Path, dst: Path) -> None:
+    import shutil
+
+    from gplinker.atomic import atomic_directory
+
+    with atomic_directory(dst) as tmp:
+        shutil.copytree(src, tmp, dirs_exist_ok=True)
 
 
 def warn_label_overlap(task, docs) -> None:
