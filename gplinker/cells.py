@@ -31,8 +31,11 @@ class HeadCells:
     logits: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
 
     def __post_init__(self) -> None:
-        rows = np.asarray(self.rows, dtype=np.int64).reshape(-1, 3)  # (N, 3)
-        logits = np.asarray(self.logits, dtype=np.float32).reshape(-1)  # (N,)
+        rows, logits = self.rows, self.logits
+        if not (type(rows) is np.ndarray and rows.dtype == np.int64 and rows.ndim == 2 and rows.shape[1] == 3):
+            rows = np.asarray(rows, dtype=np.int64).reshape(-1, 3)  # (N, 3)
+        if not (type(logits) is np.ndarray and logits.dtype == np.float32 and logits.ndim == 1):
+            logits = np.asarray(logits, dtype=np.float32).reshape(-1)  # (N,)
         if len(rows) != len(logits):
             raise ValueError(f"{len(rows)} cells but {len(logits)} logits")
         object.__setattr__(self, "rows", rows)

@@ -6,10 +6,12 @@ positions inside one window and never leave the library.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import logging
 import unicodedata
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
 
@@ -36,13 +38,31 @@ class Window:
     is_first: bool
     is_last: bool
 
-    def __post_init__(self) -> None:
-        self.content = np.flatnonzero(self.token_starts >= 0)  # (m,) positions that hold text, in order
+    @functools.cached_property
+    def content(self) -> np.ndarray:
+        """(m,) positions that hold text, in order (computed when first asked: decoding a window
+        that is its text's only one never needs it)."""
+        return np.flatnonzero(self.token_starts >= 0)
+
+    @functools.cached_property
+    def char_start(self) -> int:
+        """Where the text this window covers starts."""
         c = self.content
-        self.char_start = int(self.token_starts[c[0]]) if len(c) else 0  # text this window covers
-        self.char_end = int(self.token_ends[c[-1]]) if len(c) else 0
-        self._content_starts = self.token_starts[c]  # (m,) for alignment searches
-        self._content_ends = self.token_ends[c]
+        return int(self.token_starts[c[0]]) if len(c) else 0
+
+    @functools.cached_property
+    def char_end(self) -> int:
+        """Where the text this window covers ends."""
+        c = self.content
+        return int(self.token_ends[c[-1]]) if len(c) else 0
+
+    @functools.cached_property
+    def _content_starts(self) -> np.ndarray:
+        return self.token_starts[self.content]  # (m,) for alignment searches
+
+    @functools.cached_property
+    def _content_ends(self) -> np.ndarray:
+        return self.token_ends[self.content]  # (m,)
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -55,26 +75,43 @@ def _marks(text: str) -> set[str]:
     return {c for c in set(text) if unicodedata.category(c).startswith("M")}
 
 
-def _content_positions(offsets: Sequence[Sequence[int]], special: Sequence[int], text: str = "") -> tuple[np.ndarray, np.ndarray]:
-    """Per-position char offsets with non-content positions set to -1, computed with numpy over
-    the whole window.
+def content_positions(
+    offsets: Sequence[Sequence[Sequence[int]]], special: Sequence[Sequence[int]], lengths: Sequence[int], texts: Sequence[str]
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per window, per position char offsets (start, end) with non-content positions set to -1,
+    computed with numpy over all windows at once.
 
+    A piece that shares its start with the next piece and is covered by it (XLM-R's lone "▁"
+    before a CJK character) would make two positions claim one character: the later one is kept.
     A token's end is extended over combining marks (Unicode category M) that follow it and that
     no token covers: accent-stripping tokenizers drop the U+0301 of a decomposed "José", and a
     span could otherwise never end after it, cutting the grapheme."""
-    off = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)  # (n, 2) character (start, end) per position
-    keep = ~np.asarray(special, dtype=bool) & (off[:, 1] > off[:, 0])  # (n,)
-    # A piece that shares its start with the next piece and is covered by it (XLM-R's lone "▁"
-    # before a CJK character) would make two positions claim one character: keep the later one.
+    total = int(sum(lengths))
+    chain = itertools.chain.from_iterable
+    off = np.fromiter(chain(chain(offsets)), dtype=np.int64, count=2 * total).reshape(total, 2)  # (T, 2) (start, end)
+    spec = np.fromiter(chain(special), dtype=bool, count=total)  # (T,)
+    keep = ~spec & (off[:, 1] > off[:, 0])  # (T,)
+    bounds = np.cumsum([0, *lengths])  # window k holds positions bounds[k]:bounds[k+1]
+    same = np.ones(max(total - 1, 0), dtype=bool)  # (T-1,) position t and t+1 in one window
+    same[bounds[1:-1] - 1] = False
     lone = np.zeros_like(keep)
-    lone[:-1] = keep[:-1] & keep[1:] & (off[1:, 0] == off[:-1, 0]) & (off[1:, 1] >= off[:-1, 1])
+    lone[:-1] = keep[:-1] & keep[1:] & same & (off[1:, 0] == off[:-1, 0]) & (off[1:, 1] >= off[:-1, 1])
     keep &= ~lone
-    starts = np.where(keep, off[:, 0], -1)  # (n,)
-    ends = np.where(keep, off[:, 1], -1)  # (n,)
-    marks = _marks(text)
-    if marks:
-        _extend_over_marks(starts, ends, text, marks)
-    return starts, ends
+    starts = np.where(keep, off[:, 0], -1)  # (T,)
+    ends = np.where(keep, off[:, 1], -1)  # (T,)
+    s_list = [starts[bounds[k] : bounds[k + 1]] for k in range(len(lengths))]
+    e_list = [ends[bounds[k] : bounds[k + 1]] for k in range(len(lengths))]
+    for k, text in enumerate(texts):
+        marks = _marks(text)
+        if marks:
+            _extend_over_marks(s_list[k], e_list[k], text, marks)
+    return s_list, e_list
+
+
+def _content_positions(offsets: Sequence[Sequence[int]], special: Sequence[int], text: str = "") -> tuple[np.ndarray, np.ndarray]:
+    """:func:`content_positions` of one window."""
+    starts, ends = content_positions([offsets], [special], [len(offsets)], [text])
+    return starts[0], ends[0]
 
 
 def _extend_over_marks(starts: np.ndarray, ends: np.ndarray, text: str, marks: set[str]) -> None:
@@ -114,11 +151,19 @@ class Featurizer:
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.stride = stride
+        self._direct: bool | None = None  # straight from the Rust tokenizer, once checked to agree
 
     def windows(self, texts: Sequence[str]) -> list[Window]:
         """All windows of all texts, in document order."""
         if not texts:
             return []
+        if self._direct is None:
+            self._direct = self._direct_works()
+        ids, offsets, special, doc_of = self._encode_direct(texts) if self._direct else self._encode_wrapped(texts)
+        return self._build(texts, ids, offsets, special, doc_of)
+
+    def _encode_wrapped(self, texts: Sequence[str]) -> tuple[list, list, list, list]:
+        """Through the transformers tokenizer: (ids, offsets, special-token masks, text index) per window."""
         enc = self.tokenizer(
             list(texts),
             max_length=self.max_length,
@@ -129,21 +174,67 @@ class Featurizer:
             return_special_tokens_mask=True,
             add_special_tokens=True,
         )
-        mapping = enc["overflow_to_sample_mapping"]
+        return enc["input_ids"], enc["offset_mapping"], enc["special_tokens_mask"], list(enc["overflow_to_sample_mapping"])
+
+    def _encode_direct(self, texts: Sequence[str]) -> tuple[list, list, list, list]:
+        """The same straight from the Rust tokenizer, truncation and stride set as transformers sets
+        them (a text's overflowing windows follow it): no per-window dictionaries in between."""
+        backend = self.tokenizer.backend_tokenizer
+        target = {"max_length": self.max_length, "stride": self.stride, "strategy": "longest_first"}
+        target["direction"] = self.tokenizer.truncation_side
+        current = backend.truncation
+        if current is None or any(current.get(k) != v for k, v in target.items()):
+            backend.enable_truncation(**target)
+        if backend.padding is not None:
+            backend.no_padding()
+        ids, offsets, special, doc_of = [], [], [], []
+        for d, first in enumerate(backend.encode_batch(list(texts), add_special_tokens=True)):
+            for e in (first, *first.overflowing):
+                ids.append(e.ids)
+                offsets.append(e.offsets)
+                special.append(e.special_tokens_mask)
+                doc_of.append(d)
+        return ids, offsets, special, doc_of
+
+    def _direct_works(self) -> bool:
+        """Whether the direct path gives exactly what the transformers call gives on probe texts
+        (long ones overflow into several windows); a tokenizer class that adds its own steps keeps
+        the transformers call."""
+        if not hasattr(self.tokenizer, "backend_tokenizer") or not hasattr(self.tokenizer, "truncation_side"):
+            return False
+        probe = [_PROBE, _PROBE * (self.max_length // 4 + 2), "", " "]
+        try:
+            direct, wrapped = self._encode_direct(probe), self._encode_wrapped(probe)
+        except Exception:  # noqa: BLE001 - any difference keeps the transformers call
+            return False
+        return all(_plain(x) == _plain(y) for x, y in zip(direct, wrapped))
+
+    def _build(self, texts: Sequence[str], ids: list, offsets: list, special: list, doc_of: list[int]) -> list[Window]:
+        """Windows from per-window token ids, offsets and special masks, the content positions of all
+        windows computed in one numpy pass (:func:`content_positions`)."""
+        lengths = [len(x) for x in ids]
+        starts, ends = content_positions(offsets, special, lengths, [texts[d] for d in doc_of])
         out: list[Window] = []
-        for w, doc in enumerate(mapping):
-            starts, ends = _content_positions(enc["offset_mapping"][w], enc["special_tokens_mask"][w], texts[int(doc)])
+        for w, doc in enumerate(doc_of):
             out.append(
                 Window(
-                    doc_index=int(doc),
-                    input_ids=list(enc["input_ids"][w]),
-                    token_starts=starts,
-                    token_ends=ends,
-                    is_first=w == 0 or mapping[w - 1] != doc,
-                    is_last=w == len(mapping) - 1 or mapping[w + 1] != doc,
+                    doc_index=doc,
+                    input_ids=list(ids[w]),
+                    token_starts=starts[w],
+                    token_ends=ends[w],
+                    is_first=w == 0 or doc_of[w - 1] != doc,
+                    is_last=w == len(doc_of) - 1 or doc_of[w + 1] != doc,
                 )
             )
         return out
+
+
+def _plain(value: Any) -> Any:
+    """Nested sequences as lists, to compare the two paths' outputs."""
+    return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
+_PROBE = "Zürich’s José (Josée) met 北京 🤖 co-op e\u0301 A.I. résumés—ok?  "
 
 
 def align_span(window: Window, start: int, end: int, policy: AlignPolicy = "expand") -> tuple[int, int] | None:

@@ -33,6 +33,8 @@ logger = logging.getLogger(__name__)
 
 
 LINK_THRESHOLDS = (
+    1.0,
+    0.5,
     0.0,
     -0.5,
     -1.0,
@@ -41,7 +43,8 @@ LINK_THRESHOLDS = (
     -3.0,
     -4.0,
     -5.0,
-)  # logits tried for the link heads (both full-budget event runs chose -3, the old grid's edge)
+)  # logits tried for the link heads (both full-budget event runs chose -3, the old grid's edge; above 0
+# for a model whose links over-fire)
 
 
 def tune_link_threshold(
@@ -78,7 +81,7 @@ def tune_link_threshold(
     if band is not None:  # prefer thresholds whose structures number about as many as gold's
         within = [t for t in candidates if band[0] <= count_ratio(results[t], task.main_level) <= band[1]]
         pool = within or pool
-    chosen = max(pool, key=lambda t: (main_f1(results[t], task.main_level), t))
+    chosen = max(pool, key=lambda t: (main_f1(results[t], task.main_level), -abs(t)))
     extractor.settings.link_threshold = chosen
     return chosen, results
 

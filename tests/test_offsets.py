@@ -130,3 +130,22 @@ def test_vectorised_content_positions_equal_the_per_position_definition():
         special = [rng.random() < 0.2 for _ in offsets]
         got, want = _content_positions(offsets, special, text), _reference_content_positions(offsets, special, text)
         assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1]), (text, offsets, special)
+
+
+def test_direct_tokenizer_path_equals_the_transformers_call(tokenizer):
+    """Featurizer reads the Rust tokenizer directly once it has checked it agrees; on every shipped
+    example, long texts across windows included, its windows equal the transformers call's."""
+    from conftest import all_texts
+
+    texts = [line for t in all_texts() for line in t.splitlines() if line.strip()][:200]
+    texts += [" ".join(texts[:30]), "e\u0301te\u0301 cafe\u0301", "", "🤖 北京 Zürich"]
+    for max_length, stride in ((32, 8), (64, 16), (128, 0)):
+        fast = Featurizer(tokenizer, max_length, stride)
+        slow = Featurizer(tokenizer, max_length, stride)
+        slow._direct = False
+        a, b = fast.windows(texts), slow.windows(texts)
+        assert fast._direct is True
+        assert len(a) == len(b) > len(texts)
+        for x, y in zip(a, b):
+            assert (x.doc_index, x.input_ids, x.is_first, x.is_last) == (y.doc_index, y.input_ids, y.is_first, y.is_last)
+            assert x.token_starts.tolist() == y.token_starts.tolist() and x.token_ends.tolist() == y.token_ends.tolist()

@@ -38,7 +38,13 @@ def test_cli_search_trains_best_recipe(tiny_encoder, tmp_path, capsys):
     only it) kept and copied to OUTPUT/model, the plot drawn, the recipe's score is the best row's."""
     space = tmp_path / "space.json"
     space.write_text(
-        json.dumps({"lr": {"low": 1e-4, "high": 1e-2, "log": True}, "head_type": {"choices": ["efficient", "standard"]}})
+        json.dumps(
+            {
+                "lr": {"low": 1e-4, "high": 1e-2, "log": True},
+                "head_type": {"choices": ["efficient", "standard"]},
+                "warmup_ratio": {"choices": [0.0, 0.25]},
+            }
+        )
     )
     out = tmp_path / "search"
     args = ["tune", "ner", "--train", DATA / "zh_train.jsonl", "--dev", DATA / "zh_dev.jsonl", "--encoder", tiny_encoder]
@@ -57,7 +63,15 @@ def test_cli_search_trains_best_recipe(tiny_encoder, tmp_path, capsys):
     from gplinker.tasks import load
 
     model = load(out / "model", "cpu")
-    assert model.settings.head_type == best["best"]["params"]["head_type"]
+    params = best["best"]["params"]
+    assert model.settings.head_type == params["head_type"]
+    command = model.info["command"]  # the recipe as the train command that reproduces it
+    assert command.startswith("gplinker train ner ") and f"--head {params['head_type']}" in command
+    assert f"--warmup-ratio {params['warmup_ratio']}" in command and "--budget" not in command
+    for r in table:  # every trial trained with its own settings
+        config = json.loads((out / "trials" / f"{int(r['trial']):04d}" / "train_summary.json").read_text())["config"]
+        assert config["warmup_ratio"] == float(r["warmup_ratio"]) and config["lr"] == pytest.approx(float(r["lr"]))
+        assert config["max_steps"] == 8
     assert f"best: trial {best['best']['number']}" in printed
 
 

@@ -50,10 +50,10 @@ def add_parser(sub, formatter, formats: str) -> argparse.ArgumentParser:
 
 
 def searchable(entry) -> set[str]:
-    """The settings a search space may name: training, model and the task's own options."""
-    names = {f.name for f, _ in options.cli_fields(TrainConfig)} | {f.name for f, _ in options.cli_fields(ModelSettings)}
-    names |= {f.name for f in dataclasses.fields(entry.task_class.options_class)}
-    return (names | {"max_steps", "warmup_ratio", "weight_decay"}) - {"resume", "save_every", "report_to", "seed", "eval_every"}
+    """The settings a search space may name: those of training, the model and the task that have a flag."""
+    classes = (TrainConfig, ModelSettings, entry.task_class.options_class)
+    names = {f.name for cls in classes for f, _ in options.cli_fields(cls)}
+    return names - {"resume", "save_every", "report_to", "seed", "eval_every", "epochs", "log_every", "precision"}
 
 
 def check_tune(args: argparse.Namespace, entry) -> Any:
@@ -100,7 +100,7 @@ def search(args: argparse.Namespace, entry, opts, space, out: Path) -> int:
     train_docs, dev_docs = read_data(args, entry)
     base = copy.copy(args)
     if args.trim_vocab != "none":  # trimmed once, shared by every trial
-        base.encoder, base.trim_vocab = trim_encoder(args, train_docs, dev_docs, out / "encoder"), "none"
+        base.encoder, base.trim_vocab = trim_encoder(args, train_docs, dev_docs, out), "none"
     main = entry.task_class.main_level
     logging.getLogger("gplinker").info(
         "searching %s over %s: %d trials of at most %d steps, %s",
@@ -117,6 +117,7 @@ def search(args: argparse.Namespace, entry, opts, space, out: Path) -> int:
         for name, value in params.items():
             setattr(one, f"task_{name}" if name in own else name, value)  # task options live as task_NAME
         one.eval_every = max(1, int(one.max_steps) // EVALUATIONS)
+        one.argv = recipe_argv(args, params, entry)  # the saved model records the train command of its recipe
         trial_opts = task_options(one, entry) if own & params.keys() else opts
 
         def on_eval(epoch: int, entry_: dict) -> None:
@@ -128,6 +129,33 @@ def search(args: argparse.Namespace, entry, opts, space, out: Path) -> int:
 
     result = tuning.tune(objective, space, args.trials, out, args.backend, args.seed, args.concurrency)
     return print_result(result, out, main)
+
+
+TUNE_ONLY = {"--budget": 1, "--trials": 1, "--space": 1, "--backend": 1, "--concurrency": 1, "--output": 1}
+
+
+def recipe_argv(args: argparse.Namespace, params: dict[str, Any], entry) -> list[str]:
+    """The ``gplinker train`` arguments of one trial's recipe: the tune command's own settings,
+    the search's flags dropped, the trial's settings and the budget written as flags."""
+    classes = (TrainConfig, ModelSettings, entry.task_class.options_class)
+    specs = {f.name: spec for cls in classes for f, spec in options.cli_fields(cls)}
+    given = list(getattr(args, "argv", None) or [])[1:]
+    kept, k = [], 0
+    while k < len(given):
+        if given[k] in TUNE_ONLY or given[k].split("=", 1)[0] in TUNE_ONLY:
+            k += 1 + (TUNE_ONLY.get(given[k], 0) if "=" not in given[k] else 0)
+            continue
+        kept.append(given[k])
+        k += 1
+    chosen = {"max_steps": args.budget, **params}
+    extra = []
+    for name, value in chosen.items():
+        spec = specs[name]
+        if isinstance(value, bool):  # a switch: its flag when it turns the default around
+            extra += [spec.negate] if spec.negate and not value else [spec.flag] if spec.flag and value else []
+        else:
+            extra += [spec.flag, str(value)]
+    return ["train", *kept, *extra, "--output", "OUTPUT"]
 
 
 def print_result(result, out: Path, main: str) -> int:
