@@ -10,6 +10,7 @@ import logging
 import math
 import random
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -24,7 +25,7 @@ from gplinker.distributed import DistContext
 from gplinker.extractor import PRECISIONS, Extractor  # noqa: F401 - PRECISIONS: where bench scripts import it
 from gplinker.io import write_json
 from gplinker.metrics import Metrics
-from gplinker.model import collate
+from gplinker.model import Batch, collate
 from gplinker.offsets import Window, windows_by_document
 from gplinker.settings import TrainConfig
 from gplinker.structures import Document
@@ -176,20 +177,21 @@ class _LossModule(torch.nn.Module):
 def train_step(
     extractor: Extractor,
     loss_module: torch.nn.Module,
-    group: Sequence[tuple[Sequence[Window], Sequence[TokenCells]]],
+    group: Sequence[Batch | tuple[Sequence[Window], Sequence[TokenCells]]],
     config: TrainConfig,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     scaler: torch.amp.GradScaler,
 ) -> torch.Tensor:
-    """One optimizer step over ``group`` (grad_accum batches of this process's windows); returns
+    """One optimizer step over ``group`` (grad_accum batches of this process's windows, collated
+    already or as (windows, targets)); returns
     the mean loss as a 0-d tensor on the device, not read: the host waits for the device only when
     it logs. Gradients are synchronised across processes on the group's last batch only."""
     device, specs = extractor.device, extractor.task.head_specs()
     dtype = PRECISIONS[config.precision]
     total = torch.zeros((), device=device)
-    for k, (windows, targets) in enumerate(group):
-        batch = collate(windows, extractor.pad_id, specs, targets)
+    for k, item in enumerate(group):
+        batch = item if isinstance(item, Batch) else collate(item[0], extractor.pad_id, specs, item[1])
         labels = batch.labels_on(device)
         last = k == len(group) - 1
         sync = contextlib.nullcontext() if last or not hasattr(loss_module, "no_sync") else loss_module.no_sync()
@@ -480,35 +482,76 @@ def _train_epoch(run: _Run, state: TrainState, epoch: int, writer: checkpoint.Ba
         disable=not run.ctx.is_main,
     )
     running = None
-    for g in range(state.position, len(groups)):
-        group = [([run.windows[k] for k in share], [run.targets[k] for k in share]) for share in groups[g]]
-        lrs = run.scheduler.get_last_lr()  # the rates this step uses
-        value = train_step(run.extractor, run.loss_module, group, run.config, run.optimizer, run.scheduler, run.scaler)
-        state.step += 1
-        if run.recorder is not None:
-            run.recorder.step(state.step, epoch, value, lrs)
-        running = value if running is None else 0.9 * running + 0.1 * value  # () on the device
-        bar.update(1)
-        epoch_done = g == len(groups) - 1
-        if state.step % run.config.log_every == 0:  # the progress bar's read of the loss, at log points only
-            bar.set_postfix(loss=f"{float(running):.4f}")
-        _after_step(run, state, epoch, running, epoch_done)
-        if run.config.save_every and state.step % run.config.save_every == 0 and run.ctx.is_main:
-            nxt = (epoch + 1, 0, run.rng.getstate()) if epoch_done else (epoch, g + 1, epoch_rng_state)
-            snap = checkpoint.snapshot(
-                run.extractor.model,
-                run.optimizer,
-                run.scheduler,
-                run.scaler,
-                state.progress(nxt[0], nxt[1]),
-                nxt[2],
-                state.best.state,
+    with _Prefetch(run, groups, state.position) as batches:
+        for g in range(state.position, len(groups)):
+            lrs = run.scheduler.get_last_lr()  # the rates this step uses
+            value = train_step(
+                run.extractor, run.loss_module, batches.take(g), run.config, run.optimizer, run.scheduler, run.scaler
             )
-            writer.submit(run.out, snap)
-        if state.stop:
-            break
+            running = _end_step(run, state, epoch, value, lrs, running, bar, g == len(groups) - 1)
+            if run.config.save_every and state.step % run.config.save_every == 0 and run.ctx.is_main:
+                _checkpoint(run, state, epoch, g, g == len(groups) - 1, epoch_rng_state, writer)
+            if state.stop:
+                break
     bar.close()
     state.position = 0
+
+
+class _Prefetch:
+    """Collates the next step's batches on a host thread while the current step runs."""
+
+    def __init__(self, run: _Run, groups: list, start: int) -> None:
+        self.run, self.groups, self.start = run, groups, start
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="gplinker-collate")
+        self.ahead: dict[int, Future] = {}
+
+    def _collate(self, g: int) -> list[Batch]:
+        run, specs = self.run, self.run.extractor.task.head_specs()
+        return [
+            collate([run.windows[k] for k in share], run.extractor.pad_id, specs, [run.targets[k] for k in share])
+            for share in self.groups[g]
+        ]
+
+    def take(self, g: int) -> list[Batch]:
+        """Step ``g``'s batches; step ``g + 1``'s start collating now."""
+        batches = (self.ahead.pop(g, None) or self.pool.submit(self._collate, g)).result()
+        if g + 1 < len(self.groups):
+            self.ahead[g + 1] = self.pool.submit(self._collate, g + 1)
+        return batches
+
+    def __enter__(self) -> "_Prefetch":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _end_step(run: _Run, state: TrainState, epoch: int, value, lrs, running, bar, epoch_done: bool):
+    """Count the step, record it, show the loss at log points, evaluate when due; the running loss."""
+    state.step += 1
+    if run.recorder is not None:
+        run.recorder.step(state.step, epoch, value, lrs)
+    running = value if running is None else 0.9 * running + 0.1 * value  # () on the device
+    bar.update(1)
+    if state.step % run.config.log_every == 0:  # the progress bar's read of the loss, at log points only
+        bar.set_postfix(loss=f"{float(running):.4f}")
+    _after_step(run, state, epoch, running, epoch_done)
+    return running
+
+
+def _checkpoint(run: _Run, state: TrainState, epoch: int, g: int, epoch_done: bool, epoch_rng_state, writer) -> None:
+    """A resumable snapshot after batch group ``g``, written in the background."""
+    nxt = (epoch + 1, 0, run.rng.getstate()) if epoch_done else (epoch, g + 1, epoch_rng_state)
+    snap = checkpoint.snapshot(
+        run.extractor.model,
+        run.optimizer,
+        run.scheduler,
+        run.scaler,
+        state.progress(nxt[0], nxt[1]),
+        nxt[2],
+        state.best.state,
+    )
+    writer.submit(run.out, snap)
 
 
 def _after_step(run: _Run, state: TrainState, epoch: int, running: torch.Tensor, epoch_done: bool) -> None:

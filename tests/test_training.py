@@ -118,3 +118,37 @@ def test_default_stride_follows_the_window(tiny_encoder, max_length, stride):
     assert settings.stride == stride
     ex = Extractor.build(str(tiny_encoder), ner.NERTask.from_documents(read("ner", DATA / "en_train.jsonl")[:2]), settings, "cpu")
     assert ex.settings.stride == stride and ModelSettings(max_length=max_length, stride=0).stride == 0
+
+
+def test_prefetched_batches_train_the_same_model(tiny_encoder, monkeypatch):
+    """Batches collated ahead on a host thread while the step runs give the weights collating in
+    the step gives; the collation does run on another thread."""
+    import threading
+
+    from gplinker import training
+
+    docs = read("ner", DATA / "en_train.jsonl")[:8]
+    threads = set()
+    real = training._Prefetch._collate
+
+    def spy(self, g):
+        threads.add(threading.get_ident())
+        return real(self, g)
+
+    states = []
+    for prefetch in (True, False):
+        if not prefetch:  # collate inside the step instead: hand it (windows, targets)
+            monkeypatch.setattr(
+                training._Prefetch,
+                "take",
+                lambda self, g: [([self.run.windows[k] for k in s], [self.run.targets[k] for k in s]) for s in self.groups[g]],
+            )
+        else:
+            monkeypatch.setattr(training._Prefetch, "_collate", spy)
+        ex = Extractor.build(
+            str(tiny_encoder), ner.NERTask.from_documents(docs), ModelSettings(max_length=64, stride=16), "cpu", seed=7
+        )
+        train(ex, docs, None, TrainConfig(max_steps=5, batch_size=4, seed=7))
+        states.append(ex.model.state_dict())
+    assert threads and threading.get_ident() not in threads
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
