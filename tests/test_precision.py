@@ -68,3 +68,12 @@ def test_the_command_line_option(trained_ner, tmp_path, capsys):
 def test_an_unknown_precision_is_refused(trained_ner):
     with pytest.raises(ValueError, match="choose one of fp32, bf16, fp16"):
         load(trained_ner[0], device="cpu").set_precision("int4")
+
+
+def test_attention_runs_through_sdpa(trained_ner):
+    """Loaded models attend through torch's scaled-dot-product attention (fused kernels on a GPU)
+    where the encoder allows it, not the eager matmul-softmax path."""
+    from gplinker.tasks import load
+
+    model_dir, _ = trained_ner
+    assert load(model_dir, "cpu").model.encoder.config._attn_implementation == "sdpa"
