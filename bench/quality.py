@@ -272,6 +272,12 @@ def _execute(name: str, cmd: list[str], out: Path, done: Path, force: bool) -> b
     return True
 
 
+def _system(row: Row) -> str:
+    if row.system != "gplinker":
+        return "AutoModelForTokenClassification (BIO)"
+    return "gplinker (GlobalPointer)" if "standard" in row.args else "gplinker (Efficient GlobalPointer)"
+
+
 def _levels(summary: dict) -> dict:
     return {
         k: {m: v[m] for m in ("precision", "recall", "f1", "n_gold", "n_pred") if m in v}
@@ -311,7 +317,7 @@ def run_row(row: Row, runs: Path, force: bool, seeds: int = 1) -> dict | None:
         "name": row.name,
         "corpus": row.corpus,
         "task": row.task,
-        "system": "gplinker (Efficient GlobalPointer)" if row.system == "gplinker" else "AutoModelForTokenClassification (BIO)",
+        "system": _system(row),
         "encoder": row.encoder,
         "vocabulary": "frozen, full"
         if "--freeze-embeddings" in row.args
@@ -420,9 +426,17 @@ def render(results: list[dict], machine_line: str) -> str:
                 "the whole F1 cost of trimming relative to training the full matrix (`--trim-vocab train+dev` "
                 "removes it when the texts to predict are known)."
             )
-    lines += ["", "## Commands", ""]
+    lines += [
+        "",
+        "## Commands",
+        "",
+        "`$DATA` is the folder holding the public corpora in their published formats (CLUENER, CoNLL04 in",
+        "SpERT's release, DuIE, FewFC, PHEE, ...), each as downloaded from its source.",
+        "",
+    ]
     for r in results:
-        lines.append(f"- `{r['name']}`: `{r['command']}`" + (f" ({r['note']})" if r["note"] else ""))
+        command = r["command"].replace(f"{DATA}/", "$DATA/")
+        lines.append(f"- `{r['name']}`: `{command}`" + (f" ({r['note']})" if r["note"] else ""))
     extra = ROOT / "docs" / "results_extra.md"  # measurements made outside these rows (kept across regenerations)
     if extra.is_file():
         lines += ["", extra.read_text(encoding="utf-8").rstrip()]
