@@ -334,14 +334,14 @@ def section_ray(lines: int) -> list[dict]:
 # ---- inference vs the Hugging Face pipeline -------------------------------------------------------------
 
 
-def section_inference(repeats: int) -> list[dict]:
+def section_inference(repeats: int, threads: int = 2) -> list[dict]:
     import torch
     from transformers import AutoModelForTokenClassification, pipeline
 
     from gplinker.encoders import load_encoder, resolve_encoder
     from gplinker.tasks import load as load_model
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
     ex = load_model(_ner_model(), device="cpu")
     _, tokenizer = load_encoder("minilm-l6")
     labels = ["O"] + [f"{p}-{lab}" for lab in ex.task.labels for p in ("B", "I")]
@@ -385,6 +385,7 @@ def main() -> int:
     ap.add_argument("--lines", default="10000,100000")
     ap.add_argument("--ray-lines", type=int, default=10000)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2, help="torch threads of the inference section")
     ap.add_argument("--out", default=str(ROOT / "docs" / "scaling"))
     ap.add_argument("--worker", choices=["train", "hf"], help=argparse.SUPPRESS)
     ap.add_argument("--precision", default="fp32", help=argparse.SUPPRESS)
@@ -416,7 +417,7 @@ def main() -> int:
         results["ray"] = section_ray(args.ray_lines)
     if "inference" in sections:
         print("inference", flush=True)
-        results["inference"] = section_inference(args.repeats)
+        results["inference"] = section_inference(args.repeats, args.threads)
     import torch
 
     machine = f"{platform.machine()}, {os.cpu_count()} CPU threads, torch {torch.__version__}, CPU only"
