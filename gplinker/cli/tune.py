@@ -63,13 +63,10 @@ def check_tune(args: argparse.Namespace, entry) -> Any:
     args.max_steps, args.epochs, args.eval_every = args.budget, 1, None
     args.output = str(output_folder(args.output, "--output", "tune writes a folder (trials.csv, trials/, model/)"))
     check(args)
-    if args.backend == "ray":
-        import importlib.util
-
-        if importlib.util.find_spec("ray") is None or importlib.util.find_spec("ray.tune") is None:
-            raise UsageError("--backend ray needs Ray Tune — pip install 'gplinker[ray]' (or 'ray[tune]')")
     import importlib.util
 
+    if args.backend == "ray" and (importlib.util.find_spec("ray") is None or importlib.util.find_spec("ray.tune") is None):
+        raise UsageError("--backend ray needs Ray Tune — pip install 'gplinker[ray]' (or 'ray[tune]')")
     if args.backend == "optuna" and importlib.util.find_spec("optuna") is None:
         raise UsageError("gplinker tune needs Optuna — pip install 'gplinker[tune]'")
     if args.space:
