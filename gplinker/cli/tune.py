@@ -67,7 +67,7 @@ def check_tune(args: argparse.Namespace, entry) -> Any:
 
     if args.backend == "ray" and (importlib.util.find_spec("ray") is None or importlib.util.find_spec("ray.tune") is None):
         raise UsageError("--backend ray needs Ray Tune — pip install 'gplinker[ray]' (or 'ray[tune]')")
-    if args.backend == "optuna" and importlib.util.find_spec("optuna") is None:
+    if importlib.util.find_spec("optuna") is None:  # Ray Tune's search runs Optuna's sampler too
         raise UsageError("gplinker tune needs Optuna — pip install 'gplinker[tune]'")
     if args.space:
         space = SearchSpace.from_file(existing_file(args.space, "--space"), searchable(entry))
