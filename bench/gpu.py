@@ -61,11 +61,23 @@ def _timed(step, batches: list, device: str) -> tuple[float, float]:
     return len(batches) / (time.perf_counter() - t0), (torch.cuda.max_memory_allocated() / 2**20 if cuda else 0.0)
 
 
+def _ner_extractor(encoder: Path, docs, args):
+    """An untrained nested-NER model on ``encoder``, windows of ``args.length`` tokens."""
+    from gplinker.extractor import Extractor, ModelSettings
+    from gplinker.tasks import NEROptions, NERTask
+
+    return Extractor.build(
+        str(encoder),
+        NERTask.from_documents(docs, NEROptions("nested")),
+        ModelSettings(max_length=args.length, stride=args.length // 4),
+        args.device,
+        seed=42,
+    )
+
+
 def gplinker_rows(encoder: Path, docs, args) -> list[dict]:
     import torch
 
-    from gplinker.extractor import Extractor, ModelSettings
-    from gplinker.tasks import NEROptions, NERTask
     from gplinker.training import (
         TrainConfig,
         _LossModule,
@@ -78,13 +90,7 @@ def gplinker_rows(encoder: Path, docs, args) -> list[dict]:
 
     rows = []
     for precision in ("fp32", "bf16", "fp16"):
-        ex = Extractor.build(
-            str(encoder),
-            NERTask.from_documents(docs, NEROptions("nested")),
-            ModelSettings(max_length=args.length, stride=args.length // 4),
-            args.device,
-            seed=42,
-        )
+        ex = _ner_extractor(encoder, docs, args)
         cfg = TrainConfig(max_steps=2 * args.steps, batch_size=args.batch, lr=2e-5, head_lr=1e-3, precision=precision)
         windows, targets, _ = training_windows(ex, docs)
         optimizer = build_optimizer(ex.model, cfg)
@@ -118,16 +124,8 @@ def gplinker_rows(encoder: Path, docs, args) -> list[dict]:
 def predict_rows(encoder: Path, docs, args) -> list[dict]:
     """One-GPU prediction, texts/s: fp32 and bf16, with the host stages overlapped (the default on a
     GPU) and without, batch 64 and 256; decoding included."""
-    from gplinker.extractor import Extractor, ModelSettings
-    from gplinker.tasks import NEROptions, NERTask
 
-    ex = Extractor.build(
-        str(encoder),
-        NERTask.from_documents(docs, NEROptions("nested")),
-        ModelSettings(max_length=args.length, stride=args.length // 4),
-        args.device,
-        seed=42,
-    )
+    ex = _ner_extractor(encoder, docs, args)
     texts = [d.text for d in docs[: args.predict_texts]]
     rows = []
     for precision in ("fp32", "bf16"):

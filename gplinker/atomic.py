@@ -175,6 +175,13 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
     shutil.rmtree(previous, ignore_errors=True)
 
 
+def copy_directory(src: str | Path, dst: str | Path) -> None:
+    """Copy the folder ``src`` to ``dst`` atomically (:func:`atomic_directory`): ``dst`` is the
+    old folder or the whole copy, never half of one."""
+    with atomic_directory(dst) as tmp:
+        shutil.copytree(src, tmp, dirs_exist_ok=True)
+
+
 def recover_directory(path: str | Path) -> Path | None:
     """``PATH.previous`` when ``path`` is missing because a directory swap was interrupted."""
     path = Path(path)

@@ -108,12 +108,6 @@ def content_positions(
     return s_list, e_list
 
 
-def _content_positions(offsets: Sequence[Sequence[int]], special: Sequence[int], text: str = "") -> tuple[np.ndarray, np.ndarray]:
-    """:func:`content_positions` of one window."""
-    starts, ends = content_positions([offsets], [special], [len(offsets)], [text])
-    return starts[0], ends[0]
-
-
 def _extend_over_marks(starts: np.ndarray, ends: np.ndarray, text: str, marks: set[str]) -> None:
     """Grow, in place, each token end that stops before combining marks no token covers."""
     marked = [t for t in np.flatnonzero(ends >= 0) if ends[t] < len(text) and text[ends[t]] in marks]

@@ -184,9 +184,9 @@ def train_step(
     scaler: torch.amp.GradScaler,
 ) -> torch.Tensor:
     """One optimizer step over ``group`` (grad_accum batches of this process's windows, collated
-    already or as (windows, targets)); returns
-    the mean loss as a 0-d tensor on the device, not read: the host waits for the device only when
-    it logs. Gradients are synchronised across processes on the group's last batch only."""
+    already or as (windows, targets)); returns the mean loss as a 0-d tensor on the device, not
+    read: the host waits for the device only when it logs. Gradients are synchronised across
+    processes on the group's last batch only."""
     device, specs = extractor.device, extractor.task.head_specs()
     dtype = PRECISIONS[config.precision]
     total = torch.zeros((), device=device)
@@ -482,7 +482,7 @@ def _train_epoch(run: _Run, state: TrainState, epoch: int, writer: checkpoint.Ba
         disable=not run.ctx.is_main,
     )
     running = None
-    with _Prefetch(run, groups, state.position) as batches:
+    with _Prefetch(run, groups) as batches:
         for g in range(state.position, len(groups)):
             lrs = run.scheduler.get_last_lr()  # the rates this step uses
             value = train_step(
@@ -500,8 +500,8 @@ def _train_epoch(run: _Run, state: TrainState, epoch: int, writer: checkpoint.Ba
 class _Prefetch:
     """Collates the next step's batches on a host thread while the current step runs."""
 
-    def __init__(self, run: _Run, groups: list, start: int) -> None:
-        self.run, self.groups, self.start = run, groups, start
+    def __init__(self, run: _Run, groups: list) -> None:
+        self.run, self.groups = run, groups
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="gplinker-collate")
         self.ahead: dict[int, Future] = {}
 

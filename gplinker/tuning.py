@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from gplinker.atomic import atomic_open
+from gplinker.atomic import atomic_open, copy_directory
 from gplinker.io import DataError, read_text, write_json
 
 logger = logging.getLogger(__name__)
@@ -178,7 +178,7 @@ def tune(
     model = None
     if best is not None and (out / TRIALS_DIR / f"{best.number:04d}" / MODEL).is_dir():
         model = out / MODEL
-        _copy_model(out / TRIALS_DIR / f"{best.number:04d}" / MODEL, model)
+        copy_directory(out / TRIALS_DIR / f"{best.number:04d}" / MODEL, model)
     return TuneResult(records, best, seconds, model)
 
 
@@ -212,13 +212,6 @@ def _keep_best_model(out: Path, records: Sequence[TrialRecord]) -> None:
         if (d / MODEL).is_dir() and (best is None or d.name != f"{best.number:04d}"):
             if any(r.number == int(d.name) and r.state != "running" for r in records):
                 shutil.rmtree(d / MODEL, ignore_errors=True)
-
-
-def _copy_model(src: Path, dst: Path) -> None:
-    from gplinker.atomic import atomic_directory
-
-    with atomic_directory(dst) as tmp:
-        shutil.copytree(src, tmp, dirs_exist_ok=True)
 
 
 # --- Optuna -------------------------------------------------------------------------------------

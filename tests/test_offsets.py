@@ -3,7 +3,13 @@
 import numpy as np
 import pytest
 
-from gplinker.offsets import Featurizer, Window, WindowIndex, _content_positions, align_span, touches_cut
+from gplinker.offsets import Featurizer, Window, WindowIndex, align_span, content_positions, touches_cut
+
+
+def _content_positions(offsets, special, text=""):
+    """content_positions of one window."""
+    starts, ends = content_positions([offsets], [special], [len(offsets)], [text])
+    return starts[0], ends[0]
 
 
 def test_content_positions_drop_specials_and_overlapping_metaspace():
@@ -116,8 +122,6 @@ def _reference_content_positions(offsets, special, text):
 
 def test_vectorised_content_positions_equal_the_per_position_definition():
     import random
-
-    from gplinker.offsets import _content_positions
 
     rng = random.Random(0)
     alphabet = "ab é\u0301\u0300中文x\u20dd"  # letters, spaces, combining marks, CJK

@@ -266,6 +266,7 @@ def train_seeds(args: argparse.Namespace, entry, opts, train_docs, dev_docs, out
     level) copied to OUT/model."""
     import copy
 
+    from gplinker.atomic import copy_directory
     from gplinker.io import write_json
     from gplinker.metrics import over_seeds
     from gplinker.training import main_f1
@@ -286,7 +287,7 @@ def train_seeds(args: argparse.Namespace, entry, opts, train_docs, dev_docs, out
         out / "seeds.json", {"seeds": [r["seed"] for r in runs], "summary": summary, "runs": runs, "best_seed": best["seed"]}
     )
     write_json(out / "metrics.json", best["metrics"])
-    _copy_model(out / "seeds" / f"seed-{best['seed']}" / "model", out / "model")
+    copy_directory(out / "seeds" / f"seed-{best['seed']}" / "model", out / "model")
     print(f"\ndev scores over {len(runs)} seeds ({', '.join(str(r['seed']) for r in runs)}), mean ± standard deviation:")
     rows = [
         [level, *(f"{m[k]['mean']:.4f} ± {m[k]['std']:.4f}" for k in ("precision", "recall", "f1"))]
@@ -295,15 +296,6 @@ def train_seeds(args: argparse.Namespace, entry, opts, train_docs, dev_docs, out
     table(rows, ["level", "precision", "recall", "f1"])
     print(f"model of seed {best['seed']} (best on dev {main}) copied to {out / 'model'}; per seed: {out / 'seeds.json'}")
     return 0
-
-
-def _copy_model(src: Path, dst: Path) -> None:
-    import shutil
-
-    from gplinker.atomic import atomic_directory
-
-    with atomic_directory(dst) as tmp:
-        shutil.copytree(src, tmp, dirs_exist_ok=True)
 
 
 def warn_label_overlap(task, docs) -> None:
