@@ -1,17 +1,18 @@
 #!/usr/bin/env python
 """Why the relation link heads under-fire: ablations of the link heads, and where gold links are missed.
 
-    python bench/link_recall.py train VARIANT [--steps 400] [--out /tmp/link_recall]
+    python bench/link_recall.py train VARIANT [--steps 400] [--lr LR] [--seed 42] [--out /tmp/link_recall]
     python bench/link_recall.py diagnose MODEL [--variant VARIANT]
 
 ``train`` trains the CoNLL04 relation model of docs/results.md (minilm-l6, batch 16, seed 42) with
-one change to the link heads or the recipe, then prints its dev scores:
+one change to the link heads or the recipe (``--lr`` and ``--seed`` combine a variant with another
+encoder learning rate or seed), then prints its dev scores:
 
 - ``base``: as shipped (Efficient GlobalPointer links, no RoPE, no triangle mask, lr 1e-4);
 - ``standard-links``: per-predicate q/k projections for the links (GlobalPointer), not a shared q·k;
 - ``link-loss-x3``: the link heads' share of the loss tripled;
 - ``link-prior-2``: the link cells start near logit -2 instead of -8 (the initial prior);
-- ``rope-links``: RoPE on the link heads (relative position);
+- ``rope-links``: RoPE on the link heads (relative position; ``train --link-rope``);
 - ``positives-weighted-links``: each link channel's positive term weighted by its number of
   positives (a channel with K gold links gets K times the push a lone link gets);
 - ``positives-weighted-all``: the same on every head;
@@ -67,8 +68,6 @@ def patch(variant: str) -> None:
         link = is_link(use_rope, tril_mask)
         if link and variant == "standard-links":
             kind = "standard"
-        if link and variant == "rope-links":
-            use_rope = True  # built with RoPE; is_link() no longer sees it, so rope-links patches nothing else
         head = build(kind, hidden, n, head_size, use_rope, tril_mask, groups)
         if link and variant == "link-prior-2":
             with torch.no_grad():
@@ -98,25 +97,26 @@ def patch(variant: str) -> None:
         heads.EfficientGlobalPointer.loss = loss
 
 
-def train(variant: str, steps: int, out: Path) -> int:
+def train(variant: str, steps: int, out: Path, lr: str | None = None, seed: int = 42) -> int:
     patch(variant)
     from gplinker.cli import main
 
-    lr = "3e-4" if variant == "lr-3e-4" else "1e-4"
+    lr = lr or ("3e-4" if variant == "lr-3e-4" else "1e-4")
     head_lr = "3e-3" if variant == "head-lr-3e-3" else "1e-3"
-    run = out / variant
+    run = out / f"{variant}-lr{lr}-{steps}-seed{seed}"
     t0 = time.time()
     rc = main(
         ["train", "relation", "--train", str(DATA / "train.json"), "--dev", str(DATA / "dev.json"), "--encoder", "minilm-l6"]
         + ["--lr", lr, "--head-lr", head_lr, "--batch-size", "16", "--max-steps", str(steps), "--max-length", "128"]
-        + ["--output", str(run), "--device", "cpu", "--seed", "42", "--overwrite"]
+        + ["--output", str(run), "--device", "cpu", "--seed", str(seed), "--overwrite"]
+        + (["--link-rope"] if variant == "rope-links" else [])
     )
     if rc:
         return rc
     summary = json.loads((run / "train_summary.json").read_text())
     t = summary["best"]["metrics"]["triples"]
     print(
-        f"{variant}: triples P {t['precision']:.4f} R {t['recall']:.4f} F1 {t['f1']:.4f}, entities "
+        f"{variant} (lr {lr}, {steps} steps, seed {seed}): triples P {t['precision']:.4f} R {t['recall']:.4f} F1 {t['f1']:.4f}, entities "
         f"{summary['best']['metrics']['entities']['f1']:.4f}, link threshold {summary['link_threshold']['chosen']}, "
         f"{time.time() - t0:.0f}s"
     )
@@ -170,13 +170,15 @@ def main() -> int:
     t = sub.add_parser("train")
     t.add_argument("variant", choices=VARIANTS)
     t.add_argument("--steps", type=int, default=400)
+    t.add_argument("--lr", help="the encoder's learning rate (default: 3e-4 for lr-3e-4, else 1e-4)")
+    t.add_argument("--seed", type=int, default=42)
     t.add_argument("--out", default="/tmp/link_recall")
     d = sub.add_parser("diagnose")
     d.add_argument("model")
     d.add_argument("--variant", choices=VARIANTS, default="base", help="the variant the model was trained with")
     args = p.parse_args()
     if args.command == "train":
-        return train(args.variant, args.steps, Path(args.out))
+        return train(args.variant, args.steps, Path(args.out), args.lr, args.seed)
     return diagnose(args.model, args.variant)
 
 

@@ -100,6 +100,7 @@ class Task(ABC):
     # when it can (None: F1 alone decides).
     count_band: ClassVar[tuple[float, float] | None] = None
     main_level: ClassVar[str] = ""  # the level of :meth:`evaluate` whose F1 selects models (entities, triples, events)
+    searched: ClassVar[tuple[str, ...]] = ()  # switches of options_class that ``tune``'s default space tries both ways
 
     @abstractmethod
     def head_specs(self) -> list[HeadSpec]:

@@ -78,11 +78,12 @@ class SearchSpace:
         return {p.name: {k: v for k, v in asdict(p).items() if k != "name" and v not in (None, (), False)} for p in self.params}
 
     @classmethod
-    def default(cls, budget: int) -> "SearchSpace":
+    def default(cls, budget: int, switches: Sequence[str] = ()) -> "SearchSpace":
         """The settings that moved dev scores most in docs/results.md: both learning rates (on a
-        log scale), the head type, the batch size, the warm-up, and half or all of the step
-        budget. The link threshold needs no trial: every trial of a relation or event model
-        chooses it on dev from a grid after training."""
+        log scale), the head type, the batch size, the warm-up, half or all of the step budget,
+        and each of the task's ``switches`` on and off (a relation model's ``link_rope``). The
+        link threshold needs no trial: every trial of a relation or event model chooses it on dev
+        from a grid after training."""
         steps = sorted({max(1, budget // 2), budget})
         return cls(
             (
@@ -92,6 +93,7 @@ class SearchSpace:
                 Param("batch_size", "categorical", choices=(8, 16, 32)),
                 Param("warmup_ratio", "categorical", choices=(0.0, 0.06, 0.1)),
                 Param("max_steps", "categorical", choices=tuple(steps)),
+                *(Param(name, "categorical", choices=(False, True)) for name in switches),
             )
         )
 

@@ -33,13 +33,17 @@ MAX_TRIPLES = 1_000  # triples kept per window of text (only a barely trained mo
 @dataclass
 class RelationOptions:
     """``entity_mode``: ``typed`` (one entity channel per type), ``subject-object`` (two
-    channels), or ``auto`` (typed when the data gives entity types)."""
+    channels), or ``auto`` (typed when the data gives entity types). ``link_rope``: rotary
+    position on the link heads, so a link's score also depends on how far apart the two spans are."""
 
     entity_mode: Literal["auto", "typed", "subject-object"] = option(
         "auto",
         "relation: typed entity channels (default when the data has types) or subject/object channels",
         flag="--entity-mode",
         choices=("auto", "typed", "subject-object"),
+    )
+    link_rope: bool = option(
+        False, "relation: rotary (relative) position on the head-head and tail-tail link heads", flag="--link-rope"
     )
 
 
@@ -125,11 +129,14 @@ class RelationTask(Task):
     name = "relation"
     main_level = "triples"
     options_class = RelationOptions
+    searched = ("link_rope",)
 
-    def __init__(self, entity_labels: Sequence[str], predicates: Sequence[str], typed: bool = True) -> None:
+    def __init__(
+        self, entity_labels: Sequence[str], predicates: Sequence[str], typed: bool = True, link_rope: bool = False
+    ) -> None:
         if not predicates:
             raise ValueError("relation extraction needs at least one predicate; the training data has no triples")
-        self.typed = bool(typed)
+        self.typed, self.link_rope = bool(typed), bool(link_rope)
         self.entity_labels = [str(x) for x in entity_labels] if typed else [SUBJECT, OBJECT]
         self.predicates = [str(x) for x in predicates]
         self.entity_index = {lab: k for k, lab in enumerate(self.entity_labels)}
@@ -145,11 +152,12 @@ class RelationTask(Task):
         return {r.label for r in doc.relations}
 
     def head_specs(self) -> list[HeadSpec]:
-        # Link heads: no RoPE and no triangle mask (kexue.fm 8888): a subject may follow its object.
+        # Link heads: no triangle mask (a subject may follow its object) and, as in kexue.fm 8888,
+        # no RoPE unless ``link_rope`` asks for it.
         return [
             HeadSpec("entities", len(self.entity_labels), use_rope=True, tril_mask=True),
-            HeadSpec("heads", len(self.predicates), use_rope=False, tril_mask=False, axes="starts"),
-            HeadSpec("tails", len(self.predicates), use_rope=False, tril_mask=False, axes="ends"),
+            HeadSpec("heads", len(self.predicates), use_rope=self.link_rope, tril_mask=False, axes="starts"),
+            HeadSpec("tails", len(self.predicates), use_rope=self.link_rope, tril_mask=False, axes="ends"),
         ]
 
     def targets(self, doc: Document) -> Targets:
@@ -226,6 +234,7 @@ class RelationTask(Task):
             else self.entity_labels,
             self.predicates + [x for x in other.predicates if x not in self.predicate_index],
             self.typed,
+            self.link_rope,
         )
 
     def evaluate(self, gold: Sequence[Document], pred: Sequence[Document]) -> dict[str, Any]:
@@ -272,7 +281,12 @@ class RelationTask(Task):
         return out
 
     def config(self) -> dict[str, Any]:
-        return {"entity_labels": self.entity_labels, "predicates": self.predicates, "typed": self.typed}
+        return {
+            "entity_labels": self.entity_labels,
+            "predicates": self.predicates,
+            "typed": self.typed,
+            "link_rope": self.link_rope,
+        }
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "RelationTask":
@@ -280,12 +294,14 @@ class RelationTask(Task):
             label_list(config["entity_labels"], "entity_labels"),
             label_list(config["predicates"], "predicates"),
             config_flag(config, "typed", True),
+            config_flag(config, "link_rope", False),
         )
 
     @classmethod
     def from_documents(cls, docs: Sequence[Document], options: RelationOptions | None = None) -> "RelationTask":
         """Labels from training data."""
-        mode = (options or RelationOptions()).entity_mode
+        options = options or RelationOptions()
+        mode = options.entity_mode
         labels = sorted(
             {s.label for d in docs for s in d.entities} | {s.label for d in docs for r in d.relations for s in (r.head, r.tail)}
         )
@@ -295,4 +311,4 @@ class RelationTask(Task):
             typed = mode == "typed"
         else:
             raise ValueError(f"unknown entity mode {mode!r}; choose auto, typed or subject-object")
-        return cls(labels, sorted({r.label for d in docs for r in d.relations}), typed)
+        return cls(labels, sorted({r.label for d in docs for r in d.relations}), typed, options.link_rope)

@@ -197,16 +197,19 @@ def test_evaluate_levels():
     assert m["triples"]["n_gold"] == 2
 
 
-def test_overfit_save_load(tiny_encoder, tmp_path):
+@pytest.mark.parametrize("link_rope", [False, True])
+def test_overfit_save_load(tiny_encoder, tmp_path, link_rope):
     from gplinker.extractor import Extractor, ModelSettings
     from gplinker.training import TrainConfig, train
 
     docs = HARD[:4]
-    task = RelationTask.from_documents(docs)
+    task = RelationTask.from_documents(docs, RelationOptions(link_rope=link_rope))
     ex = Extractor.build(str(tiny_encoder), task, ModelSettings(head_size=16, max_length=32, stride=8), "cpu")
     summary = train(ex, docs, docs, TrainConfig(epochs=200, batch_size=4, lr=5e-3, head_lr=1e-2, warmup_ratio=0.0), tmp_path)
     assert summary["best"]["f1"] == 1.0, summary["history"][-1]
     loaded = load_model(tmp_path / "model", device="cpu")
+    assert loaded.task.link_rope is link_rope
+    assert [loaded.model.heads[h].use_rope for h in ("entities", "heads", "tails")] == [True, link_rope, link_rope]
     a, b = ex.predict(docs), loaded.predict(docs)
     assert [d.relations for d in a] == [d.relations for d in b] == [d.relations for d in docs]
     one, eight = loaded.predict(docs, batch_size=1), loaded.predict(docs, batch_size=8)
@@ -233,3 +236,13 @@ def test_triples_from_logits_both_strategies_equal_brute_force():
                 if head[b, p, si, oi] > 0 and tail[b, p, sj, oj] > 0
             }
             assert got[b] == want
+
+
+def test_link_rope_is_saved_and_older_models_load_without_it():
+    task = RelationTask.from_documents(HARD, RelationOptions(link_rope=True))
+    again = RelationTask.from_config(task.config())
+    assert again.link_rope and [h.use_rope for h in again.head_specs()] == [True, True, True]
+    old = {k: v for k, v in task.config().items() if k != "link_rope"}  # a model saved before the option existed
+    assert [h.use_rope for h in RelationTask.from_config(old).head_specs()] == [True, False, False]
+    grown = again.extended_with(RelationTask.from_documents(HARD[:1]))  # fine-tuning keeps the saved model's links
+    assert grown.link_rope

@@ -75,6 +75,29 @@ def test_cli_search_trains_best_recipe(tiny_encoder, tmp_path, capsys):
     assert f"best: trial {best['best']['number']}" in printed
 
 
+def test_task_switch_is_searched_and_recorded(tiny_encoder, tmp_path):
+    """A relation search turns ``link_rope`` on and off; the kept model has the best trial's
+    setting and its recorded train command says it; relation's default space includes it."""
+    from gplinker.tasks import RelationTask, load
+
+    assert "link_rope" in tuning.SearchSpace.default(400, RelationTask.searched).names()
+    assert "link_rope" not in tuning.SearchSpace.default(400).names()
+    space = tmp_path / "space.json"
+    space.write_text(json.dumps({"link_rope": {"choices": [False, True]}, "lr": {"low": 1e-3, "high": 1e-2}}))
+    rel = DATA.parent / "relation"
+    out = tmp_path / "search"
+    args = ["tune", "relation", "--train", rel / "en_train.jsonl", "--dev", rel / "en_dev.jsonl", "--encoder", tiny_encoder]
+    rc = cli.main([str(a) for a in [*args, "--output", out, "--budget", "4", "--trials", "3", "--space", space, *TINY]])
+    assert rc == 0
+    table = rows(out / "trials.csv")
+    assert len(table) == 3 and {r["link_rope"] for r in table} <= {"True", "False"}
+    best = json.loads((out / "best.json").read_text())["best"]
+    model = load(out / "model", "cpu")
+    assert model.task.link_rope is best["params"]["link_rope"]
+    assert model.model.heads["heads"].use_rope is best["params"]["link_rope"]
+    assert ("--link-rope" in model.info["command"].split()) is best["params"]["link_rope"]
+
+
 def test_search_resumes_after_a_crash(tmp_path):
     """A search killed during trial 2 goes on when run again: the interrupted settings are run
     again, the budget counts the trials done before, the total time includes the first run."""

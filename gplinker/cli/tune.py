@@ -40,7 +40,7 @@ def add_parser(sub, formatter, formats: str) -> argparse.ArgumentParser:
         "--space",
         metavar="FILE",
         help='JSON search space, e.g. {"lr": {"low": 1e-5, "high": 1e-3, "log": true}, "head_type": {"choices": '
-        '["efficient", "standard"]}} (default: learning rates, head type, batch size, warm-up, steps)',
+        '["efficient", "standard"]}} (default: learning rates, head type, batch size, warm-up, steps; relation: --link-rope on and off)',
     )
     t.add_argument("--backend", choices=("optuna", "ray"), default="optuna", help="Optuna here, or Ray Tune across a Ray cluster")
     t.add_argument("--concurrency", type=options.positive_int, default=1, help="trials run at once (Ray: across the cluster)")
@@ -72,7 +72,7 @@ def check_tune(args: argparse.Namespace, entry) -> Any:
     if args.space:
         space = SearchSpace.from_file(existing_file(args.space, "--space"), searchable(entry))
     else:
-        space = SearchSpace.default(args.budget)
+        space = SearchSpace.default(args.budget, entry.task_class.searched)
     steps = [p for p in space.params if p.name == "max_steps"]
     if steps and any(int(c) > args.budget for c in steps[0].choices or (steps[0].high,)):
         raise UsageError(f"--space: max_steps goes above --budget {args.budget}; the budget is the most a trial may train")
