@@ -228,6 +228,10 @@ class RelationTask(Task):
                 f"{'has' if other.typed else 'has no'} entity types; pass --entity-mode "
                 f"{'typed' if self.typed else 'subject-object'}"
             )
+        if other.link_rope and not self.link_rope:
+            logger.warning(
+                "--link-rope is ignored: the saved model's link heads were trained without it; train a new model to use it"
+            )
         return RelationTask(
             self.entity_labels + [x for x in other.entity_labels if x not in self.entity_index]
             if self.typed

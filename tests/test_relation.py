@@ -238,11 +238,13 @@ def test_triples_from_logits_both_strategies_equal_brute_force():
             assert got[b] == want
 
 
-def test_link_rope_is_saved_and_older_models_load_without_it():
+def test_link_rope_is_saved_and_older_models_load_without_it(caplog):
     task = RelationTask.from_documents(HARD, RelationOptions(link_rope=True))
     again = RelationTask.from_config(task.config())
     assert again.link_rope and [h.use_rope for h in again.head_specs()] == [True, True, True]
     old = {k: v for k, v in task.config().items() if k != "link_rope"}  # a model saved before the option existed
     assert [h.use_rope for h in RelationTask.from_config(old).head_specs()] == [True, False, False]
     grown = again.extended_with(RelationTask.from_documents(HARD[:1]))  # fine-tuning keeps the saved model's links
-    assert grown.link_rope
+    assert grown.link_rope and not caplog.records
+    plain = RelationTask.from_documents(HARD).extended_with(task)  # asked for on a model trained without it
+    assert not plain.link_rope and "--link-rope is ignored" in caplog.text
