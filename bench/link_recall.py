@@ -3,6 +3,7 @@
 
     python bench/link_recall.py train VARIANT [--steps 400] [--lr LR] [--seed 42] [--out /tmp/link_recall]
     python bench/link_recall.py diagnose MODEL [--variant VARIANT]
+    python bench/link_recall.py decode MODEL
 
 ``train`` trains the CoNLL04 relation model of docs/results.md (minilm-l6, batch 16, seed 42) with
 one change to the link heads or the recipe (``--lr`` and ``--seed`` combine a variant with another
@@ -22,6 +23,12 @@ encoder learning rate or seed), then prints its dev scores:
 ``diagnose`` reports, on CoNLL04 dev, which gold links fire (head-head and tail-tail logits above
 0) by the number of triples in the sentence, the subject-object distance and the sentence length,
 and whether a missed link fires for another predicate or in the other direction.
+
+``decode`` re-decodes a trained model's dev cells with three other rules and prints strict triple
+P / R / F1 for each at link thresholds 0, -0.5, -1: a triple when the *mean* (not the min) of its
+head and tail link logits clears the threshold; spans down to an entity logit of -0.5 / -1 / -2 as
+triple candidates; and, as a filter, only the (subject type, predicate, object type) signatures
+seen in the training data.
 """
 
 from __future__ import annotations
@@ -164,6 +171,54 @@ def diagnose(model_dir: str, variant: str) -> int:
     return 0
 
 
+def decode(model_dir: str) -> int:
+    import torch
+
+    from gplinker.metrics import score
+
+    torch.set_num_threads(1)
+    from gplinker.tasks import default_registry, load
+
+    ex = load(model_dir, "cpu")
+    reader = default_registry()["relation"]
+    docs = reader.read(DATA / "dev.json")
+    seen = {(r.head.label, r.label, r.tail.label) for d in reader.read(DATA / "train.json") for r in d.relations}
+    cells = ex.document_cells([d.text for d in docs], 32, thresholds={"entities": -4.0, "heads": -30.0, "tails": -30.0})
+    task = ex.task
+    gold = [
+        {(r.label, r.head.start, r.head.end, r.head.label, r.tail.start, r.tail.end, r.tail.label) for r in d.relations}
+        for d in docs
+    ]
+
+    def triples(c, entity_threshold: float, link_threshold: float, rule: str, signatures: bool) -> set:
+        e = c["entities"]
+        spans = [(a, b, task.entity_labels[k]) for (k, a, b), v in zip(e.rows.tolist(), e.logits) if v > entity_threshold]
+        head = {tuple(r): v for r, v in zip(c["heads"].rows.tolist(), c["heads"].logits)}
+        tail = {tuple(r): v for r, v in zip(c["tails"].rows.tolist(), c["tails"].logits)}
+        out = set()
+        for s in spans:
+            for o in spans:
+                for p, name in enumerate(task.predicates):
+                    h, t = head.get((p, s[0], o[0]), -30.0), tail.get((p, s[1], o[1]), -30.0)
+                    if (min(h, t) if rule == "min" else (h + t) / 2) > link_threshold and (
+                        not signatures or (s[2], name, o[2]) in seen
+                    ):
+                        out.add((name, s[0], s[1], s[2], o[0], o[1], o[2]))
+        return out
+
+    rules = [("as shipped (min, spans above 0)", 0.0, "min", False), ("mean of the two link logits", 0.0, "mean", False)]
+    rules += [(f"spans above {t}", t, "min", False) for t in (-0.5, -1.0, -2.0)]
+    rules += [("training-data type signatures only", 0.0, "min", True)]
+    print("| rule | link threshold 0 | -0.5 | -1 |\n|---|---|---|---|")
+    for name, entity_threshold, rule, signatures in rules:
+        row = []
+        for link_threshold in (0.0, -0.5, -1.0):
+            m = score(gold, [triples(c, entity_threshold, link_threshold, rule, signatures) for c in cells])
+            row.append(f"{m['precision']:.4f} / {m['recall']:.4f} / **{m['f1']:.4f}**")
+        print(f"| {name} | " + " | ".join(row) + " |")
+    return 0
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
@@ -176,9 +231,12 @@ def main() -> int:
     d = sub.add_parser("diagnose")
     d.add_argument("model")
     d.add_argument("--variant", choices=VARIANTS, default="base", help="the variant the model was trained with")
+    sub.add_parser("decode").add_argument("model")
     args = p.parse_args()
     if args.command == "train":
         return train(args.variant, args.steps, Path(args.out), args.lr, args.seed)
+    if args.command == "decode":
+        return decode(args.model)
     return diagnose(args.model, args.variant)
 
 
