@@ -299,22 +299,30 @@ def _levels(summary: dict) -> dict:
     }
 
 
-def run_row(row: Row, runs: Path, force: bool, seeds: int = 1) -> dict | None:
+def run_row(row: Row, runs: Path, force: bool, seeds: int = 1, execute: bool = True) -> dict | None:
     """One row: a single run (``seeds`` 1, the row's own seed), or ``seeds`` runs with seeds 42, 43,
     ... (``train --seeds`` for gplinker, one run per seed for the baseline), reported as the mean
-    with the standard deviation beside it."""
+    with the standard deviation beside it. With ``execute`` False only a finished row is reported."""
     from gplinker.metrics import over_seeds
 
     out = runs / row.name if seeds == 1 else runs / f"{row.name}_seeds{seeds}"
     rel = str(out.relative_to(ROOT)) if out.is_relative_to(ROOT) else str(out)
     seed_list = list(range(42, 42 + seeds)) if seeds > 1 else []
     summary_files = [out / "seeds" / f"seed-{s}" / "train_summary.json" for s in seed_list] or [out / "train_summary.json"]
-    if seeds > 1 and row.system == "baseline":
+    if not execute:
+        if not all(f.is_file() for f in summary_files):
+            return None
+    elif seeds > 1 and row.system == "baseline":
         for s, f in zip(seed_list, summary_files):
             if not _execute(f"{row.name} seed {s}", row.command(str(f.parent), s), f.parent, f, force):
                 return None
-    elif not _execute(row.name, row.command(rel, seeds=seeds), out, summary_files[-1], force):
-        return None
+    else:
+        cmd = row.command(rel, seeds=seeds)
+        if row.system == "gplinker" and ((out / "seeds").is_dir() or (out / "model").is_dir()):
+            # an interrupted --seeds run keeps its finished seeds; any other earlier run is trained again
+            cmd += ["--resume"] if seeds > 1 and not force else ["--overwrite"]
+        if not _execute(row.name, cmd, out, summary_files[-1], force):
+            return None
     summaries = [json.loads(f.read_text(encoding="utf-8")) for f in summary_files]
     summary = summaries[0]
     wall_file = out / "wall_seconds.txt"
@@ -480,9 +488,9 @@ def main(argv: list[str] | None = None) -> int:
         if row in selected and not args.report_only:
             res = run_row(row, runs, args.force, args.seeds)
         elif args.seeds > 1 and seeded.is_dir():
-            res = run_row(row, runs, False, args.seeds)
+            res = run_row(row, runs, False, args.seeds, execute=False)
         elif (runs / row.name / "train_summary.json").is_file():
-            res = run_row(row, runs, False)
+            res = run_row(row, runs, False, execute=False)
         else:
             continue
         if res is not None:

@@ -60,7 +60,11 @@ class TrainConfig:
     save_every: int | None = option(
         None, "write a resumable checkpoint to OUTPUT/checkpoint every N steps (atomically)", flag="--save-every", minimum=1
     )
-    resume: bool = option(False, "continue from OUTPUT/checkpoint (same command otherwise)", flag="--resume")
+    resume: bool = option(
+        False,
+        "continue from OUTPUT/checkpoint (same command otherwise); with --seeds, keep the seeds that finished and go on with the rest",
+        flag="--resume",
+    )
     log_every: int = option(
         10, "record the training loss and learning rates every N steps (history.jsonl, curves.png)", flag="--log-every", minimum=1
     )

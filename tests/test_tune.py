@@ -207,3 +207,35 @@ def test_train_seeds_reports_mean_and_deviation(tiny_encoder, tmp_path, capsys):
     assert (out / "model" / "gplinker.json").is_file()
     assert json.loads((out / "metrics.json").read_text()) == per_seed[[7, 8].index(report["best_seed"])]
     assert "mean ± standard deviation" in printed and "entities" in printed
+
+
+def test_train_seeds_resume_keeps_finished_seeds(tiny_encoder, tmp_path, capsys):
+    """An interrupted ``--seeds`` command run again with ``--resume``: the finished seed is kept as it
+    was, the unfinished one goes on from its checkpoint to the same scores, a seed not started yet is
+    trained; without --resume it is refused, and so is a finished seed trained with other settings."""
+    out = tmp_path / "run"
+    args = ["train", "ner", "--train", DATA / "zh_train.jsonl", "--dev", DATA / "zh_dev.jsonl", "--encoder", tiny_encoder]
+    base = [str(a) for a in [*args, "--output", out, "--epochs", "2", "--seed", "7", "--save-every", "2", *TINY]]
+    assert cli.main([*base, "--seeds", "2"]) == 0
+    first = json.loads((out / "seeds.json").read_text())
+    kept = out / "seeds" / "seed-7" / "model" / "heads.safetensors"
+    stamp = kept.stat().st_mtime_ns
+    (out / "seeds" / "seed-8" / "train_summary.json").unlink()  # seed 8 stopped after its last checkpoint
+    capsys.readouterr()
+
+    assert cli.main([*base, "--seeds", "3"]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert cli.main([*base, "--seeds", "3", "--resume"]) == 0
+    printed = capsys.readouterr().out
+    assert "seed 7: finished by the earlier command, kept" in printed
+    assert "seed 8: trained" in printed and "seed 9: trained" in printed
+    assert kept.stat().st_mtime_ns == stamp
+    report = json.loads((out / "seeds.json").read_text())
+    assert report["seeds"] == [7, 8, 9]
+    assert [r["metrics"] for r in report["runs"][:2]] == [r["metrics"] for r in first["runs"]]
+    log = (out / "train.log").read_text()
+    assert "resumed from" in log and str(out / "seeds" / "seed-8" / "checkpoint") in log
+
+    assert cli.main([*base, "--seeds", "3", "--resume", "--lr", "0.01"]) == 2
+    err = capsys.readouterr().err
+    assert "other settings" in err and "lr" in err and "seed-7" in err and "Traceback" not in err

@@ -110,13 +110,12 @@ def check(args: argparse.Namespace) -> None:
     if args.dev:
         existing_file(args.dev, "--dev")
     out = output_folder(args.output, "--output", "training writes a folder (model/, metrics.json, train.log)")
-    check_previous_run(args, out)
-    if args.seeds > 1 and args.resume:
-        raise UsageError("--resume continues one run; --seeds trains several: run the seeds without --resume")
-    if args.seeds > 1 and (out / "seeds").exists() and not args.overwrite:
+    if args.seeds > 1 and (out / "seeds").exists() and not (args.overwrite or args.resume):
         raise UsageError(
-            f"--output {args.output} holds the runs of an earlier --seeds command ({out / 'seeds'}); pass --overwrite"
+            f"--output {args.output} holds the runs of an earlier --seeds command ({out / 'seeds'}); pass --resume "
+            "to keep its finished seeds and go on with the rest, or --overwrite to train them all again"
         )
+    check_previous_run(args, out)
     if args.stride is None:
         from gplinker.offsets import default_stride
 
@@ -149,6 +148,10 @@ def check_previous_run(args: argparse.Namespace, out: Path) -> None:
 
     if args.resume and args.overwrite:
         raise UsageError("--resume continues the run in --output and --overwrite starts it again; choose one")
+    if args.resume and args.seeds > 1:
+        if not (out / "seeds").is_dir():
+            raise UsageError(f"--resume: {out / 'seeds'} holds no runs of an earlier --seeds command to go on with")
+        return
     if args.resume:
         if not (out / "checkpoint" / "state.json").is_file():
             raise UsageError(f"--resume: {out / 'checkpoint'} holds no checkpoint — train with --save-every N first")
@@ -277,9 +280,15 @@ def train_seeds(args: argparse.Namespace, entry, opts, train_docs, dev_docs, out
     for seed in range(args.seed, args.seed + args.seeds):
         one = copy.copy(args)
         one.seed, one.seeds = seed, 1
-        summary = fit(one, entry, opts, train_docs, dev_docs, out / "seeds" / f"seed-{seed}")
+        where = out / "seeds" / f"seed-{seed}"
+        summary = finished_seed(one, where) if args.resume else None
+        if summary is not None:
+            print(f"seed {seed}: finished by the earlier command, kept ({where})")
+        else:  # under --resume, an unfinished seed goes on from its checkpoint if it wrote one, else starts again
+            one.resume = args.resume and (where / "checkpoint" / "state.json").is_file()
+            summary = fit(one, entry, opts, train_docs, dev_docs, where)
+            print(f"seed {seed}: trained {summary['steps']} steps in {summary['seconds']:.0f}s")
         runs.append({"seed": seed, "metrics": summary["best"]["metrics"] or {}, "seconds": summary["seconds"]})
-        print(f"seed {seed}: trained {summary['steps']} steps in {summary['seconds']:.0f}s")
     summary = over_seeds([r["metrics"] for r in runs])
     main = entry.task_class.main_level
     best = max(runs, key=lambda r: main_f1(r["metrics"], main) if r["metrics"] else -1.0)
@@ -296,6 +305,25 @@ def train_seeds(args: argparse.Namespace, entry, opts, train_docs, dev_docs, out
     table(rows, ["level", "precision", "recall", "f1"])
     print(f"model of seed {best['seed']} (best on dev {main}) copied to {out / 'model'}; per seed: {out / 'seeds.json'}")
     return 0
+
+
+def finished_seed(args: argparse.Namespace, where: Path) -> dict[str, Any] | None:
+    """The summary of a seed's run that finished (``train_summary.json`` is written last), or None.
+    A finished run trained with other settings than this command is an error, not a silent mix."""
+    import json
+
+    path = where / "train_summary.json"
+    if not path.is_file():
+        return None
+    summary = json.loads(path.read_text(encoding="utf-8"))
+    ours = dataclasses.asdict(TrainConfig(**options.values(args, TrainConfig)))
+    theirs = summary.get("config", {})
+    ignored = {"resume", "save_every", "log_every", "report_to"}
+    changed = sorted(k for k in ours if k not in ignored and k in theirs and theirs[k] != ours[k])
+    if changed:
+        said = ", ".join(f"{k} {theirs[k]!r} there, {ours[k]!r} now" for k in changed)
+        raise UsageError(f"--resume: {path} was trained with other settings ({said}); use the same flags or --overwrite")
+    return summary
 
 
 def warn_label_overlap(task, docs) -> None:
