@@ -333,6 +333,8 @@ def run_row(row: Row, runs: Path, force: bool, seeds: int = 1, execute: bool = T
         spread = over_seeds([x["best"]["metrics"] or {} for x in summaries])
         levels = {k: {m: spread[k][m]["mean"] for m in ("precision", "recall", "f1")} for k in spread}
     walls = [float(f.read_text()) for f in [wall_file, *(p.parent / "wall_seconds.txt" for p in summary_files)] if f.is_file()]
+    if seeds > 1 and row.system == "gplinker":  # a resumed --seeds command's wall time leaves out the seeds it kept
+        walls = [sum(x["seconds"] for x in summaries)]
     trim = out / "trim_report.json"
     return {
         "name": row.name,
@@ -385,7 +387,8 @@ def render(results: list[dict], machine_line: str) -> str:
         "Protocol of every row: trained on the corpus's train split, scored on its dev split (the split the "
         "checkpoint and the link threshold are chosen on, so slightly optimistic for unseen data); `seeds` lists "
         "the seeds of the row: one seed is one draw, several give the mean with the sample standard deviation "
-        "(±) over them (`bench/quality.py --seeds N`, `train --seeds N`).",
+        "(±) over them (`bench/quality.py --seeds N`, `train --seeds N`). Wall time is one run's: the command's, or "
+        "for a row over several seeds the mean time a seed trained and evaluated.",
         "",
         "| corpus | system | encoder | vocabulary | steps | wall (s) | split | seeds | dev F1 (P / R) |",
         "|---|---|---|---|---:|---:|---|---|---|",
