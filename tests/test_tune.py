@@ -236,6 +236,8 @@ def test_train_seeds_resume_keeps_finished_seeds(tiny_encoder, tmp_path, capsys)
     log = (out / "train.log").read_text()
     assert "resumed from" in log and str(out / "seeds" / "seed-8" / "checkpoint") in log
 
-    assert cli.main([*base, "--seeds", "3", "--resume", "--lr", "0.01"]) == 2
-    err = capsys.readouterr().err
-    assert "other settings" in err and "lr" in err and "seed-7" in err and "Traceback" not in err
+    for other, named in ((["--lr", "0.01"], "lr 2e-05 there, 0.01 now"), (["--head-size", "32"], "head_size 16 there")):
+        assert cli.main([*base, "--seeds", "4", "--resume", *other]) == 2
+        err = capsys.readouterr().err
+        assert "other settings" in err and named in err and "seed-7" in err and "Traceback" not in err
+        assert not (out / "seeds" / "seed-10").exists()  # refused before any seed trained

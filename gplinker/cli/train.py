@@ -277,11 +277,17 @@ def train_seeds(args: argparse.Namespace, entry, opts, train_docs, dev_docs, out
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise UsageError("--seeds runs the seeds one after another; run it without torchrun")
     runs: list[dict[str, Any]] = []
-    for seed in range(args.seed, args.seed + args.seeds):
+    seeds = range(args.seed, args.seed + args.seeds)
+    # under --resume, the seeds that finished are kept: all checked before anything trains
+    kept = {}
+    if args.resume:
+        task = {} if args.init_from else entry.task_class.from_documents(train_docs, opts).config()
+        kept = {seed: finished_seed(args, task, out / "seeds" / f"seed-{seed}") for seed in seeds}
+    for seed in seeds:
         one = copy.copy(args)
         one.seed, one.seeds = seed, 1
         where = out / "seeds" / f"seed-{seed}"
-        summary = finished_seed(one, where) if args.resume else None
+        summary = kept.get(seed)
         if summary is not None:
             print(f"seed {seed}: finished by the earlier command, kept ({where})")
         else:  # under --resume, an unfinished seed goes on from its checkpoint if it wrote one, else starts again
@@ -307,22 +313,38 @@ def train_seeds(args: argparse.Namespace, entry, opts, train_docs, dev_docs, out
     return 0
 
 
-def finished_seed(args: argparse.Namespace, where: Path) -> dict[str, Any] | None:
+def finished_seed(args: argparse.Namespace, task_config: dict[str, Any], where: Path) -> dict[str, Any] | None:
     """The summary of a seed's run that finished (``train_summary.json`` is written last), or None.
-    A finished run trained with other settings than this command is an error, not a silent mix."""
+    A finished run of another recipe (data, encoder, model or training settings) is an error, not
+    a silent mix in the mean."""
     import json
 
     path = where / "train_summary.json"
     if not path.is_file():
         return None
     summary = json.loads(path.read_text(encoding="utf-8"))
-    ours = dataclasses.asdict(TrainConfig(**options.values(args, TrainConfig)))
-    theirs = summary.get("config", {})
-    ignored = {"resume", "save_every", "log_every", "report_to"}
+    saved = json.loads((where / "model" / "gplinker.json").read_text(encoding="utf-8"))
+    model_keys = ("head_type", "head_size", "max_length", "stride", "align", "label_sharing")
+    ours = {
+        **dataclasses.asdict(TrainConfig(**options.values(args, TrainConfig))),
+        **{k: v for k, v in options.values(args, ModelSettings).items() if k in model_keys},
+        **task_config,  # the labels of the data and the task's options, as the model would save them
+        "encoder": args.encoder,
+        "train_file": str(args.train),
+        "dev_file": str(args.dev) if args.dev else None,
+    }
+    info = saved.get("info", {})
+    theirs = {
+        **summary.get("config", {}),
+        **{k: saved[k] for k in model_keys if k in saved},
+        **saved.get("task_config", {}),
+        **{k: info[k] for k in ("encoder", "train_file", "dev_file") if k in info},
+    }
+    ignored = {"seed", "resume", "save_every", "log_every", "report_to"}
     changed = sorted(k for k in ours if k not in ignored and k in theirs and theirs[k] != ours[k])
     if changed:
         said = ", ".join(f"{k} {theirs[k]!r} there, {ours[k]!r} now" for k in changed)
-        raise UsageError(f"--resume: {path} was trained with other settings ({said}); use the same flags or --overwrite")
+        raise UsageError(f"--resume: {where} was trained with other settings ({said}); use the same flags or --overwrite")
     return summary
 
 
