@@ -214,6 +214,12 @@ def dev_scores(metrics: dict[str, Any]) -> dict[str, dict[str, float]]:
     return {k: {m: v[m] for m in ("precision", "recall", "f1")} for k, v in metrics.items() if isinstance(v, dict) and "f1" in v}
 
 
+def _mean_f1(metrics: dict[str, Any] | None) -> float:
+    """The mean F1 over a metrics dict's levels (-1 for none): the tie-break of model selection."""
+    f1s = [v["f1"] for v in dev_scores(metrics).values()] if metrics else []
+    return sum(f1s) / len(f1s) if f1s else -1.0
+
+
 class _Best:
     """The best evaluation so far, its weights kept in memory to restore at the end."""
 
@@ -223,7 +229,10 @@ class _Best:
         self.since = 0  # evaluations since the last improvement
 
     def offer(self, f1: float, metrics: dict[str, Any], epoch: int, step: int, model: torch.nn.Module) -> bool:
-        if f1 <= self.f1:
+        """Keep this evaluation when its main F1 is higher, or equal with a higher mean F1 over all
+        levels: a run whose main level is still 0 (no whole event right yet) keeps its latest,
+        better arguments and triggers rather than its first evaluation."""
+        if (f1, _mean_f1(metrics)) <= (self.f1, _mean_f1(self.metrics)):
             self.since += 1
             return False
         self.f1, self.metrics, self.epoch, self.step, self.since = f1, metrics, epoch, step, 0

@@ -152,3 +152,19 @@ def test_prefetched_batches_train_the_same_model(tiny_encoder, monkeypatch):
         states.append(ex.model.state_dict())
     assert threads and threading.get_ident() not in threads
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
+def test_model_selection_breaks_ties_on_the_other_levels():
+    """Evaluations with the same main F1 (0: no whole event right yet): the one whose other levels
+    score higher is kept; a lower main F1 never wins on the other levels."""
+    from gplinker.training import _Best
+
+    def levels(events, arguments):
+        return {name: {"precision": f1, "recall": f1, "f1": f1} for name, f1 in (("events", events), ("arguments", arguments))}
+
+    model, best = torch.nn.Linear(2, 2), _Best()
+    assert best.offer(0.0, levels(0.0, 0.02), 1, 10, model)
+    assert best.offer(0.0, levels(0.0, 0.06), 2, 20, model) and best.step == 20
+    assert not best.offer(0.0, levels(0.0, 0.04), 3, 30, model) and (best.step, best.since) == (20, 1)
+    assert best.offer(0.1, levels(0.1, 0.01), 4, 40, model) and best.since == 0
+    assert not best.offer(0.05, levels(0.05, 0.9), 5, 50, model) and best.step == 40
