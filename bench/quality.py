@@ -245,6 +245,18 @@ ROWS = [
         + ["--max-length", "160", "--stride", "48"],
         note="the 600-step budget with the recipe docs/results.md found for PHEE (standard head, lr 3e-4)",
     ),
+    Row(
+        "phee_event_600_tuned",
+        "PHEE",
+        "event",
+        "gplinker",
+        "minilm-l6",
+        "phee/train.jsonl",
+        "phee/dev.jsonl",
+        ["--lr", "4.7e-4", "--head-lr", "1.47e-3", "--warmup-ratio", "0", "--batch-size", "16", "--max-steps", "600"]
+        + ["--max-length", "160", "--stride", "48"],
+        note="the 600-step budget with the recipe `gplinker tune event` found (10 trials, docs/results.md)",
+    ),
 ]
 
 
