@@ -76,6 +76,7 @@ ME5 = ["--trim-vocab", "train", "--lr", "5e-5", "--head-lr", "1e-3", "--batch-si
 MINILM = ["--lr", "1e-4", "--head-lr", "1e-3", "--batch-size", "16"]
 # the CoNLL04 1,200-step recipe (encoder rate 3e-4, best at 400 steps), with and without RoPE links
 CONLL04_1200 = ["--lr", "3e-4", "--head-lr", "1e-3", "--batch-size", "16", "--max-steps", "1200", "--max-length", "128"]
+PHEE_WINDOWS = ["--max-length", "160", "--stride", "48"]
 ROWS = [
     Row(
         "cluener_gp",
@@ -223,39 +224,21 @@ ROWS = [
         ME5 + ["--max-steps", "450", "--max-length", "256", "--stride", "64"],
         note="FewFC with a larger budget",
     ),
-    Row(
-        "phee_event",
-        "PHEE",
-        "event",
-        "gplinker",
-        "minilm-l6",
-        "phee/train.jsonl",
-        "phee/dev.jsonl",
-        MINILM + ["--max-steps", "400", "--max-length", "160", "--stride", "48"],
-    ),
-    Row(
-        "phee_event_600",
-        "PHEE",
-        "event",
-        "gplinker",
-        "minilm-l6",
-        "phee/train.jsonl",
-        "phee/dev.jsonl",
-        ["--head", "standard", "--lr", "3e-4", "--head-lr", "1e-3", "--batch-size", "16", "--max-steps", "600"]
-        + ["--max-length", "160", "--stride", "48"],
-        note="the 600-step budget with the recipe docs/results.md found for PHEE (standard head, lr 3e-4)",
-    ),
-    Row(
-        "phee_event_600_tuned",
-        "PHEE",
-        "event",
-        "gplinker",
-        "minilm-l6",
-        "phee/train.jsonl",
-        "phee/dev.jsonl",
-        ["--lr", "4.7e-4", "--head-lr", "1.47e-3", "--warmup-ratio", "0", "--batch-size", "16", "--max-steps", "600"]
-        + ["--max-length", "160", "--stride", "48"],
-        note="the 600-step budget with the recipe `gplinker tune event` found (10 trials, docs/results.md)",
+    *(
+        Row(name, "PHEE", "event", "gplinker", "minilm-l6", "phee/train.jsonl", "phee/dev.jsonl", args + PHEE_WINDOWS, note=note)
+        for name, args, note in (
+            ("phee_event", MINILM + ["--max-steps", "400"], ""),
+            (
+                "phee_event_600",
+                ["--head", "standard", "--lr", "3e-4", "--head-lr", "1e-3", "--batch-size", "16", "--max-steps", "600"],
+                "the 600-step budget with the recipe docs/results.md found for PHEE (standard head, lr 3e-4)",
+            ),
+            (
+                "phee_event_600_tuned",
+                ["--lr", "4.7e-4", "--head-lr", "1.47e-3", "--warmup-ratio", "0", "--batch-size", "16", "--max-steps", "600"],
+                "the 600-step budget with the recipe `gplinker tune event` found (10 trials, docs/results.md)",
+            ),
+        )
     ),
 ]
 
