@@ -327,9 +327,12 @@ def run_row(row: Row, runs: Path, force: bool, seeds: int = 1, execute: bool = T
     if seeds > 1:
         spread = over_seeds([x["best"]["metrics"] or {} for x in summaries])
         levels = {k: {m: spread[k][m]["mean"] for m in ("precision", "recall", "f1")} for k in spread}
-    walls = [float(f.read_text()) for f in [wall_file, *(p.parent / "wall_seconds.txt" for p in summary_files)] if f.is_file()]
     if seeds > 1 and row.system == "gplinker":  # a resumed --seeds command's wall time leaves out the seeds it kept
         walls = [sum(x["seconds"] for x in summaries)]
+    else:
+        walls = [
+            float(f.read_text()) for f in [wall_file, *(p.parent / "wall_seconds.txt" for p in summary_files)] if f.is_file()
+        ]
     trim = out / "trim_report.json"
     return {
         "name": row.name,

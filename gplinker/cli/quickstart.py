@@ -39,7 +39,7 @@ QUICKSTART = [  # task, train, dev, extra training arguments
 DONE = """
 quickstart done in {seconds:.0f}s: demo models in {out}/{{ner,relation,event}}/model, predictions in {out}/predictions.jsonl, report in {out}/report.html.
 These are demo models trained on a few sentences; their dev scores say only that they learnt the examples.
-Train a real English entity + relation model on the public CoNLL04 corpus (SpERT JSON; about 4-5 minutes on
+Train a real English entity + relation model on the public CoNLL04 corpus (SpERT JSON; about 5 minutes on
 2 CPU cores; dev triples F1 ~0.60 over three seeds):
   gplinker train relation --train CONLL04/train.json --dev CONLL04/dev.json --encoder minilm-l6 --output runs/conll04 --max-steps 400 --max-length 128 --lr 3e-4 --head-lr 1e-3 --link-rope
 (CONLL04: the SpERT release of CoNLL04, https://github.com/lavis-nlp/spert, scripts/fetch_datasets.sh; "Bring your

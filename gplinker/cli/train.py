@@ -282,7 +282,8 @@ def train_seeds(args: argparse.Namespace, entry, opts, train_docs, dev_docs, out
     kept = {}
     if args.resume:
         task = {} if args.init_from else entry.task_class.from_documents(train_docs, opts).config()
-        kept = {seed: finished_seed(args, task, out / "seeds" / f"seed-{seed}") for seed in seeds}
+        ours = recipe(args, task)
+        kept = {seed: finished_seed(ours, out / "seeds" / f"seed-{seed}") for seed in seeds}
     for seed in seeds:
         one = copy.copy(args)
         one.seed, one.seeds = seed, 1
@@ -313,10 +314,28 @@ def train_seeds(args: argparse.Namespace, entry, opts, train_docs, dev_docs, out
     return 0
 
 
-def finished_seed(args: argparse.Namespace, task_config: dict[str, Any], where: Path) -> dict[str, Any] | None:
+# the settings chosen on dev after training, not given by the command
+CHOSEN_ON_DEV = {"link_threshold", "temperature"}
+NOT_RECIPE = {"seed", "resume", "save_every", "log_every", "report_to"}
+
+
+def recipe(args: argparse.Namespace, task_config: dict[str, Any]) -> dict[str, Any]:
+    """What a run of this command is made of, seed aside: training and model settings, the task's
+    config (labels and options, as the model would save them), the encoder and the data files."""
+    model = {k: v for k, v in options.values(args, ModelSettings).items() if k not in CHOSEN_ON_DEV}
+    return {
+        **dataclasses.asdict(TrainConfig(**options.values(args, TrainConfig))),
+        **model,
+        **task_config,
+        "encoder": args.encoder,
+        "train_file": str(args.train),
+        "dev_file": str(args.dev) if args.dev else None,
+    }
+
+
+def finished_seed(ours: dict[str, Any], where: Path) -> dict[str, Any] | None:
     """The summary of a seed's run that finished (``train_summary.json`` is written last), or None.
-    A finished run of another recipe (data, encoder, model or training settings) is an error, not
-    a silent mix in the mean."""
+    A finished run of another recipe (:func:`recipe`) is an error, not a silent mix in the mean."""
     import json
 
     path = where / "train_summary.json"
@@ -324,24 +343,14 @@ def finished_seed(args: argparse.Namespace, task_config: dict[str, Any], where: 
         return None
     summary = json.loads(path.read_text(encoding="utf-8"))
     saved = json.loads((where / "model" / "gplinker.json").read_text(encoding="utf-8"))
-    model_keys = ("head_type", "head_size", "max_length", "stride", "align", "label_sharing")
-    ours = {
-        **dataclasses.asdict(TrainConfig(**options.values(args, TrainConfig))),
-        **{k: v for k, v in options.values(args, ModelSettings).items() if k in model_keys},
-        **task_config,  # the labels of the data and the task's options, as the model would save them
-        "encoder": args.encoder,
-        "train_file": str(args.train),
-        "dev_file": str(args.dev) if args.dev else None,
-    }
     info = saved.get("info", {})
     theirs = {
         **summary.get("config", {}),
-        **{k: saved[k] for k in model_keys if k in saved},
+        **{f.name: saved[f.name] for f in dataclasses.fields(ModelSettings) if f.name in saved},
         **saved.get("task_config", {}),
         **{k: info[k] for k in ("encoder", "train_file", "dev_file") if k in info},
     }
-    ignored = {"seed", "resume", "save_every", "log_every", "report_to"}
-    changed = sorted(k for k in ours if k not in ignored and k in theirs and theirs[k] != ours[k])
+    changed = sorted(k for k in ours if k not in NOT_RECIPE and k in theirs and theirs[k] != ours[k])
     if changed:
         said = ", ".join(f"{k} {theirs[k]!r} there, {ours[k]!r} now" for k in changed)
         raise UsageError(f"--resume: {where} was trained with other settings ({said}); use the same flags or --overwrite")
